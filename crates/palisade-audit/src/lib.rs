@@ -1,0 +1,4 @@
+//! palisade-audit
+
+pub mod checkpoint;
+pub mod merkle;

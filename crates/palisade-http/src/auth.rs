@@ -1,0 +1,88 @@
+//! Authentication of Palisade's own API: `Authorization: Bearer <api key>`.
+
+use crate::problem::Problem;
+use crate::state::AppState;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use palisade_auth::{ApiKey, PresentedKey};
+use palisade_core::principal::TenantId;
+
+/// The authenticated caller of a `/v1` request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The API key used.
+    pub key: ApiKey,
+}
+
+impl Caller {
+    /// Fails with 403 unless the key carries `scope` (or `admin`).
+    pub fn require(&self, scope: &str) -> Result<(), Problem> {
+        if self.key.scopes.allows(scope) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "this API key lacks the scope {scope:?}"
+            )))
+        }
+    }
+
+    /// The tenant to act in: the key's own, or for an admin key the one it names.
+    /// A non-admin key naming another tenant gets 403, never that tenant's data.
+    pub fn tenant(&self, requested: Option<&str>) -> Result<TenantId, Problem> {
+        match requested {
+            None => Ok(self.key.tenant.clone()),
+            Some(raw) => {
+                let tenant = TenantId::parse(raw).map_err(|e| {
+                    Problem::unprocessable(e.to_string()).field("tenant", e.to_string())
+                })?;
+                if tenant == self.key.tenant || self.key.scopes.is_admin() {
+                    Ok(tenant)
+                } else {
+                    Err(Problem::forbidden(
+                        "this API key cannot act in another tenant",
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Middleware for `/v1`: verifies the bearer key and puts the [`Caller`] in the
+/// request's extensions, or answers 401.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(presented) = bearer(req.headers().get(AUTHORIZATION)) else {
+        return Problem::unauthorized().into_response();
+    };
+    match state.api_keys.verify(&presented).await {
+        Ok(key) => {
+            tracing::Span::current().record("api_key", tracing::field::display(key.id));
+            req.extensions_mut().insert(Caller { key });
+            next.run(req).await
+        }
+        Err(e) => Problem::from(e).into_response(),
+    }
+}
+
+fn bearer(value: Option<&axum::http::HeaderValue>) -> Option<PresentedKey> {
+    let text = value?.to_str().ok()?;
+    let (scheme, token) = text.split_once(' ')?;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| PresentedKey::new(token.trim()))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(Problem::unauthorized)
+    }
+}

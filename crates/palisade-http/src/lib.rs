@@ -1,0 +1,19 @@
+//! Palisade's HTTP surface: the `/v1` API, health and metrics endpoints, the
+//! OpenAPI document, and the tower layers that wrap them. The only crate that
+//! speaks HTTP; it calls the domain crates' plain Rust APIs.
+
+pub mod auth;
+mod errors;
+pub mod json;
+pub mod layers;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod server;
+pub mod state;
+
+pub use auth::Caller;
+pub use openapi::{api_router, openapi_document};
+pub use problem::Problem;
+pub use server::serve;
+pub use state::{AppState, HttpSettings};

@@ -1,0 +1,100 @@
+//! The router and its OpenAPI 3.1 document, generated from the handlers themselves
+//! so an endpoint missing from the document cannot exist.
+
+use crate::auth;
+use crate::layers::{idempotency, problems, telemetry};
+use crate::problem::Problem;
+use crate::routes::{api_keys, health};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::{from_fn, from_fn_with_state};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Palisade", description = "Authentication, authorization, tamper-evident audit, encryption and request protection for backend services."),
+    modifiers(&BearerApiKey),
+    components(schemas(Problem)),
+    tags(
+        (name = "health", description = "Probes and metrics"),
+        (name = "api-keys", description = "API keys of Palisade's own API"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerApiKey;
+
+impl Modify for BearerApiKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (v1, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(api_keys::create, api_keys::list))
+        .routes(routes!(api_keys::revoke))
+        .split_for_parts();
+    // Layers run outside-in in the reverse order of `.layer` calls: authenticate first,
+    // then idempotency (which needs the caller to scope its records).
+    let v1 = v1
+        .layer(from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent_posts,
+        ))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate));
+    let (root, root_api) = OpenApiRouter::new()
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::health))
+        .routes(routes!(health::metrics))
+        .split_for_parts();
+    api.merge(root_api);
+    (root.merge(v1), api)
+}
+
+/// The OpenAPI document of the whole API.
+pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
+    routers(state).1
+}
+
+/// The complete application: every route, `/openapi.json`, `/docs`, and the layer stack
+/// (request id, panic catching, logs and metrics, problem bodies, timeout, body limit).
+pub fn api_router(state: AppState) -> Router {
+    let (routes, api) = routers(&state);
+    let settings = state.settings.clone();
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .fallback(|| async { Problem::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::for_status(StatusCode::METHOD_NOT_ALLOWED)
+        })
+        // Innermost first: each `.layer` wraps everything above it.
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .layer(from_fn(problems::ensure_problem_bodies))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                tracing::error!("handler panicked");
+                axum::response::IntoResponse::into_response(Problem::internal())
+            },
+        ))
+        .layer(from_fn(telemetry::observe))
+        .layer(from_fn(telemetry::request_id))
+        .with_state(state)
+}

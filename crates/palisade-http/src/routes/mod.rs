@@ -1,0 +1,4 @@
+//! Route handlers, one module per area.
+
+pub mod api_keys;
+pub mod health;

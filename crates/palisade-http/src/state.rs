@@ -1,0 +1,100 @@
+//! What every handler can reach: the domain services, the database, health and metrics.
+
+use palisade_auth::ApiKeys;
+use palisade_core::SharedClock;
+use palisade_core::health::HealthRegistry;
+use palisade_observe::Metrics;
+use palisade_store::Database;
+use palisade_store::idempotency::IdempotencyStore;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Limits and switches of the HTTP layer (`[server]` in `palisade.toml`).
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest a request may take before it is answered 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Shared application state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// API keys of Palisade's own API.
+    pub api_keys: ApiKeys,
+    /// The database.
+    pub db: Database,
+    /// Stored responses for `Idempotency-Key`.
+    pub idempotency: IdempotencyStore,
+    /// Dependency health checks.
+    pub health: HealthRegistry,
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Time.
+    pub clock: SharedClock,
+    /// HTTP limits.
+    pub settings: HttpSettings,
+    started: Instant,
+    migrated: AtomicBool,
+}
+
+impl AppState {
+    /// Assembles the state. The instance reports not-ready until [`AppState::mark_migrated`].
+    pub fn new(
+        db: Database,
+        api_keys: ApiKeys,
+        health: HealthRegistry,
+        metrics: Metrics,
+        clock: SharedClock,
+        settings: HttpSettings,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            api_keys,
+            idempotency: IdempotencyStore::new(db.clone()),
+            db,
+            health,
+            metrics,
+            clock,
+            settings,
+            started: Instant::now(),
+            migrated: AtomicBool::new(false),
+        }))
+    }
+
+    /// Records that the schema is up to date; readiness may now turn green.
+    pub fn mark_migrated(&self) {
+        self.0.migrated.store(true, Ordering::Release);
+    }
+
+    /// Whether migrations have been applied.
+    pub fn is_migrated(&self) -> bool {
+        self.0.migrated.load(Ordering::Acquire)
+    }
+
+    /// Time since this state was built.
+    pub fn uptime(&self) -> Duration {
+        self.0.started.elapsed()
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,447 @@
+//! The HTTP frame driven as a client would, on both backends: authentication,
+//! scopes, problem documents for every kind of bad input, idempotency, request ids,
+//! and no API key ever written to a log line.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
+use palisade_core::health::HealthRegistry;
+use palisade_core::principal::TenantId;
+use palisade_core::{Secret, SystemClock};
+use palisade_http::{AppState, HttpSettings, api_router};
+use palisade_observe::Metrics;
+use palisade_store::{Database, DatabaseConfig, DatabaseHealth};
+use palisade_testkit::postgres::TestDatabase;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+
+const PEPPER: &str = "test-pepper-test-pepper-test-pepper";
+
+/// One running application on one backend, plus what keeps its storage alive.
+struct Harness {
+    app: Router,
+    state: AppState,
+    admin: String,
+    _sqlite_dir: Option<tempfile::TempDir>,
+    _pg: Option<TestDatabase>,
+}
+
+async fn sqlite() -> Harness {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Database::connect(&DatabaseConfig::default(), dir.path())
+        .await
+        .expect("open sqlite");
+    harness(db, Some(dir), None).await
+}
+
+async fn postgres() -> Harness {
+    let pg = TestDatabase::create()
+        .await
+        .expect("test schema on PostgreSQL");
+    let db = Database::connect(
+        &DatabaseConfig::postgres(pg.url()),
+        std::path::Path::new("."),
+    )
+    .await
+    .expect("connect postgres");
+    harness(db, None, Some(pg)).await
+}
+
+async fn harness(
+    db: Database,
+    dir: Option<tempfile::TempDir>,
+    pg: Option<TestDatabase>,
+) -> Harness {
+    db.migrate().await.expect("migrate");
+    let clock = SystemClock::shared();
+    let keys = ApiKeys::new(
+        ApiKeyStore::new(db.clone()),
+        &Secret::new(PEPPER),
+        clock.clone(),
+    );
+    let admin = keys
+        .create(NewApiKey {
+            name: "admin".into(),
+            tenant: TenantId::default_tenant(),
+            scopes: Scopes::admin(),
+            expires_at_ms: None,
+        })
+        .await
+        .expect("admin key");
+    let mut health = HealthRegistry::new(std::time::Duration::from_secs(2));
+    health
+        .register(Arc::new(DatabaseHealth(db.clone())))
+        .expect("register");
+    let settings = HttpSettings {
+        max_body_bytes: 4096,
+        ..HttpSettings::default()
+    };
+    let state = AppState::new(
+        db,
+        keys,
+        health,
+        Metrics::install().expect("metrics"),
+        clock,
+        settings,
+    );
+    state.mark_migrated();
+    Harness {
+        app: api_router(state.clone()),
+        state,
+        admin: admin.secret.expose().to_owned(),
+        _sqlite_dir: dir,
+        _pg: pg,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl Harness {
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let response = self.app.clone().oneshot(req).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn create_key(&self, scopes: &[&str]) -> (String, String) {
+        let answer = self
+            .send(post(
+                "/v1/api-keys",
+                Some(&self.admin),
+                json!({"name": "k", "scopes": scopes}),
+            ))
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        (
+            answer.body["id"].as_str().unwrap_or_default().to_owned(),
+            answer.body["secret"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    }
+}
+
+fn get(path: &str, key: Option<&str>) -> Request<Body> {
+    let mut builder = Request::get(path);
+    if let Some(key) = key {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    builder.body(Body::empty()).expect("request")
+}
+
+fn post(path: &str, key: Option<&str>, body: Value) -> Request<Body> {
+    raw_post(path, key, "application/json", body.to_string())
+}
+
+fn raw_post(path: &str, key: Option<&str>, content_type: &str, body: String) -> Request<Body> {
+    let mut builder = Request::post(path).header(header::CONTENT_TYPE, content_type);
+    if let Some(key) = key {
+        builder = builder.header(header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    builder.body(Body::from(body)).expect("request")
+}
+
+fn assert_problem(answer: &Answer, status: StatusCode) {
+    assert_eq!(answer.status, status, "{}", answer.body);
+    assert_eq!(
+        answer
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    assert_eq!(answer.body["status"], status.as_u16());
+    assert!(
+        answer.body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("https://"))
+    );
+}
+
+async fn bad_input_gets_the_right_problem(h: Harness) {
+    let admin = Some(h.admin.as_str());
+    assert_problem(
+        &h.send(get("/v1/nowhere", admin)).await,
+        StatusCode::NOT_FOUND,
+    );
+    assert_problem(&h.send(get("/nowhere", None)).await, StatusCode::NOT_FOUND);
+    let put = Request::put("/health/live")
+        .body(Body::empty())
+        .expect("request");
+    assert_problem(&h.send(put).await, StatusCode::METHOD_NOT_ALLOWED);
+
+    let malformed = raw_post(
+        "/v1/api-keys",
+        admin,
+        "application/json",
+        "{\"name\":".into(),
+    );
+    assert_problem(&h.send(malformed).await, StatusCode::BAD_REQUEST);
+    let wrong_type = raw_post("/v1/api-keys", admin, "text/plain", "{}".into());
+    assert_problem(
+        &h.send(wrong_type).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    );
+    let oversized = raw_post(
+        "/v1/api-keys",
+        admin,
+        "application/json",
+        format!("{{\"name\":\"{}\"}}", "x".repeat(10_000)),
+    );
+    assert_problem(&h.send(oversized).await, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let wrong_shape = h
+        .send(post(
+            "/v1/api-keys",
+            admin,
+            json!({"name": 5, "scopes": []}),
+        ))
+        .await;
+    assert_problem(&wrong_shape, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong_shape.body["errors"][0]["field"], "name");
+    let unknown_scope = h
+        .send(post(
+            "/v1/api-keys",
+            admin,
+            json!({"name": "x", "scopes": ["root"]}),
+        ))
+        .await;
+    assert_problem(&unknown_scope, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(unknown_scope.body["errors"][0]["field"], "scopes");
+}
+
+async fn credentials_are_checked(h: Harness) {
+    assert_problem(
+        &h.send(get("/v1/api-keys", None)).await,
+        StatusCode::UNAUTHORIZED,
+    );
+    assert_problem(
+        &h.send(get(
+            "/v1/api-keys",
+            Some("pal_not-a-real-key-not-a-real-key-0000"),
+        ))
+        .await,
+        StatusCode::UNAUTHORIZED,
+    );
+    let basic = Request::get("/v1/api-keys")
+        .header(header::AUTHORIZATION, format!("Basic {}", h.admin))
+        .body(Body::empty())
+        .expect("request");
+    assert_problem(&h.send(basic).await, StatusCode::UNAUTHORIZED);
+    // A key differing from a real one in its last character.
+    let mut near = h.admin.clone();
+    let last = near
+        .pop()
+        .map(|c| if c == 'A' { 'B' } else { 'A' })
+        .unwrap_or('A');
+    near.push(last);
+    assert_problem(
+        &h.send(get("/v1/api-keys", Some(&near))).await,
+        StatusCode::UNAUTHORIZED,
+    );
+
+    let (_, writer) = h.create_key(&["audit:write"]).await;
+    assert_problem(
+        &h.send(get("/v1/api-keys", Some(&writer))).await,
+        StatusCode::FORBIDDEN,
+    );
+
+    let (id, doomed) = h.create_key(&["audit:read"]).await;
+    // Valid but not admin: 403 shows the key authenticates before it is revoked.
+    assert_problem(
+        &h.send(get("/v1/api-keys", Some(&doomed))).await,
+        StatusCode::FORBIDDEN,
+    );
+    let delete = Request::delete(format!("/v1/api-keys/{id}"))
+        .header(header::AUTHORIZATION, format!("Bearer {}", h.admin))
+        .body(Body::empty())
+        .expect("request");
+    let revoked = h.send(delete).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    assert!(revoked.body["revoked_at_ms"].is_i64());
+    assert_problem(
+        &h.send(get("/v1/api-keys", Some(&doomed))).await,
+        StatusCode::UNAUTHORIZED,
+    );
+}
+
+async fn idempotency_key_replays_and_refuses_reuse(h: Harness) {
+    let with_key = |body: Value, key: &str| {
+        let mut req = post("/v1/api-keys", Some(&h.admin), body);
+        req.headers_mut()
+            .insert("idempotency-key", key.parse().expect("header"));
+        req
+    };
+    let body = json!({"name": "once", "scopes": ["audit:read"]});
+    let first = h.send(with_key(body.clone(), "k-1")).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = h.send(with_key(body.clone(), "k-1")).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body, first.body, "a replay returns the very same key");
+    assert_eq!(
+        again
+            .headers
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let listed = h.send(get("/v1/api-keys", Some(&h.admin))).await;
+    let named_once = listed.body["keys"]
+        .as_array()
+        .map(|keys| keys.iter().filter(|k| k["name"] == "once").count());
+    assert_eq!(named_once, Some(1), "the replay created nothing");
+
+    let other = h
+        .send(with_key(
+            json!({"name": "twice", "scopes": ["audit:read"]}),
+            "k-1",
+        ))
+        .await;
+    assert_problem(&other, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad_key = h.send(with_key(body, "has space")).await;
+    assert_problem(&bad_key, StatusCode::BAD_REQUEST);
+}
+
+async fn request_ids_are_kept_or_made(h: Harness) {
+    let mut req = get("/health/live", None);
+    req.headers_mut()
+        .insert("x-request-id", "abc-123".parse().expect("header"));
+    let kept = h.send(req).await;
+    assert_eq!(
+        kept.headers.get("x-request-id").map(|v| v.as_bytes()),
+        Some(&b"abc-123"[..])
+    );
+    let made = h.send(get("/health/live", None)).await;
+    let id = made
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+}
+
+async fn health_and_readiness_report_the_database(h: Harness) {
+    let health = h.send(get("/health", None)).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "up");
+    assert_eq!(health.body["components"]["database"]["status"], "up");
+    assert!(
+        health.body["resident_memory_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 0)
+    );
+    assert_eq!(
+        h.send(get("/health/ready", None)).await.status,
+        StatusCode::OK
+    );
+    let metrics = h
+        .app
+        .clone()
+        .oneshot(get("/metrics", None))
+        .await
+        .expect("infallible");
+    let text = metrics
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("palisade_http_requests_total"), "{text}");
+    let _ = &h.state;
+}
+
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod on_sqlite {
+            use super::*;
+            $( #[tokio::test] async fn $scenario() { super::$scenario(sqlite().await).await } )*
+        }
+        mod on_postgres {
+            use super::*;
+            $( #[tokio::test] async fn $scenario() { super::$scenario(postgres().await).await } )*
+        }
+    };
+}
+
+on_both_backends!(
+    bad_input_gets_the_right_problem,
+    credentials_are_checked,
+    idempotency_key_replays_and_refuses_reuse,
+    request_ids_are_kept_or_made,
+    health_and_readiness_report_the_database,
+);
+
+/// A writer that keeps every log line in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_api_key_is_ever_logged() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = sqlite().await;
+    let (_, created) = h.create_key(&["audit:write"]).await;
+    let wrong = "pal_wrong-key-wrong-key-wrong-key-wrong-key";
+    h.send(get("/v1/api-keys", Some(&h.admin))).await;
+    h.send(get("/v1/api-keys", Some(&created))).await;
+    h.send(get("/v1/api-keys", Some(wrong))).await;
+    h.send(raw_post(
+        "/v1/api-keys",
+        Some(&h.admin),
+        "application/json",
+        "{oops".into(),
+    ))
+    .await;
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().map(|b| b.clone()).unwrap_or_default())
+        .into_owned();
+    assert!(
+        logs.contains("request finished"),
+        "the capture works: {logs}"
+    );
+    for secret in [h.admin.as_str(), created.as_str(), wrong] {
+        assert!(!logs.contains(secret), "a key reached the logs");
+    }
+}

@@ -1,0 +1,83 @@
+//! PostgreSQL pools: a primary for writes and an optional replica for read-only queries.
+
+use crate::{DatabaseConfig, StoreError};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use std::str::FromStr;
+
+/// Connections to PostgreSQL. Pools connect lazily, so Palisade starts (and reports
+/// "not ready") while the database is down instead of refusing to start.
+#[derive(Debug, Clone)]
+pub struct PostgresDb {
+    primary: PgPool,
+    replica: Option<PgPool>,
+}
+
+impl PostgresDb {
+    /// Builds the pools from the configuration without connecting yet.
+    pub fn connect_lazy(config: &DatabaseConfig) -> Result<Self, StoreError> {
+        let url = config
+            .url
+            .as_ref()
+            .ok_or_else(|| StoreError::Config("database.url: missing".into()))?;
+        let primary = pool(config, url.expose(), "database.url")?;
+        let replica = config
+            .replica_url
+            .as_ref()
+            .map(|u| pool(config, u.expose(), "database.replica_url"))
+            .transpose()?;
+        Ok(Self { primary, replica })
+    }
+
+    /// Wraps an existing pool (tests, embedding applications).
+    pub fn from_pool(primary: PgPool) -> Self {
+        Self {
+            primary,
+            replica: None,
+        }
+    }
+
+    /// The pool for writes and for reads that must see the latest writes.
+    pub fn primary(&self) -> &PgPool {
+        &self.primary
+    }
+
+    /// The pool for read-only queries that tolerate replication lag.
+    pub fn reader(&self) -> &PgPool {
+        self.replica.as_ref().unwrap_or(&self.primary)
+    }
+
+    /// Whether a separate read replica is configured.
+    pub fn has_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    pub(crate) async fn close(&self) {
+        self.primary.close().await;
+        if let Some(replica) = &self.replica {
+            replica.close().await;
+        }
+    }
+}
+
+fn pool(config: &DatabaseConfig, url: &str, key: &str) -> Result<PgPool, StoreError> {
+    // The URL may hold a password: the error names the key, never the value.
+    let mut options = PgConnectOptions::from_str(url)
+        .map_err(|_| StoreError::Config(format!("{key}: not a valid postgres:// URL")))?
+        .application_name("palisade")
+        .options([("statement_timeout", config.statement_timeout_ms.to_string())]);
+    if let Some(ca) = &config.ssl_root_cert {
+        options = options.ssl_root_cert(ca);
+        if url.contains("sslmode=") {
+            // Respect the URL's mode; a CA file without a mode means "verify everything".
+        } else {
+            options = options.ssl_mode(PgSslMode::VerifyFull);
+        }
+    }
+    Ok(PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .min_connections(config.min_connections)
+        .acquire_timeout(config.acquire_timeout())
+        .idle_timeout(Some(config.idle_timeout()))
+        .test_before_acquire(true)
+        .connect_lazy_with(options))
+}

@@ -1,0 +1,68 @@
+//! Throwaway `redis-server` processes: a single server, a Sentinel deployment
+//! and a Cluster.
+//!
+//! The shared test Redis (see [`crate::redis`]) covers most tests; these
+//! fixtures are for tests that need a topology CI does not provide, or that
+//! stop, fail over or otherwise disturb the server. Each fixture runs its
+//! processes on free loopback ports in its own temporary directory, returns
+//! only once they answer, and kills them and removes the directory when
+//! dropped. Every wait is bounded; a missing `redis-server` is reported as
+//! [`TestkitError::MissingProgram`].
+
+mod cluster;
+mod process;
+mod sentinel;
+
+use std::net::SocketAddr;
+
+pub use cluster::RedisCluster;
+pub use sentinel::RedisSentinel;
+
+use crate::TestkitError;
+use process::{Mode, Ports, ServerProcess};
+
+/// One standalone `redis-server` without persistence.
+#[derive(Debug)]
+pub struct RedisServer {
+    // Fields drop in order: the process must die before its directory goes.
+    process: ServerProcess,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts a server on a free loopback port and waits until it answers PING.
+    pub async fn start() -> Result<Self, TestkitError> {
+        let dir = temp_dir("palisade-redis-")?;
+        let process = process::spawn(
+            dir.path(),
+            "server",
+            Mode::Server,
+            Ports::Client,
+            process::base_config,
+        )
+        .await?;
+        Ok(Self { process, _dir: dir })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.process.addr()
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.process.port()
+    }
+
+    /// A `redis://` URL for the server.
+    pub fn url(&self) -> String {
+        process::url(self.addr())
+    }
+}
+
+fn temp_dir(prefix: &str) -> Result<tempfile::TempDir, TestkitError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| TestkitError::io("create temp dir for redis-server", e))
+}

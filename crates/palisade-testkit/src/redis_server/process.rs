@@ -1,0 +1,401 @@
+//! Spawning one `redis-server` process, finding ports for it, and talking to it
+//! while a fixture sets up.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue};
+use tokio::time::Instant;
+
+use crate::TestkitError;
+
+/// The program every fixture runs; Sentinel is the same binary with `--sentinel`.
+const REDIS_SERVER: &str = "redis-server";
+
+/// How long a freshly spawned server may take to answer PING.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often waits re-check their condition: short, because every fixture
+/// start pays it, yet long enough not to spin.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Per-command bounds for set-up traffic, so a wedged server cannot stall a
+/// wait past its deadline.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How a process is told apart: a plain server or a Sentinel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Server,
+    Sentinel,
+}
+
+/// Which ports a process needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ports {
+    /// Just the client port.
+    Client,
+    /// The client port and the cluster bus port (client port + 10000), which
+    /// `redis-server` derives itself.
+    ClientAndClusterBus,
+}
+
+/// A running `redis-server`, killed and reaped when dropped.
+///
+/// A std `Child` with an explicit kill-and-wait is used rather than tokio's
+/// `kill_on_drop`: the process is gone (not merely signalled) when `drop`
+/// returns, and it works whichever runtime, if any, is current. Children stay in
+/// the test's process group, so a test runner that kills a timed-out test's
+/// group (nextest does) takes them too.
+#[derive(Debug)]
+pub(crate) struct ServerProcess {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        loopback(self.port)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // Errors only mean the process has already exited.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+}
+
+pub(crate) fn url(addr: SocketAddr) -> String {
+    format!("redis://{addr}")
+}
+
+/// Spawns `redis-server` in `dir/name` with the config `config(port)` returns,
+/// on a free port, and waits until it answers PING.
+///
+/// A free port is found by binding port 0 and closing the listener, so another
+/// process can take it before `redis-server` binds it. That race is small, and a
+/// start that fails with "Address already in use" is retried once on new ports.
+pub(crate) async fn spawn(
+    dir: &Path,
+    name: &str,
+    mode: Mode,
+    ports: Ports,
+    config: impl Fn(u16, &Path) -> String,
+) -> Result<ServerProcess, TestkitError> {
+    let home = dir.join(name);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        // A failed attempt may have left files (a cluster's nodes.conf names
+        // its old port); start each attempt from an empty directory.
+        if home.exists() {
+            std::fs::remove_dir_all(&home)
+                .map_err(|e| TestkitError::io(format!("clear {}", home.display()), e))?;
+        }
+        std::fs::create_dir_all(&home)
+            .map_err(|e| TestkitError::io(format!("create {}", home.display()), e))?;
+        let port = match ports {
+            Ports::Client => free_port()?,
+            Ports::ClientAndClusterBus => free_cluster_port()?,
+        };
+        let conf = home.join("redis.conf");
+        std::fs::write(&conf, config(port, &home))
+            .map_err(|e| TestkitError::io(format!("write {}", conf.display()), e))?;
+        let mut process = launch(REDIS_SERVER, &home, &conf, mode, port)?;
+        match wait_until_answers(&mut process).await {
+            Ok(()) => return Ok(process),
+            Err(TestkitError::ProcessExited { log_tail, .. })
+                if attempt == 1 && log_tail.contains("Address already in use") =>
+            {
+                tracing::debug!(
+                    port,
+                    name,
+                    "port taken before redis-server bound it; retrying"
+                );
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn launch(
+    program: &'static str,
+    home: &Path,
+    conf: &Path,
+    mode: Mode,
+    port: u16,
+) -> Result<ServerProcess, TestkitError> {
+    // The config sets `logfile ""`, so the log and any fatal config error both
+    // go to stdout/stderr, captured in one file the errors can quote.
+    let log = home.join("redis.log");
+    let stdout = std::fs::File::create(&log)
+        .map_err(|e| TestkitError::io(format!("create {}", log.display()), e))?;
+    let stderr = stdout
+        .try_clone()
+        .map_err(|e| TestkitError::io("duplicate log handle", e))?;
+    let mut command = Command::new(program);
+    command.arg(conf);
+    if mode == Mode::Sentinel {
+        command.arg("--sentinel");
+    }
+    let child = command
+        .current_dir(home)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => TestkitError::MissingProgram {
+                program,
+                hint: "install it (Debian: `apt-get install redis-server`) or run `scripts/test`, which does",
+            },
+            _ => TestkitError::io(format!("spawn {program}"), e),
+        })?;
+    Ok(ServerProcess { child, port, log })
+}
+
+async fn wait_until_answers(process: &mut ServerProcess) -> Result<(), TestkitError> {
+    let addr = process.addr();
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = process
+            .child
+            .try_wait()
+            .map_err(|e| TestkitError::io("check redis-server status", e))?
+        {
+            return Err(TestkitError::ProcessExited {
+                program: REDIS_SERVER,
+                status: status.to_string(),
+                log: process.log.clone(),
+                log_tail: log_tail(&process.log),
+            });
+        }
+        let last = match query::<String>(addr, &::redis::cmd("PING"), "PING").await {
+            Ok(reply) if reply == "PONG" => return Ok(()),
+            Ok(reply) => format!("PING answered {reply:?}"),
+            Err(error) => error.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(TestkitError::Timeout {
+                what: format!("{REDIS_SERVER} on {addr} to answer PING"),
+                waited: START_TIMEOUT,
+                detail: Some(format!(
+                    "{last}; log {}:\n{}",
+                    process.log.display(),
+                    log_tail(&process.log)
+                )),
+            });
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The last lines of a log, for error messages.
+fn log_tail(log: &Path) -> String {
+    match std::fs::read_to_string(log) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let start = lines.len().saturating_sub(20);
+            lines[start..].join("\n")
+        }
+        Err(error) => format!("(could not read log: {error})"),
+    }
+}
+
+/// A port nothing listens on right now (see [`spawn`] for the race).
+fn free_port() -> Result<u16, TestkitError> {
+    let listener = TcpListener::bind(loopback(0))
+        .map_err(|e| TestkitError::io("bind 127.0.0.1:0 to find a free port", e))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| TestkitError::io("read port of probe listener", e))?
+        .port();
+    Ok(port)
+}
+
+/// A port `p` where both `p` and the cluster bus port `p + 10000` are free.
+fn free_cluster_port() -> Result<u16, TestkitError> {
+    // Ephemeral ports (Linux default 32768-60999) are mostly below 55536, so a
+    // handful of tries suffices; the bound keeps a crowded machine from looping.
+    for _ in 0..200 {
+        let client = TcpListener::bind(loopback(0))
+            .map_err(|e| TestkitError::io("bind 127.0.0.1:0 to find a free port", e))?;
+        let port = client
+            .local_addr()
+            .map_err(|e| TestkitError::io("read port of probe listener", e))?
+            .port();
+        let Some(bus) = port.checked_add(10_000) else {
+            continue;
+        };
+        // Both listeners are held at once so the pair is free at one instant.
+        if TcpListener::bind(loopback(bus)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(TestkitError::io(
+        "find a port p with p and p+10000 both free on 127.0.0.1",
+        std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    ))
+}
+
+/// Sends one command on a fresh connection, with connect and response timeouts.
+///
+/// A fresh connection per call keeps set-up code free of connection state and
+/// survives the server restarting or changing role between calls.
+pub(crate) async fn query<T: FromRedisValue>(
+    addr: SocketAddr,
+    command: &Cmd,
+    context: &str,
+) -> Result<T, TestkitError> {
+    let error = |source| TestkitError::Redis {
+        addr: addr.to_string(),
+        context: context.to_owned(),
+        source,
+    };
+    let client = Client::open(url(addr)).map_err(error)?;
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    let mut connection: MultiplexedConnection = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .map_err(error)?;
+    command.query_async(&mut connection).await.map_err(error)
+}
+
+/// One field of an `INFO` or `CLUSTER INFO` reply (`key:value` lines).
+pub(crate) fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
+    info.lines().find_map(|line| {
+        line.trim_end()
+            .strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix(':'))
+    })
+}
+
+/// The result of one check in [`wait_until`].
+#[derive(Debug)]
+pub(crate) enum Check<T> {
+    /// The condition holds.
+    Ready(T),
+    /// Not yet; the text says what was seen, for the timeout message.
+    NotYet(String),
+}
+
+/// Re-runs `check` until it is ready, fails, or `timeout` passes.
+///
+/// Errors from `check` end the wait at once; use them for conditions that
+/// cannot fix themselves, and [`Check::NotYet`] for ones that can (including a
+/// server briefly refusing connections).
+pub(crate) async fn wait_until<T, F, Fut>(
+    what: impl Into<String>,
+    timeout: Duration,
+    mut check: F,
+) -> Result<T, TestkitError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Check<T>, TestkitError>>,
+{
+    let what = what.into();
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no check finished");
+    loop {
+        match tokio::time::timeout_at(deadline, check()).await {
+            Ok(Ok(Check::Ready(value))) => return Ok(value),
+            Ok(Ok(Check::NotYet(seen))) => last = seen,
+            Ok(Err(error)) => return Err(error),
+            // The deadline fell during a check; the previous one's finding is
+            // the useful detail.
+            Err(_) => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(TestkitError::Timeout {
+                what,
+                waited: timeout,
+                detail: Some(last),
+            });
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// The base config every data node uses: loopback only, no persistence (tests
+/// want speed and nothing left behind), logging to stdout.
+pub(crate) fn base_config(port: u16, home: &Path) -> String {
+    let mut config = String::new();
+    // Writing to a String cannot fail.
+    let _ = write!(
+        config,
+        "port {port}\n\
+         bind 127.0.0.1\n\
+         daemonize no\n\
+         logfile \"\"\n\
+         dir \"{}\"\n\
+         save \"\"\n\
+         appendonly no\n",
+        home.display()
+    );
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_program_is_reported_with_an_install_hint() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("redis.conf");
+        let error = launch(
+            "palisade-testkit-no-such-program",
+            dir.path(),
+            &conf,
+            Mode::Server,
+            1,
+        )
+        .expect_err("a missing program cannot start");
+        let message = error.to_string();
+        assert!(
+            matches!(error, TestkitError::MissingProgram { .. }),
+            "unexpected error: {message}"
+        );
+        assert!(
+            message.contains("apt-get install redis-server"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn info_field_reads_the_value_of_one_key() {
+        let info = "# Replication\r\nrole:slave\r\nmaster_port:6380\r\nmaster_link_status:up\r\n";
+        assert_eq!(info_field(info, "role"), Some("slave"));
+        assert_eq!(info_field(info, "master_port"), Some("6380"));
+        // A key that is a prefix of another must not match it.
+        assert_eq!(info_field(info, "master"), None);
+        assert_eq!(info_field(info, "missing"), None);
+    }
+
+    #[test]
+    fn cluster_port_leaves_room_for_a_free_bus_port() {
+        let port = free_cluster_port().expect("a free port pair");
+        let bus = port.checked_add(10_000).expect("bus port fits in u16");
+        TcpListener::bind(loopback(port)).expect("client port is free");
+        TcpListener::bind(loopback(bus)).expect("bus port is free");
+    }
+}

@@ -1,0 +1,164 @@
+//! First start: a data directory with a `palisade.toml` holding fresh secrets
+//! (mode 0600), a migrated database, and one admin API key printed exactly once.
+
+use crate::config::{CONFIG_FILE, Config};
+use anyhow::{Context, bail};
+use aws_lc_rs::rand;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
+use palisade_core::principal::TenantId;
+use palisade_core::{Secret, SystemClock};
+use palisade_store::Database;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The environment variable whose value becomes the first admin key.
+pub const BOOTSTRAP_ENV: &str = "PALISADE_BOOTSTRAP_ADMIN_KEY";
+
+/// Writes `dir/palisade.toml` with fresh secrets. Refuses to overwrite an existing one.
+pub fn write_config(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    restrict_dir(dir)?;
+    let path = dir.join(CONFIG_FILE);
+    if path.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite its secrets",
+            path.display()
+        );
+    }
+    let text = template(&random_secret()?);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(path)
+}
+
+/// Creates the first admin key when the database has no key at all. Returns the
+/// secret to print, or `None` when keys already exist (a restart).
+pub async fn bootstrap_admin_key(config: &Config, db: &Database) -> anyhow::Result<Option<Secret>> {
+    let keys = ApiKeys::new(
+        ApiKeyStore::new(db.clone()),
+        &config.secrets.api_key_pepper,
+        SystemClock::shared(),
+    );
+    if keys.count().await? > 0 {
+        return Ok(None);
+    }
+    let new = NewApiKey {
+        name: "bootstrap admin".into(),
+        tenant: TenantId::default_tenant(),
+        scopes: Scopes::admin(),
+        expires_at_ms: None,
+    };
+    let issued = match std::env::var(BOOTSTRAP_ENV) {
+        Ok(given) if given.len() < palisade_auth::api_keys::MIN_KEY_LEN => {
+            bail!(
+                "{BOOTSTRAP_ENV} must be at least {} characters",
+                palisade_auth::api_keys::MIN_KEY_LEN
+            )
+        }
+        Ok(given) => keys.create_with_secret(new, Secret::new(given)).await?,
+        Err(_) => keys.create(new).await?,
+    };
+    Ok(Some(issued.secret))
+}
+
+/// Prints the admin key to stdout, once, with what to do with it.
+pub fn announce_admin_key(secret: &Secret) {
+    println!("Palisade admin API key (shown once; store it in your secret manager):");
+    println!();
+    println!("    {}", secret.expose());
+    println!();
+    println!("Use it as: Authorization: Bearer <key>");
+}
+
+fn random_secret() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+#[cfg(unix)]
+fn restrict_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict_dir(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+fn template(pepper: &str) -> String {
+    format!(
+        r#"# Palisade configuration, written by `palisade init`.
+# Every key can be overridden from the environment: PALISADE_SECTION__KEY
+# (e.g. PALISADE_SERVER__LISTEN=0.0.0.0:8080, PALISADE_DATABASE__URL=postgres://...).
+# This file holds secrets: keep it mode 0600 and out of version control.
+
+# Where local state lives (the embedded database). Default: this file's directory.
+# data_dir = "/var/lib/palisade"
+
+[server]
+# Address and port to listen on.
+listen = "127.0.0.1:8080"
+# Largest request body accepted, in bytes.
+max_body_bytes = 1048576
+# A request that takes longer is answered 408.
+request_timeout_ms = 30000
+# On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+shutdown_grace_ms = 10000
+
+[database]
+# Leave unset for the embedded SQLite database in data_dir.
+# For PostgreSQL: url = "postgres://palisade:PASSWORD@db.internal/palisade?sslmode=verify-full"
+# ssl_root_cert = "/etc/palisade/db-ca.pem"
+# replica_url = "postgres://palisade:PASSWORD@replica.internal/palisade?sslmode=verify-full"
+max_connections = 16
+acquire_timeout_ms = 5000
+idle_timeout_ms = 600000
+statement_timeout_ms = 15000
+
+[log]
+# "json" (one object per line) or "text".
+format = "json"
+# Filter directives; RUST_LOG overrides.
+level = "info"
+
+[secrets]
+# Keys the hashes of API keys. Changing it invalidates every API key.
+api_key_pepper = "{pepper}"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_private_config_that_loads_and_refuses_to_overwrite_it() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let path = write_config(dir.path()).ok();
+        assert!(path.is_some());
+        let path = path.unwrap_or_default();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .map(|m| m.permissions().mode() & 0o777)
+                .ok();
+            assert_eq!(mode, Some(0o600));
+        }
+        assert!(Config::load(&path, Vec::new()).is_ok());
+        assert!(write_config(dir.path()).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! The `palisade` command: initialise, migrate and serve.
+
+mod config;
+mod init;
+mod serve;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{CONFIG_FILE, Config, DEFAULT_DATA_DIR};
+use palisade_store::Database;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Palisade: authentication, authorization, a tamper-evident audit log, encryption
+/// and request protection for backend services, behind one HTTP API.
+///
+/// Quick start: `palisade serve` runs on embedded defaults (SQLite in ./palisade-data,
+/// 127.0.0.1:8080) and prints an admin API key on its first start.
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, propagate_version = true)]
+struct Cli {
+    /// Configuration file. Default: ./palisade-data/palisade.toml
+    #[arg(long, short, global = true, env = "PALISADE_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a data directory: palisade.toml with fresh secrets (mode 0600), the
+    /// database, and a first admin API key, printed once.
+    ///
+    /// Set PALISADE_BOOTSTRAP_ADMIN_KEY (32+ characters) to choose that key yourself.
+    Init {
+        /// Directory to create.
+        #[arg(long, default_value = DEFAULT_DATA_DIR)]
+        dir: PathBuf,
+    },
+    /// Run the HTTP server. With no configuration, initialises ./palisade-data first
+    /// and runs on the embedded defaults.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Init { dir } => {
+            let path = init::write_config(&dir)?;
+            let config = load(&path)?;
+            let db = open_migrated(&config).await?;
+            let key = init::bootstrap_admin_key(&config, &db).await?;
+            db.close().await;
+            eprintln!("wrote {}", path.display());
+            if let Some(key) = key {
+                init::announce_admin_key(&key);
+            }
+            Ok(())
+        }
+        Command::Serve => {
+            let path = cli
+                .config
+                .unwrap_or_else(|| Path::new(DEFAULT_DATA_DIR).join(CONFIG_FILE));
+            let first_start = !path.exists() && cli_is_default(&path);
+            if first_start {
+                init::write_config(path.parent().unwrap_or(Path::new(DEFAULT_DATA_DIR)))?;
+                eprintln!("initialised {}", path.display());
+            }
+            let config = load(&path)?;
+            palisade_observe::init_logging(&config.log);
+            if first_start || config.database.url.is_none() {
+                // The embedded database is local: create the first key before serving.
+                let db = open_migrated(&config).await?;
+                if let Some(key) = init::bootstrap_admin_key(&config, &db).await? {
+                    init::announce_admin_key(&key);
+                }
+                db.close().await;
+            }
+            serve::run(config).await
+        }
+        Command::Migrate => {
+            let path = cli
+                .config
+                .unwrap_or_else(|| Path::new(DEFAULT_DATA_DIR).join(CONFIG_FILE));
+            let config = load(&path)?;
+            let db = open_migrated(&config).await?;
+            db.close().await;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+    }
+}
+
+/// Only the default location is initialised implicitly; a `--config` that does not
+/// exist is a mistake worth reporting.
+fn cli_is_default(path: &Path) -> bool {
+    path == Path::new(DEFAULT_DATA_DIR).join(CONFIG_FILE)
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path, std::env::vars())?)
+}
+
+async fn open_migrated(config: &Config) -> anyhow::Result<Database> {
+    let db = Database::connect(&config.database, &config.data_dir())
+        .await
+        .context("opening the database")?;
+    db.migrate().await.context("applying migrations")?;
+    Ok(db)
+}

@@ -1,0 +1,130 @@
+//! `palisade serve`: wire the configuration into the HTTP application and run it.
+
+use crate::config::Config;
+use anyhow::Context;
+use palisade_auth::{ApiKeyStore, ApiKeys};
+use palisade_core::health::HealthRegistry;
+use palisade_core::{SharedClock, SystemClock};
+use palisade_http::{AppState, HttpSettings, api_router};
+use palisade_observe::Metrics;
+use palisade_store::{Backend, Database, DatabaseHealth};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+use tokio::net::TcpListener;
+
+/// How long one health check may take before the dependency counts as down.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A running application's parts, built from the configuration.
+#[derive(Debug)]
+pub struct App {
+    /// The shared state.
+    pub state: AppState,
+    /// The database.
+    pub db: Database,
+}
+
+/// Opens the database and assembles the state. Migrations run in the background
+/// for PostgreSQL (so Palisade starts, not-ready, while the database is down) and
+/// at once for the embedded SQLite file.
+pub async fn build(config: &Config) -> anyhow::Result<App> {
+    let clock: SharedClock = SystemClock::shared();
+    let db = Database::connect(&config.database, &config.data_dir())
+        .await
+        .context("opening the database")?;
+    let metrics = Metrics::install()?;
+    let mut health = HealthRegistry::new(HEALTH_CHECK_TIMEOUT);
+    health
+        .register(Arc::new(DatabaseHealth(db.clone())))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let api_keys = ApiKeys::new(
+        ApiKeyStore::new(db.clone()),
+        &config.secrets.api_key_pepper,
+        clock.clone(),
+    );
+    let settings = HttpSettings {
+        max_body_bytes: config.server.max_body_bytes,
+        request_timeout: config.request_timeout(),
+    };
+    let state = AppState::new(db.clone(), api_keys, health, metrics, clock, settings);
+    match db.backend() {
+        Backend::Sqlite => {
+            db.migrate()
+                .await
+                .context("migrating the embedded database")?;
+            state.mark_migrated();
+        }
+        Backend::Postgres => {
+            tokio::spawn(migrate_until_done(db.clone(), state.clone()));
+        }
+    }
+    tokio::spawn(housekeeping(state.clone()));
+    Ok(App { state, db })
+}
+
+/// Serves until SIGTERM/SIGINT, then drains.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let app = build(&config).await?;
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        backend = ?app.db.backend(),
+        startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "palisade listening"
+    );
+    let router = api_router(app.state.clone());
+    palisade_http::serve(
+        listener,
+        router,
+        palisade_http::server::shutdown_signal(),
+        config.shutdown_grace(),
+    )
+    .await?;
+    app.db.close().await;
+    tracing::info!("palisade stopped");
+    Ok(())
+}
+
+/// Retries migrations with capped exponential backoff until they succeed.
+async fn migrate_until_done(db: Database, state: AppState) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match db.migrate().await {
+            Ok(()) => {
+                tracing::info!("database migrations applied");
+                state.mark_migrated();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "migrations failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Periodic upkeep: expired idempotency records, metric histograms.
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.metrics.run_upkeep();
+        if !state.is_migrated() {
+            continue;
+        }
+        let now_ms = state
+            .clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        if let Err(e) = state.idempotency.purge_expired(now_ms).await {
+            tracing::debug!(error = %e, "idempotency purge skipped");
+        }
+    }
+}
