@@ -1,4 +1,12 @@
-//! palisade-audit
+//! The tamper-evident audit log: events become canonical leaves of an RFC 6962
+//! Merkle tree, stored append-only with every subtree hash and a signed checkpoint
+//! per append, so inclusion and consistency proofs are O(log n) reads and any change
+//! to stored data is detected by `Verifier`.
 
 pub mod checkpoint;
+pub mod event;
+pub mod log;
 pub mod merkle;
+pub mod spool;
+pub mod store;
+pub mod verify;

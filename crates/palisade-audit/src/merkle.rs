@@ -173,8 +173,8 @@ impl fmt::Display for NodeId {
 /// [`root`]) call it exactly once per request, so a store can serve the whole
 /// batch with one query.
 pub trait HashReader {
-    /// Storage error; must absorb [`ProofError`] so planning errors surface
-    /// through the same type.
+    /// Storage error. The generic proof functions also require
+    /// `Error: From<ProofError>`, so planning errors surface through it.
     type Error;
 
     /// Reads the hashes of `ids`, in the same order. A missing id is an error.

@@ -4,7 +4,7 @@
 use crate::auth;
 use crate::layers::{idempotency, problems, telemetry};
 use crate::problem::Problem;
-use crate::routes::{api_keys, health};
+use crate::routes::{api_keys, audit, health};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -23,9 +23,11 @@ use utoipa_swagger_ui::SwaggerUi;
     info(title = "Palisade", description = "Authentication, authorization, tamper-evident audit, encryption and request protection for backend services."),
     modifiers(&BearerApiKey),
     components(schemas(Problem)),
+    paths(audit::tile),
     tags(
         (name = "health", description = "Probes and metrics"),
         (name = "api-keys", description = "API keys of Palisade's own API"),
+        (name = "audit", description = "The tamper-evident audit log"),
     )
 )]
 struct ApiDoc;
@@ -46,7 +48,20 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (v1, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(audit::append, audit::query))
+        .routes(routes!(audit::event))
+        .routes(routes!(audit::checkpoint))
+        .routes(routes!(audit::key))
+        .routes(routes!(audit::inclusion))
+        .routes(routes!(audit::consistency))
+        .routes(routes!(audit::leaf))
         .split_for_parts();
+    // The tile index is a multi-segment path (x001/x234/067), which the OpenAPI
+    // router cannot express as one parameter; it is documented on `audit::tile`.
+    let v1 = v1.route(
+        "/v1/audit/tile/{level}/{*index}",
+        axum::routing::get(audit::tile),
+    );
     // Layers run outside-in in the reverse order of `.layer` calls: authenticate first,
     // then idempotency (which needs the caller to scope its records).
     let v1 = v1

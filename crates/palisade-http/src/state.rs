@@ -1,5 +1,6 @@
 //! What every handler can reach: the domain services, the database, health and metrics.
 
+use palisade_audit::log::AuditLog;
 use palisade_auth::ApiKeys;
 use palisade_core::SharedClock;
 use palisade_core::health::HealthRegistry;
@@ -37,6 +38,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     /// API keys of Palisade's own API.
     pub api_keys: ApiKeys,
+    /// The tamper-evident audit log.
+    pub audit: AuditLog,
     /// The database.
     pub db: Database,
     /// Stored responses for `Idempotency-Key`.
@@ -55,9 +58,11 @@ pub struct Inner {
 
 impl AppState {
     /// Assembles the state. The instance reports not-ready until [`AppState::mark_migrated`].
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Database,
         api_keys: ApiKeys,
+        audit: AuditLog,
         health: HealthRegistry,
         metrics: Metrics,
         clock: SharedClock,
@@ -65,6 +70,7 @@ impl AppState {
     ) -> Self {
         Self(Arc::new(Inner {
             api_keys,
+            audit,
             idempotency: IdempotencyStore::new(db.clone()),
             db,
             health,

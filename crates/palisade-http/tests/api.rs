@@ -6,6 +6,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
+use palisade_audit::checkpoint::NoteSigner;
+use palisade_audit::event::EventLimits;
+use palisade_audit::log::{AuditLog, AuditSettings};
+use palisade_audit::store::AuditStore;
 use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
 use palisade_core::health::HealthRegistry;
 use palisade_core::principal::TenantId;
@@ -76,12 +80,23 @@ async fn harness(
         .register(Arc::new(DatabaseHealth(db.clone())))
         .expect("register");
     let settings = HttpSettings {
-        max_body_bytes: 4096,
+        max_body_bytes: 64 * 1024,
         ..HttpSettings::default()
     };
+    let audit = AuditLog::start(
+        AuditStore::new(db.clone()),
+        NoteSigner::generate("test-log").expect("signer"),
+        AuditSettings {
+            origin: "test.local/audit".into(),
+            limits: EventLimits::default(),
+        },
+        clock.clone(),
+        None,
+    );
     let state = AppState::new(
         db,
         keys,
+        audit,
         health,
         Metrics::install().expect("metrics"),
         clock,
@@ -104,6 +119,22 @@ struct Answer {
 }
 
 impl Harness {
+    async fn bytes(&self, req: Request<Body>) -> Vec<u8> {
+        let response = self.app.clone().oneshot(req).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec()
+    }
+
+    async fn text(&self, req: Request<Body>) -> String {
+        String::from_utf8(self.bytes(req).await).expect("utf-8")
+    }
+
     async fn send(&self, req: Request<Body>) -> Answer {
         let response = self.app.clone().oneshot(req).await.expect("infallible");
         let status = response.status();
@@ -206,7 +237,7 @@ async fn bad_input_gets_the_right_problem(h: Harness) {
         "/v1/api-keys",
         admin,
         "application/json",
-        format!("{{\"name\":\"{}\"}}", "x".repeat(10_000)),
+        format!("{{\"name\":\"{}\"}}", "x".repeat(70_000)),
     );
     assert_problem(&h.send(oversized).await, StatusCode::PAYLOAD_TOO_LARGE);
 
@@ -372,6 +403,319 @@ async fn health_and_readiness_report_the_database(h: Harness) {
     let _ = &h.state;
 }
 
+async fn audit_appends_are_sequenced_signed_and_provable(h: Harness) {
+    use base64::Engine as _;
+    use palisade_audit::checkpoint::{Checkpoint, NoteVerifier};
+    use palisade_audit::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+    let b64 = |s: &Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(s.as_str().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let (_, writer) = h.create_key(&["audit:write", "audit:read"]).await;
+    let event = |i: usize| json!({"action": "auth.login", "actor": {"id": format!("user-{i}"), "ip": "10.0.0.1"}, "outcome": "success", "metadata": {"n": i}});
+
+    let single = h
+        .send(post("/v1/audit/events", Some(&writer), event(0)))
+        .await;
+    assert_eq!(single.status, StatusCode::CREATED, "{}", single.body);
+    let batch = h
+        .send(post(
+            "/v1/audit/events",
+            Some(&writer),
+            json!({"events": (1..6).map(event).collect::<Vec<_>>()}),
+        ))
+        .await;
+    assert_eq!(batch.status, StatusCode::CREATED, "{}", batch.body);
+    let first = single.body["events"][0]["index"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    let indexes: Vec<u64> = batch.body["events"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["index"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        indexes,
+        (first + 1..first + 6).collect::<Vec<_>>(),
+        "contiguous, in request order"
+    );
+
+    let key = h.text(get("/v1/audit/key", Some(&writer))).await;
+    let verifier = NoteVerifier::from_verifier_key(key.trim()).expect("verifier key parses");
+    let note = h.text(get("/v1/audit/checkpoint", Some(&writer))).await;
+    let checkpoint = Checkpoint::open(&note, &verifier).expect("checkpoint signature verifies");
+    assert_eq!(checkpoint.origin, "test.local/audit");
+    assert!(checkpoint.size >= first + 6);
+
+    for index in first..first + 6 {
+        let proof = h
+            .send(get(
+                &format!(
+                    "/v1/audit/proofs/inclusion?index={index}&tree_size={}",
+                    checkpoint.size
+                ),
+                Some(&writer),
+            ))
+            .await;
+        assert_eq!(proof.status, StatusCode::OK, "{}", proof.body);
+        let hashes: Vec<Vec<u8>> = proof.body["hashes"]
+            .as_array()
+            .map(|a| a.iter().map(b64).collect())
+            .unwrap_or_default();
+        let leaf = h
+            .bytes(get(&format!("/v1/audit/leaves/{index}"), Some(&writer)))
+            .await;
+        assert_eq!(
+            b64(&proof.body["leaf_hash"]),
+            leaf_hash(&leaf).to_vec(),
+            "leaf bytes hash to the proven leaf hash"
+        );
+        verify_inclusion(
+            index,
+            checkpoint.size,
+            &leaf_hash(&leaf),
+            &hashes,
+            &checkpoint.root,
+        )
+        .expect("inclusion proof verifies");
+    }
+    let old_size = first + 1;
+    let proof = h
+        .send(get(
+            &format!(
+                "/v1/audit/proofs/consistency?from={old_size}&to={}",
+                checkpoint.size
+            ),
+            Some(&writer),
+        ))
+        .await;
+    assert_eq!(proof.status, StatusCode::OK, "{}", proof.body);
+    let hashes: Vec<Vec<u8>> = proof.body["hashes"]
+        .as_array()
+        .map(|a| a.iter().map(b64).collect())
+        .unwrap_or_default();
+    let old_root = h
+        .state
+        .audit
+        .store()
+        .read_hashes(&palisade_audit::merkle::root_nodes(old_size))
+        .await
+        .expect("hashes");
+    let old_root = palisade_audit::merkle::assemble_root(old_size, &old_root).expect("root");
+    verify_consistency(
+        old_size,
+        checkpoint.size,
+        &hashes,
+        &old_root,
+        &checkpoint.root,
+    )
+    .expect("consistency proof verifies");
+
+    for bad in [
+        format!(
+            "/v1/audit/proofs/inclusion?index={}&tree_size={}",
+            checkpoint.size, checkpoint.size
+        ),
+        format!(
+            "/v1/audit/proofs/inclusion?index=0&tree_size={}",
+            checkpoint.size + 1
+        ),
+        format!("/v1/audit/proofs/consistency?from={}&to=1", checkpoint.size),
+        "/v1/audit/proofs/consistency?from=0&to=1".to_owned(),
+        "/v1/audit/proofs/inclusion?index=-1&tree_size=2".to_owned(),
+    ] {
+        assert_problem(
+            &h.send(get(&bad, Some(&writer))).await,
+            StatusCode::BAD_REQUEST,
+        );
+    }
+}
+
+async fn audit_rejects_bad_events_and_writes_nothing(h: Harness) {
+    let (_, writer) = h.create_key(&["audit:write", "audit:read"]).await;
+    // Key creation is itself audited: create every key before measuring.
+    let (_, reader) = h.create_key(&["audit:read"]).await;
+    let size_before = h.state.audit.tree_size().await.expect("size");
+    let good = json!({"action": "doc.read", "actor": {"id": "u"}, "outcome": "success"});
+    let cases = [
+        (
+            json!({"events": [good.clone(), {"action": "doc.read", "actor": {"id": "u"}, "outcome": "maybe"}]}),
+            "events[1].outcome",
+        ),
+        (
+            json!({"action": "doc.read", "actor": {"id": 5}, "outcome": "success"}),
+            "actor.id",
+        ),
+        (
+            json!({"action": "doc.read", "actor": {"id": "u"}, "outcome": "success", "metadata": {"x": "y".repeat(20_000)}}),
+            "events[0].metadata",
+        ),
+        (json!({"events": vec![good.clone(); 1001]}), "events"),
+        (json!({"events": []}), "events"),
+        (
+            json!({"action": "doc.read", "actor": {"id": "u"}, "outcome": "success", "surprise": 1}),
+            "surprise",
+        ),
+    ];
+    for (body, field) in cases {
+        let answer = h.send(post("/v1/audit/events", Some(&writer), body)).await;
+        assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY);
+        let named = answer.body["errors"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(named, field, "{}", answer.body);
+    }
+    let mut deep = json!(1);
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let answer = h.send(post("/v1/audit/events", Some(&writer), json!({"action": "a", "actor": {"id": "u"}, "outcome": "success", "metadata": {"d": deep}}))).await;
+    assert!(
+        answer.status == StatusCode::BAD_REQUEST
+            || answer.status == StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.status
+    );
+    let other_tenant = h.send(post("/v1/audit/events", Some(&writer), json!({"tenant": "someone-else", "action": "a", "actor": {"id": "u"}, "outcome": "success"}))).await;
+    assert_problem(&other_tenant, StatusCode::FORBIDDEN);
+    assert_problem(
+        &h.send(post("/v1/audit/events", Some(&reader), good)).await,
+        StatusCode::FORBIDDEN,
+    );
+    assert_eq!(
+        h.state.audit.tree_size().await.expect("size"),
+        size_before,
+        "nothing half-written"
+    );
+}
+
+async fn audit_is_idempotent_by_event_id_and_isolated_by_tenant(h: Harness) {
+    let (_, writer) = h.create_key(&["audit:write", "audit:read"]).await;
+    let id = uuid::Uuid::now_v7();
+    let event = json!({"id": id, "action": "doc.delete", "actor": {"id": "u"}, "resource": {"type": "doc", "id": "7"}, "outcome": "denied"});
+    let first = h
+        .send(post("/v1/audit/events", Some(&writer), event.clone()))
+        .await;
+    let again = h.send(post("/v1/audit/events", Some(&writer), event)).await;
+    assert_eq!(
+        first.body["events"][0]["index"],
+        again.body["events"][0]["index"]
+    );
+    let fetched = h
+        .send(get(&format!("/v1/audit/events/{id}"), Some(&writer)))
+        .await;
+    assert_eq!(fetched.body["event"]["resource"]["id"], "7");
+
+    let other = h
+        .send(post(
+            "/v1/api-keys",
+            Some(&h.admin),
+            json!({"name": "b", "scopes": ["audit:read", "audit:write"], "tenant": "tenant-b"}),
+        ))
+        .await;
+    let other = other.body["secret"].as_str().unwrap_or_default().to_owned();
+    assert_problem(
+        &h.send(get(&format!("/v1/audit/events/{id}"), Some(&other)))
+            .await,
+        StatusCode::NOT_FOUND,
+    );
+    let index = first.body["events"][0]["index"]
+        .as_u64()
+        .unwrap_or_default();
+    assert_problem(
+        &h.send(get(&format!("/v1/audit/leaves/{index}"), Some(&other)))
+            .await,
+        StatusCode::NOT_FOUND,
+    );
+    let theirs = h
+        .send(get("/v1/audit/events?action=doc", Some(&other)))
+        .await;
+    assert_eq!(theirs.body["events"].as_array().map(Vec::len), Some(0));
+    assert_problem(
+        &h.send(get("/v1/audit/events?tenant=default", Some(&other)))
+            .await,
+        StatusCode::FORBIDDEN,
+    );
+}
+
+async fn audit_query_filters_and_pages_without_gaps(h: Harness) {
+    let (_, writer) = h.create_key(&["audit:write", "audit:read"]).await;
+    let events: Vec<Value> = (0..25)
+        .map(|i| json!({"action": if i % 2 == 0 { "auth.login" } else { "authz.check" }, "actor": {"id": format!("a{}", i % 3)}, "outcome": if i % 5 == 0 { "failure" } else { "success" }}))
+        .collect();
+    assert_eq!(
+        h.send(post(
+            "/v1/audit/events",
+            Some(&writer),
+            json!({"events": events})
+        ))
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    // "auth" matches auth.login but not authz.check: prefixes end at dots.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("/v1/audit/events?action=auth&limit=4&cursor={c}"),
+            None => "/v1/audit/events?action=auth&limit=4".to_owned(),
+        };
+        let page = h.send(get(&url, Some(&writer))).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for e in page.body["events"].as_array().cloned().unwrap_or_default() {
+            assert_eq!(e["event"]["action"], "auth.login");
+            seen.push(e["index"].as_u64().unwrap_or_default());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 13);
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no duplicates"
+    );
+    let failures = h
+        .send(get(
+            "/v1/audit/events?outcome=failure&actor=a0",
+            Some(&writer),
+        ))
+        .await;
+    assert_eq!(failures.body["events"].as_array().map(Vec::len), Some(2)); // i = 0, 15
+    assert_problem(
+        &h.send(get("/v1/audit/events?cursor=garbage", Some(&writer)))
+            .await,
+        StatusCode::BAD_REQUEST,
+    );
+    assert_problem(
+        &h.send(get("/v1/audit/events?limit=0", Some(&writer))).await,
+        StatusCode::BAD_REQUEST,
+    );
+}
+
+async fn api_key_changes_are_audited(h: Harness) {
+    let (id, _) = h.create_key(&["audit:read"]).await;
+    let found = h
+        .send(get(
+            &format!("/v1/audit/events?action=palisade.api_key&resource_id={id}"),
+            Some(&h.admin),
+        ))
+        .await;
+    assert_eq!(
+        found.body["events"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        found.body
+    );
+    assert_eq!(
+        found.body["events"][0]["event"]["action"],
+        "palisade.api_key.create"
+    );
+}
+
 macro_rules! on_both_backends {
     ($($scenario:ident),* $(,)?) => {
         mod on_sqlite {
@@ -391,6 +735,11 @@ on_both_backends!(
     idempotency_key_replays_and_refuses_reuse,
     request_ids_are_kept_or_made,
     health_and_readiness_report_the_database,
+    audit_appends_are_sequenced_signed_and_provable,
+    audit_rejects_bad_events_and_writes_nothing,
+    audit_is_idempotent_by_event_id_and_isolated_by_tenant,
+    audit_query_filters_and_pages_without_gaps,
+    api_key_changes_are_audited,
 );
 
 /// A writer that keeps every log line in memory.

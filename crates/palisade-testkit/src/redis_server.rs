@@ -32,13 +32,23 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free loopback port and waits until it answers PING.
     pub async fn start() -> Result<Self, TestkitError> {
+        Self::start_with_config("").await
+    }
+
+    /// Like [`start`](Self::start), with `extra_config` (redis.conf lines, such
+    /// as `maxmemory 1mb`) appended to the fixture's own config.
+    ///
+    /// The readiness check sends an unauthenticated PING, so settings that
+    /// make it fail (`requirepass`, TLS-only ports) end in a timeout; set
+    /// those with `CONFIG SET` after start instead.
+    pub async fn start_with_config(extra_config: &str) -> Result<Self, TestkitError> {
         let dir = temp_dir("palisade-redis-")?;
         let process = process::spawn(
             dir.path(),
             "server",
             Mode::Server,
             Ports::Client,
-            process::base_config,
+            |port, home| format!("{}{extra_config}\n", process::base_config(port, home)),
         )
         .await?;
         Ok(Self { process, _dir: dir })

@@ -43,6 +43,31 @@ async fn single_server_answers_and_is_gone_after_drop() {
 }
 
 #[tokio::test]
+async fn extra_config_is_applied() {
+    let server = within(
+        START,
+        "start redis-server",
+        RedisServer::start_with_config("maxmemory 3mb"),
+    )
+    .await
+    .expect("start redis-server with extra config");
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut connection = within(PROMPT, "connect", client.get_multiplexed_async_connection())
+        .await
+        .expect("connect");
+    let setting: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory")
+        .query_async(&mut connection)
+        .await
+        .expect("CONFIG GET");
+    assert_eq!(
+        setting,
+        vec!["maxmemory".to_owned(), (3 * 1024 * 1024).to_string()]
+    );
+}
+
+#[tokio::test]
 async fn sentinel_reports_the_master_and_fails_over_back_and_forth() {
     let deployment = within(
         START,

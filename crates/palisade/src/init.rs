@@ -27,7 +27,12 @@ pub fn write_config(dir: &Path) -> anyhow::Result<PathBuf> {
             path.display()
         );
     }
-    let text = template(&random_secret()?);
+    let signer = palisade_audit::checkpoint::NoteSigner::generate("palisade-audit")
+        .map_err(|e| anyhow::anyhow!("generating the audit signing key: {e}"))?;
+    let signer_key = signer
+        .signer_key()
+        .map_err(|e| anyhow::anyhow!("encoding the audit signing key: {e}"))?;
+    let text = template(&random_secret()?, &signer_key);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -97,7 +102,7 @@ fn restrict_dir(_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn template(pepper: &str) -> String {
+fn template(pepper: &str, audit_signing_key: &str) -> String {
     format!(
         r#"# Palisade configuration, written by `palisade init`.
 # Every key can be overridden from the environment: PALISADE_SECTION__KEY
@@ -127,6 +132,17 @@ acquire_timeout_ms = 5000
 idle_timeout_ms = 600000
 statement_timeout_ms = 15000
 
+[audit]
+# The log's identity: the first line of every signed checkpoint.
+origin = "palisade.local/audit"
+# Limits on one event and one append.
+max_metadata_bytes = 16384
+max_metadata_depth = 16
+max_batch = 1000
+# While the database is down, accepted events wait in data_dir/audit-spool; past
+# this size appends answer 503 rather than accept what cannot be kept.
+spool_max_bytes = 1073741824
+
 [log]
 # "json" (one object per line) or "text".
 format = "json"
@@ -136,6 +152,9 @@ level = "info"
 [secrets]
 # Keys the hashes of API keys. Changing it invalidates every API key.
 api_key_pepper = "{pepper}"
+# Signs audit checkpoints (Ed25519, signed-note format). Publish the verifier key
+# from GET /v1/audit/key; changing this key starts a new chain of trust.
+audit_signing_key = "{audit_signing_key}"
 "#
     )
 }

@@ -1,5 +1,6 @@
 //! The `palisade` command: initialise, migrate and serve.
 
+mod audit_verify;
 mod config;
 mod init;
 mod serve;
@@ -43,6 +44,24 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Work with the tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the Merkle tree from every stored leaf; check every stored hash and
+    /// every checkpoint signature. Exits non-zero and names the first index that does
+    /// not match.
+    Verify {
+        /// A checkpoint saved earlier (from GET /v1/audit/checkpoint): also prove the
+        /// log still extends it (no history was rewritten since).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -100,6 +119,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 db.close().await;
             }
             serve::run(config).await
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { checkpoint },
+        } => {
+            let path = cli
+                .config
+                .unwrap_or_else(|| Path::new(DEFAULT_DATA_DIR).join(CONFIG_FILE));
+            let config = load(&path)?;
+            let saved = checkpoint
+                .map(|p| {
+                    std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+                })
+                .transpose()?;
+            let db = open_migrated(&config).await?;
+            let result = audit_verify::run(&config, &db, saved.as_deref()).await;
+            db.close().await;
+            result
         }
         Command::Migrate => {
             let path = cli

@@ -2,6 +2,10 @@
 
 use crate::config::Config;
 use anyhow::Context;
+use palisade_audit::checkpoint::NoteSigner;
+use palisade_audit::log::{AuditLog, AuditSettings};
+use palisade_audit::spool::{Spool, SpoolConfig};
+use palisade_audit::store::AuditStore;
 use palisade_auth::{ApiKeyStore, ApiKeys};
 use palisade_core::health::HealthRegistry;
 use palisade_core::{SharedClock, SystemClock};
@@ -42,11 +46,20 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         &config.secrets.api_key_pepper,
         clock.clone(),
     );
+    let audit = start_audit(config, &db, clock.clone())?;
     let settings = HttpSettings {
         max_body_bytes: config.server.max_body_bytes,
         request_timeout: config.request_timeout(),
     };
-    let state = AppState::new(db.clone(), api_keys, health, metrics, clock, settings);
+    let state = AppState::new(
+        db.clone(),
+        api_keys,
+        audit,
+        health,
+        metrics,
+        clock,
+        settings,
+    );
     match db.backend() {
         Backend::Sqlite => {
             db.migrate()
@@ -60,6 +73,32 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     }
     tokio::spawn(housekeeping(state.clone()));
     Ok(App { state, db })
+}
+
+/// The audit log with its spool in `data_dir/audit-spool`.
+fn start_audit(config: &Config, db: &Database, clock: SharedClock) -> anyhow::Result<AuditLog> {
+    let signer = NoteSigner::from_signer_key(config.secrets.audit_signing_key.expose())
+        .map_err(|e| anyhow::anyhow!("secrets.audit_signing_key: {e}"))?;
+    let spool_dir = config.data_dir().join("audit-spool");
+    let spool = Spool::open(
+        &spool_dir,
+        SpoolConfig {
+            max_bytes: config.audit.spool_max_bytes,
+            ..SpoolConfig::default()
+        },
+    )
+    .with_context(|| format!("opening the audit spool in {}", spool_dir.display()))?;
+    let settings = AuditSettings {
+        origin: config.audit.origin.clone(),
+        limits: config.audit.limits(),
+    };
+    Ok(AuditLog::start(
+        AuditStore::new(db.clone()),
+        signer,
+        settings,
+        clock,
+        Some(spool),
+    ))
 }
 
 /// Serves until SIGTERM/SIGINT, then drains.

@@ -106,6 +106,7 @@ pub async fn create(
         })
         .await?;
     tracing::info!(key_id = %issued.key.id, "API key created");
+    record(&state, &caller, "palisade.api_key.create", &issued.key).await?;
     let created = CreatedKey {
         secret: issued.secret.expose().to_owned(),
         key: issued.key.into(),
@@ -152,5 +153,46 @@ pub async fn revoke(
     let id = Uuid::parse_str(&id).map_err(|_| Problem::not_found("no API key with that id"))?;
     let key = state.api_keys.revoke(id).await?;
     tracing::info!(key_id = %key.id, "API key revoked");
+    record(&state, &caller, "palisade.api_key.revoke", &key).await?;
     Ok(Json(key.into()))
+}
+
+/// Changes to who may call Palisade are themselves audit events.
+async fn record(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    key: &ApiKey,
+) -> Result<(), Problem> {
+    let event = palisade_audit::event::NewEvent {
+        id: None,
+        tenant: None,
+        action: action.to_owned(),
+        actor: palisade_audit::event::Actor {
+            id: caller.key.id.to_string(),
+            kind: Some("api_key".into()),
+            ip: None,
+            user_agent: None,
+        },
+        resource: Some(palisade_audit::event::Resource {
+            kind: "api_key".into(),
+            id: Some(key.id.to_string()),
+        }),
+        outcome: palisade_audit::event::Outcome::Success,
+        occurred_at: None,
+        request_id: None,
+        metadata: Some(serde_json::Map::from_iter([
+            ("name".to_owned(), serde_json::Value::from(key.name.clone())),
+            (
+                "key_tenant".to_owned(),
+                serde_json::Value::from(key.tenant.to_string()),
+            ),
+            (
+                "scopes".to_owned(),
+                serde_json::Value::from(key.scopes.to_stored()),
+            ),
+        ])),
+    };
+    state.audit.append(caller.key.tenant.clone(), event).await?;
+    Ok(())
 }

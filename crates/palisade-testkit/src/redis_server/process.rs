@@ -29,7 +29,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How a process is told apart: a plain server or a Sentinel.
+/// Whether the process runs as a data server or as a Sentinel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     Server,
@@ -379,6 +379,59 @@ mod tests {
             message.contains("apt-get install redis-server"),
             "{message}"
         );
+    }
+
+    /// A config whose first `failures` starts use a port someone else holds.
+    fn config_colliding_first(taken: u16, failures: usize) -> impl Fn(u16, &Path) -> String {
+        let calls = std::cell::Cell::new(0);
+        move |port, home| {
+            calls.set(calls.get() + 1);
+            let port = if calls.get() <= failures { taken } else { port };
+            base_config(port, home)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_port_taken_before_binding_is_retried_once_on_new_ports() {
+        let holder = TcpListener::bind(loopback(0)).expect("hold a port");
+        let taken = holder.local_addr().expect("addr").port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = spawn(
+            dir.path(),
+            "retry",
+            Mode::Server,
+            Ports::Client,
+            config_colliding_first(taken, 1),
+        )
+        .await
+        .expect("the retry picks a free port");
+        assert_ne!(server.port(), taken);
+        let pong: String = query(server.addr(), &::redis::cmd("PING"), "PING")
+            .await
+            .expect("PING");
+        assert_eq!(pong, "PONG");
+    }
+
+    #[tokio::test]
+    async fn a_second_collision_is_reported_with_the_log() {
+        let holder = TcpListener::bind(loopback(0)).expect("hold a port");
+        let taken = holder.local_addr().expect("addr").port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let error = spawn(
+            dir.path(),
+            "collide",
+            Mode::Server,
+            Ports::Client,
+            config_colliding_first(taken, 2),
+        )
+        .await
+        .expect_err("both attempts collide");
+        let message = error.to_string();
+        assert!(
+            matches!(error, TestkitError::ProcessExited { .. }),
+            "unexpected error: {message}"
+        );
+        assert!(message.contains("Address already in use"), "{message}");
     }
 
     #[test]

@@ -1,0 +1,480 @@
+//! `AuditLog`: the library API of the audit log. Validates events, appends them
+//! through one group-commit writer task (concurrent appends share a transaction and
+//! a checkpoint), falls back to the local spool when the database is unreachable,
+//! replays the spool in order when it returns, and serves proofs.
+
+use crate::checkpoint::NoteSigner;
+use crate::event::{EventLimits, InvalidField, NewEvent, PreparedEvent};
+use crate::merkle::{self, Hash, ProofError};
+use crate::spool::{Spool, SpoolError};
+use crate::store::{AuditStore, AuditStoreError, EventFilter, Page, StoredCheckpoint, StoredEvent};
+use palisade_core::principal::TenantId;
+use palisade_core::{SharedClock, new_id};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Most events one group commit takes from the queue.
+const MAX_GROUP_EVENTS: usize = 5000;
+/// How often the spool is checked for events to replay.
+const REPLAY_INTERVAL: Duration = Duration::from_millis(500);
+/// Spooled events replayed per transaction.
+const REPLAY_BATCH: usize = 1000;
+
+/// Why an audit operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// Event `index` of the batch has an invalid field.
+    #[error("events[{index}].{}: {}", .field.field, .field.message)]
+    Invalid {
+        /// Position in the batch.
+        index: usize,
+        /// The field and what is wrong.
+        field: InvalidField,
+    },
+    /// The batch is empty or larger than the limit.
+    #[error("a batch holds 1 to {max} events")]
+    BatchSize {
+        /// The limit.
+        max: usize,
+    },
+    /// Neither the database nor the spool can take the events now; nothing was accepted.
+    #[error("the audit log cannot accept events now: {0}")]
+    Unavailable(String),
+    /// A proof or read asked for a tree size or index outside the log.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] AuditStoreError),
+}
+
+impl From<ProofError> for AuditError {
+    fn from(e: ProofError) -> Self {
+        Self::OutOfRange(e.to_string())
+    }
+}
+
+/// What an append produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Event ids in request order.
+    pub ids: Vec<Uuid>,
+    /// Their indexes, when they were sequenced at once (`None` when spooled).
+    pub indexes: Option<Vec<u64>>,
+    /// A tree size whose checkpoint contains them (`None` when spooled).
+    pub tree_size: Option<u64>,
+}
+
+/// Settings of the log.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The log's origin line in checkpoints (e.g. `palisade.example.com/audit`).
+    pub origin: String,
+    /// Event bounds.
+    pub limits: EventLimits,
+}
+
+type Reply = oneshot::Sender<Result<Receipt, AuditError>>;
+
+struct WriteRequest {
+    events: Vec<PreparedEvent>,
+    reply: Reply,
+}
+
+/// The audit log. Cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: AuditStore,
+    signer: Arc<NoteSigner>,
+    settings: AuditSettings,
+    clock: SharedClock,
+    spool: Option<Arc<Spool>>,
+    writer: mpsc::Sender<WriteRequest>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("origin", &self.inner.settings.origin)
+            .field("spool", &self.inner.spool.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Starts the log's writer (and, with a spool, its replayer) on the current runtime.
+    pub fn start(
+        store: AuditStore,
+        signer: NoteSigner,
+        settings: AuditSettings,
+        clock: SharedClock,
+        spool: Option<Spool>,
+    ) -> Self {
+        let (writer, queue) = mpsc::channel(1024);
+        let inner = Arc::new(Inner {
+            store,
+            signer: Arc::new(signer),
+            settings,
+            clock,
+            spool: spool.map(Arc::new),
+            writer,
+        });
+        tokio::spawn(write_loop(inner.clone(), queue));
+        if inner.spool.is_some() {
+            tokio::spawn(replay_loop(Arc::downgrade(&inner)));
+        }
+        Self { inner }
+    }
+
+    /// Appends one event; see [`AuditLog::append_batch`].
+    pub async fn append(&self, tenant: TenantId, event: NewEvent) -> Result<Receipt, AuditError> {
+        self.append_batch(vec![(tenant, event)]).await
+    }
+
+    /// Validates and appends a batch, each event under its tenant. Returns only when
+    /// every event is durable: committed and sequenced in the database, or fsync'd to
+    /// the spool. One invalid event rejects the whole batch; nothing is half-written.
+    pub async fn append_batch(
+        &self,
+        events: Vec<(TenantId, NewEvent)>,
+    ) -> Result<Receipt, AuditError> {
+        let max = self.inner.settings.limits.max_batch;
+        if events.is_empty() || events.len() > max {
+            return Err(AuditError::BatchSize { max });
+        }
+        let received_at = OffsetDateTime::from(self.inner.clock.now());
+        let prepared = events
+            .into_iter()
+            .enumerate()
+            .map(|(index, (tenant, event))| {
+                event
+                    .prepare(
+                        tenant,
+                        new_id(self.inner.clock.as_ref()),
+                        received_at,
+                        &self.inner.settings.limits,
+                    )
+                    .map_err(|field| AuditError::Invalid { index, field })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append_prepared(prepared).await
+    }
+
+    /// The limits events are checked against.
+    pub fn limits(&self) -> &EventLimits {
+        &self.inner.settings.limits
+    }
+
+    /// Appends events that were already validated (e.g. replayed from elsewhere).
+    pub async fn append_prepared(&self, events: Vec<PreparedEvent>) -> Result<Receipt, AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .writer
+            .send(WriteRequest { events, reply })
+            .await
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?
+    }
+
+    /// The newest signed checkpoint.
+    pub async fn checkpoint(&self) -> Result<Option<StoredCheckpoint>, AuditError> {
+        Ok(self.inner.store.latest_checkpoint().await?)
+    }
+
+    /// The verifier key of checkpoints, in note format.
+    pub fn verifier_key(&self) -> String {
+        self.inner.signer.verifier_key()
+    }
+
+    /// The origin line of checkpoints.
+    pub fn origin(&self) -> &str {
+        &self.inner.settings.origin
+    }
+
+    /// Current tree size.
+    pub async fn tree_size(&self) -> Result<u64, AuditError> {
+        Ok(self.inner.store.tree_size().await?)
+    }
+
+    /// Leaf hash and audit path of leaf `index` in the tree of `tree_size` leaves.
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<(Hash, Vec<Hash>), AuditError> {
+        self.check_size(tree_size).await?;
+        let nodes = merkle::inclusion_proof_nodes(index, tree_size)?;
+        let hashes = self.inner.store.read_hashes(&nodes).await?;
+        let proof = merkle::assemble_inclusion_proof(index, tree_size, &hashes)?;
+        let leaf = self
+            .inner
+            .store
+            .read_hashes(&[merkle::NodeId::new(0, index)])
+            .await?;
+        let leaf = leaf
+            .first()
+            .copied()
+            .ok_or_else(|| AuditError::OutOfRange("no such leaf".into()))?;
+        Ok((leaf, proof))
+    }
+
+    /// Consistency proof from tree size `from` to `to`.
+    pub async fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, AuditError> {
+        self.check_size(to).await?;
+        let nodes = merkle::consistency_proof_nodes(from, to)?;
+        let hashes = self.inner.store.read_hashes(&nodes).await?;
+        Ok(merkle::assemble_consistency_proof(from, to, &hashes)?)
+    }
+
+    /// The stored event at `index`.
+    pub async fn leaf(&self, index: u64) -> Result<Option<StoredEvent>, AuditError> {
+        let end = index
+            .checked_add(1)
+            .ok_or_else(|| AuditError::OutOfRange("index too large".into()))?;
+        Ok(self
+            .inner
+            .store
+            .events_range(index, end)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// One event by id.
+    pub async fn event(&self, id: Uuid) -> Result<Option<StoredEvent>, AuditError> {
+        Ok(self.inner.store.event_by_id(id).await?)
+    }
+
+    /// Events matching a filter, newest first.
+    pub async fn query(
+        &self,
+        filter: &EventFilter,
+        page: Page,
+    ) -> Result<Vec<StoredEvent>, AuditError> {
+        Ok(self.inner.store.query(filter, page).await?)
+    }
+
+    /// `width` hashes of tree level `level` starting at `start` (tlog tiles).
+    pub async fn hashes(&self, level: u8, start: u64, width: u64) -> Result<Vec<Hash>, AuditError> {
+        let end = start
+            .checked_add(width)
+            .ok_or_else(|| AuditError::OutOfRange("tile out of range".into()))?;
+        Ok(self.inner.store.hash_range(level, start, end).await?)
+    }
+
+    /// The store underneath (for the verifier and tests).
+    pub fn store(&self) -> &AuditStore {
+        &self.inner.store
+    }
+
+    async fn check_size(&self, tree_size: u64) -> Result<(), AuditError> {
+        let current = self.inner.store.tree_size().await?;
+        if tree_size > current {
+            return Err(AuditError::OutOfRange(format!(
+                "tree_size {tree_size} is larger than the log ({current})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn now_ms(&self) -> i64 {
+        self.clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+
+    /// Writes a group to the spool: the database is unreachable, or older events are
+    /// still waiting there (new events queue behind them to keep acceptance order).
+    async fn spool(&self, events: &[PreparedEvent]) -> Result<(), AuditError> {
+        let Some(spool) = self.spool.clone() else {
+            return Err(AuditError::Unavailable(
+                "the database is unreachable and no spool is configured".into(),
+            ));
+        };
+        let records = events
+            .iter()
+            .map(serde_json::to_vec)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AuditError::Unavailable(format!("cannot encode for the spool: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            spool.append(&refs).map(|_| ())
+        })
+        .await
+        .map_err(|e| AuditError::Unavailable(format!("spool task failed: {e}")))?
+        .map_err(|e| match e {
+            SpoolError::Full { .. } => AuditError::Unavailable("the local spool is full".into()),
+            other => AuditError::Unavailable(format!("spool: {other}")),
+        })
+    }
+
+    fn spool_has_pending(&self) -> bool {
+        self.spool.as_ref().is_some_and(|s| !s.is_empty())
+    }
+}
+
+/// The single writer: takes every request waiting in the queue (up to a bound),
+/// appends them in one transaction, and answers each.
+async fn write_loop(inner: Arc<Inner>, mut queue: mpsc::Receiver<WriteRequest>) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        let mut count = group[0].events.len();
+        while count < MAX_GROUP_EVENTS {
+            match queue.try_recv() {
+                Ok(next) => {
+                    count += next.events.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let events: Vec<PreparedEvent> = group
+            .iter()
+            .flat_map(|r| r.events.iter().cloned())
+            .collect();
+        let outcome = write_group(&inner, &events).await;
+        let mut offset = 0;
+        for request in group {
+            let n = request.events.len();
+            let answer = match &outcome {
+                Ok(Some((indexes, tree_size))) => Ok(Receipt {
+                    ids: request.events.iter().map(|e| e.id).collect(),
+                    indexes: Some(indexes[offset..offset + n].to_vec()),
+                    tree_size: Some(*tree_size),
+                }),
+                Ok(None) => Ok(Receipt {
+                    ids: request.events.iter().map(|e| e.id).collect(),
+                    indexes: None,
+                    tree_size: None,
+                }),
+                Err(e) => Err(AuditError::Unavailable(e.to_string())),
+            };
+            offset += n;
+            let _ = request.reply.send(answer);
+        }
+    }
+}
+
+/// Appends a group; `Ok(None)` means it was spooled.
+async fn write_group(
+    inner: &Inner,
+    events: &[PreparedEvent],
+) -> Result<Option<(Vec<u64>, u64)>, AuditError> {
+    if inner.spool_has_pending() {
+        inner.spool(events).await?;
+        return Ok(None);
+    }
+    match inner
+        .store
+        .append(
+            events,
+            &inner.signer,
+            &inner.settings.origin,
+            inner.now_ms(),
+        )
+        .await
+    {
+        Ok(appended) => {
+            metrics::counter!("palisade_audit_events_appended_total")
+                .increment(events.len() as u64);
+            metrics::gauge!("palisade_audit_tree_size").set(appended.tree_size as f64);
+            Ok(Some((
+                appended.entries.iter().map(|(_, i)| *i).collect(),
+                appended.tree_size,
+            )))
+        }
+        Err(e) if e.is_unavailable() && inner.spool.is_some() => {
+            tracing::warn!(error = %e, events = events.len(), "database unreachable: spooling audit events");
+            inner.spool(events).await?;
+            metrics::counter!("palisade_audit_events_spooled_total").increment(events.len() as u64);
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replays spooled events, oldest first, whenever there are any and the database
+/// takes them. Stops when the log is dropped.
+async fn replay_loop(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(REPLAY_INTERVAL).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let Some(spool) = inner.spool.clone() else {
+            return;
+        };
+        while !spool.is_empty() {
+            let reader = spool.clone();
+            let pending = match tokio::task::spawn_blocking(move || {
+                reader.read_pending(REPLAY_BATCH)
+            })
+            .await
+            {
+                Ok(Ok(pending)) if !pending.is_empty() => pending,
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot read the audit spool");
+                    break;
+                }
+                Err(_) => break,
+            };
+            let Some(last) = pending.last().map(|(seq, _)| *seq) else {
+                break;
+            };
+            let mut events = Vec::with_capacity(pending.len());
+            for (seq, bytes) in &pending {
+                match serde_json::from_slice::<PreparedEvent>(bytes) {
+                    Ok(event) => events.push(event),
+                    // A record that passed its CRC but does not decode was written by
+                    // another version; keep it (never drop audit data) and stop here.
+                    Err(e) => {
+                        tracing::error!(error = %e, seq, "undecodable spool record; replay halted");
+                        return;
+                    }
+                }
+            }
+            // Straight to the store: these are older than anything in the writer's queue.
+            match inner
+                .store
+                .append(
+                    &events,
+                    &inner.signer,
+                    &inner.settings.origin,
+                    inner.now_ms(),
+                )
+                .await
+            {
+                Ok(_) => {
+                    let acker = spool.clone();
+                    match tokio::task::spawn_blocking(move || acker.acknowledge_through(last)).await
+                    {
+                        Ok(Ok(())) => {
+                            metrics::counter!("palisade_audit_events_replayed_total")
+                                .increment(events.len() as u64);
+                            tracing::info!(events = events.len(), "replayed spooled audit events");
+                        }
+                        // Not acknowledged: they will be replayed again, which the store
+                        // ignores by event id.
+                        _ => break,
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "spool replay deferred");
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Where the audit log lives: append-only tables in SQLite or PostgreSQL behind one
+//! `AuditStore`, whose conformance suite (`tests/audit_store_conformance.rs`) runs
+//! against both.
+//!
+//! An append is one transaction that sequences as it stores: it takes the log's
+//! write lock (the single SQLite writer; a PostgreSQL advisory transaction lock, so
+//! any number of instances may append and exactly one sequences at a time, with
+//! automatic takeover when one dies), assigns the next contiguous indexes, stores the
+//! leaves, every newly completed subtree hash, and a signed checkpoint.
+
+mod postgres;
+mod sqlite;
+
+use crate::checkpoint::{CheckpointError, NoteSigner};
+use crate::event::{Outcome, PreparedEvent};
+use crate::merkle::{Hash, NodeId, ProofError};
+use palisade_store::{Database, StoreError};
+use uuid::Uuid;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditStoreError {
+    /// The database failed or is unreachable.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Stored hashes do not form a valid tree (tampering or a bug): fail closed.
+    #[error("stored tree is inconsistent: {0}")]
+    Tree(#[from] ProofError),
+    /// A checkpoint could not be signed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// A stored value has the wrong shape (a hash of the wrong length, a negative index).
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for AuditStoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(StoreError::Database(e))
+    }
+}
+
+impl AuditStoreError {
+    /// Whether the database is unreachable (the caller should spool instead).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Store(e) if e.is_unavailable())
+    }
+}
+
+/// Where each event of an append ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// `(event id, index)` in the order of the input batch. An id that was already in
+    /// the log keeps its first index (idempotent append).
+    pub entries: Vec<(Uuid, u64)>,
+    /// Tree size after the append.
+    pub tree_size: u64,
+}
+
+/// The latest signed tree head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Tree size.
+    pub tree_size: u64,
+    /// Root hash.
+    pub root: Hash,
+    /// The signed note.
+    pub note: String,
+}
+
+/// One stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Its index in the tree.
+    pub index: u64,
+    /// Its id.
+    pub id: Uuid,
+    /// Its tenant.
+    pub tenant: String,
+    /// The canonical leaf bytes.
+    pub leaf: Vec<u8>,
+}
+
+/// Query filters; all optional, combined with AND. Tenant is mandatory so that a
+/// query can never cross tenants by omission.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Tenant (required).
+    pub tenant: String,
+    /// Exact actor id.
+    pub actor_id: Option<String>,
+    /// Action prefix on segment boundaries: `auth` matches `auth` and `auth.login`.
+    pub action_prefix: Option<String>,
+    /// Resource type.
+    pub resource_type: Option<String>,
+    /// Resource id (with or without type).
+    pub resource_id: Option<String>,
+    /// Outcome.
+    pub outcome: Option<Outcome>,
+    /// Received at or after (Unix ms).
+    pub from_ms: Option<i64>,
+    /// Received before (Unix ms).
+    pub to_ms: Option<i64>,
+}
+
+/// Newest first, strictly below `before` when given.
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    /// Only indexes below this.
+    pub before: Option<u64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// The audit tables on the configured database.
+#[derive(Debug, Clone)]
+pub struct AuditStore {
+    db: Database,
+}
+
+impl AuditStore {
+    /// The store on `db` (migrations applied).
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    /// The database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Sequences and stores a batch, signing a checkpoint of the new tree.
+    pub async fn append(
+        &self,
+        batch: &[PreparedEvent],
+        signer: &NoteSigner,
+        origin: &str,
+        now_ms: i64,
+    ) -> Result<Appended, AuditStoreError> {
+        match &self.db {
+            Database::Sqlite(db) => sqlite::append(db, batch, signer, origin, now_ms).await,
+            Database::Postgres(db) => postgres::append(db, batch, signer, origin, now_ms).await,
+        }
+    }
+
+    /// Current tree size (number of sequenced events).
+    pub async fn tree_size(&self) -> Result<u64, AuditStoreError> {
+        match &self.db {
+            Database::Sqlite(db) => sqlite::tree_size(db.writer()).await,
+            Database::Postgres(db) => postgres::tree_size(db.primary()).await,
+        }
+    }
+
+    /// The newest checkpoint, if any event was ever appended.
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, AuditStoreError> {
+        match &self.db {
+            Database::Sqlite(db) => sqlite::latest_checkpoint(db.reader()).await,
+            Database::Postgres(db) => postgres::latest_checkpoint(db.primary()).await,
+        }
+    }
+
+    /// Stored subtree hashes, in the order asked; a missing one is an error.
+    pub async fn read_hashes(&self, ids: &[NodeId]) -> Result<Vec<Hash>, AuditStoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.db {
+            Database::Sqlite(db) => sqlite::read_hashes(db.reader(), ids).await,
+            Database::Postgres(db) => postgres::read_hashes(db.reader(), ids).await,
+        }
+    }
+
+    /// Stored subtree hashes, `None` where one is missing (for the verifier, which
+    /// reports a missing hash as tampering rather than failing).
+    pub async fn read_hashes_lenient(
+        &self,
+        ids: &[NodeId],
+    ) -> Result<Vec<Option<Hash>>, AuditStoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        // Chunked: the verifier asks for thousands of nodes at once.
+        for chunk in ids.chunks(500) {
+            let found = match &self.db {
+                Database::Sqlite(db) => sqlite::read_hashes_map(db.reader(), chunk).await?,
+                Database::Postgres(db) => postgres::read_hashes_map(db.reader(), chunk).await?,
+            };
+            out.extend(chunk.iter().map(|id| found.get(id).copied()));
+        }
+        Ok(out)
+    }
+
+    /// Every stored checkpoint, oldest first.
+    pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditStoreError> {
+        match &self.db {
+            Database::Sqlite(db) => sqlite::checkpoints(db.reader()).await,
+            Database::Postgres(db) => postgres::checkpoints(db.reader()).await,
+        }
+    }
+
+    /// Hashes of one level in `[start, end)`, for tiles and verification.
+    pub async fn hash_range(
+        &self,
+        level: u8,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Hash>, AuditStoreError> {
+        match &self.db {
+            Database::Sqlite(db) => sqlite::hash_range(db.reader(), level, start, end).await,
+            Database::Postgres(db) => postgres::hash_range(db.reader(), level, start, end).await,
+        }
+    }
+
+    /// Events with indexes in `[start, end)`, ascending.
+    pub async fn events_range(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<StoredEvent>, AuditStoreError> {
+        match &self.db {
+            Database::Sqlite(db) => sqlite::events_range(db.reader(), start, end).await,
+            Database::Postgres(db) => postgres::events_range(db.reader(), start, end).await,
+        }
+    }
+
+    /// One event by id.
+    pub async fn event_by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, AuditStoreError> {
+        match &self.db {
+            Database::Sqlite(db) => sqlite::event_by_id(db.reader(), id).await,
+            Database::Postgres(db) => postgres::event_by_id(db.reader(), id).await,
+        }
+    }
+
+    /// Events matching `filter`, newest first.
+    pub async fn query(
+        &self,
+        filter: &EventFilter,
+        page: Page,
+    ) -> Result<Vec<StoredEvent>, AuditStoreError> {
+        match &self.db {
+            Database::Sqlite(db) => sqlite::query(db.reader(), filter, page).await,
+            Database::Postgres(db) => postgres::query(db.reader(), filter, page).await,
+        }
+    }
+}
+
+pub(crate) fn to_hash(bytes: &[u8]) -> Result<Hash, AuditStoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| AuditStoreError::Corrupt(format!("hash of {} bytes", bytes.len())))
+}
+
+pub(crate) fn to_index(value: i64) -> Result<u64, AuditStoreError> {
+    u64::try_from(value).map_err(|_| AuditStoreError::Corrupt(format!("negative index {value}")))
+}
+
+pub(crate) fn to_db(value: u64) -> Result<i64, AuditStoreError> {
+    i64::try_from(value).map_err(|_| AuditStoreError::Corrupt(format!("index {value} beyond i64")))
+}
+
+/// Removes repeated ids within one batch, keeping the first; returns the unique
+/// events and, for each input position, which unique event it maps to.
+pub(crate) fn dedupe(batch: &[PreparedEvent]) -> (Vec<&PreparedEvent>, Vec<usize>) {
+    let mut seen = std::collections::HashMap::with_capacity(batch.len());
+    let mut unique = Vec::with_capacity(batch.len());
+    let mut positions = Vec::with_capacity(batch.len());
+    for event in batch {
+        let slot = *seen.entry(event.id).or_insert_with(|| {
+            unique.push(event);
+            unique.len() - 1
+        });
+        positions.push(slot);
+    }
+    (unique, positions)
+}
+
+/// `LIKE` pattern for an action prefix on segment boundaries, with `%`/`_` escaped.
+pub(crate) fn action_like(prefix: &str) -> String {
+    let escaped: String = prefix
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("{escaped}.%")
+}

@@ -1,0 +1,342 @@
+//! The audit store on PostgreSQL: bulk inserts through `UNNEST` arrays (one
+//! statement per table per batch) under an advisory transaction lock.
+
+use super::{
+    Appended, AuditStoreError, EventFilter, Page, StoredCheckpoint, StoredEvent, action_like,
+    dedupe, to_db, to_hash, to_index,
+};
+use crate::checkpoint::{Checkpoint, NoteSigner};
+use crate::event::PreparedEvent;
+use crate::merkle::{Frontier, Hash, NodeId, leaf_hash, root_nodes};
+use palisade_store::PostgresDb;
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Advisory lock id of the sequencer ("PALISADE" in ASCII).
+const SEQUENCER_LOCK: i64 = 0x5041_4C49_5341_4445;
+
+pub(super) async fn append(
+    db: &PostgresDb,
+    batch: &[PreparedEvent],
+    signer: &NoteSigner,
+    origin: &str,
+    now_ms: i64,
+) -> Result<Appended, AuditStoreError> {
+    let (unique, positions) = dedupe(batch);
+    let mut tx = db.primary().begin().await?;
+    // Whoever holds this lock is the sequencer for the length of the transaction;
+    // if its process dies, PostgreSQL releases the lock and the next appender takes over.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(SEQUENCER_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let size = size_in(&mut tx).await?;
+    let ids: Vec<Uuid> = unique.iter().map(|e| e.id).collect();
+    let mut indexes: HashMap<Uuid, u64> = HashMap::new();
+    for row in sqlx::query("SELECT id, idx FROM audit_entries WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?
+    {
+        indexes.insert(row.try_get("id")?, to_index(row.try_get("idx")?)?);
+    }
+    let fresh: Vec<&PreparedEvent> = unique
+        .iter()
+        .copied()
+        .filter(|e| !indexes.contains_key(&e.id))
+        .collect();
+    let mut tree_size = size;
+    if !fresh.is_empty() {
+        let edge = root_nodes(size);
+        let edge_hashes = read_hashes_in(&mut tx, &edge).await?;
+        let mut frontier = Frontier::from_parts(size, edge_hashes)?;
+        let leaf_hashes: Vec<Hash> = fresh.iter().map(|e| leaf_hash(&e.leaf)).collect();
+        let nodes = frontier.append(&leaf_hashes)?;
+        for (offset, event) in fresh.iter().enumerate() {
+            indexes.insert(event.id, size + offset as u64);
+        }
+        insert_entries(&mut tx, &fresh, size).await?;
+        insert_nodes(&mut tx, &nodes).await?;
+        tree_size = frontier.size();
+        let checkpoint = Checkpoint {
+            origin: origin.to_owned(),
+            size: tree_size,
+            root: frontier.root(),
+        };
+        sqlx::query("INSERT INTO audit_checkpoints (tree_size, root, note, created_at_ms) VALUES ($1, $2, $3, $4)")
+            .bind(to_db(tree_size)?)
+            .bind(&checkpoint.root[..])
+            .bind(checkpoint.sign(signer)?)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let entries = positions
+        .iter()
+        .map(|&slot| {
+            let id = unique[slot].id;
+            (id, indexes.get(&id).copied().unwrap_or(u64::MAX))
+        })
+        .collect();
+    Ok(Appended { entries, tree_size })
+}
+
+async fn size_in(conn: &mut PgConnection) -> Result<u64, AuditStoreError> {
+    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
+        .fetch_one(conn)
+        .await?;
+    to_index(size)
+}
+
+async fn insert_entries(
+    tx: &mut PgConnection,
+    events: &[&PreparedEvent],
+    first: u64,
+) -> Result<(), AuditStoreError> {
+    let first = to_db(first)?;
+    let idx: Vec<i64> = (0..events.len() as i64).map(|i| first + i).collect();
+    let column =
+        |f: fn(&PreparedEvent) -> Option<String>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO audit_entries (idx, id, tenant, action, actor_id, actor_type, resource_type, resource_id, outcome, received_at_ms, leaf) \
+         SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bytea[])",
+    )
+    .bind(&idx)
+    .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.tenant.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.actor_id.as_str()).collect::<Vec<_>>())
+    .bind(column(|e| e.actor_type.clone()))
+    .bind(column(|e| e.resource_type.clone()))
+    .bind(column(|e| e.resource_id.clone()))
+    .bind(events.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.received_at_ms).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| e.leaf.as_slice()).collect::<Vec<_>>())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_nodes(
+    tx: &mut PgConnection,
+    nodes: &[(NodeId, Hash)],
+) -> Result<(), AuditStoreError> {
+    let levels: Vec<i16> = nodes.iter().map(|(id, _)| i16::from(id.level)).collect();
+    let indexes = nodes
+        .iter()
+        .map(|(id, _)| to_db(id.index))
+        .collect::<Result<Vec<_>, _>>()?;
+    let hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| &h[..]).collect();
+    sqlx::query("INSERT INTO audit_hashes (level, idx, hash) SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[])")
+        .bind(&levels)
+        .bind(&indexes)
+        .bind(&hashes)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn tree_size(pool: &PgPool) -> Result<u64, AuditStoreError> {
+    let mut conn = pool.acquire().await?;
+    size_in(&mut conn).await
+}
+
+pub(super) async fn latest_checkpoint(
+    pool: &PgPool,
+) -> Result<Option<StoredCheckpoint>, AuditStoreError> {
+    let row = sqlx::query(
+        "SELECT tree_size, root, note FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        Ok(StoredCheckpoint {
+            tree_size: to_index(r.try_get("tree_size")?)?,
+            root: to_hash(r.try_get::<&[u8], _>("root")?)?,
+            note: r.try_get("note")?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn read_hashes(
+    pool: &PgPool,
+    ids: &[NodeId],
+) -> Result<Vec<Hash>, AuditStoreError> {
+    let mut conn = pool.acquire().await?;
+    read_hashes_in(&mut conn, ids).await
+}
+
+async fn read_hashes_map_in(
+    conn: &mut PgConnection,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>, AuditStoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let levels: Vec<i16> = ids.iter().map(|id| i16::from(id.level)).collect();
+    let indexes = ids
+        .iter()
+        .map(|id| to_db(id.index))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = sqlx::query(
+        "SELECT h.level, h.idx, h.hash FROM audit_hashes h \
+         JOIN UNNEST($1::smallint[], $2::bigint[]) AS want(level, idx) ON h.level = want.level AND h.idx = want.idx",
+    )
+    .bind(&levels)
+    .bind(&indexes)
+    .fetch_all(conn)
+    .await?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let level: i16 = row.try_get("level")?;
+        let id = NodeId::new(
+            u8::try_from(level).map_err(|_| AuditStoreError::Corrupt(format!("level {level}")))?,
+            to_index(row.try_get("idx")?)?,
+        );
+        found.insert(id, to_hash(row.try_get::<&[u8], _>("hash")?)?);
+    }
+    Ok(found)
+}
+
+async fn read_hashes_in(
+    conn: &mut PgConnection,
+    ids: &[NodeId],
+) -> Result<Vec<Hash>, AuditStoreError> {
+    let found = read_hashes_map_in(conn, ids).await?;
+    ids.iter()
+        .map(|id| {
+            found
+                .get(id)
+                .copied()
+                .ok_or_else(|| AuditStoreError::Corrupt(format!("missing stored hash {id}")))
+        })
+        .collect()
+}
+
+pub(super) async fn read_hashes_map(
+    pool: &PgPool,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>, AuditStoreError> {
+    let mut conn = pool.acquire().await?;
+    read_hashes_map_in(&mut conn, ids).await
+}
+
+pub(super) async fn checkpoints(pool: &PgPool) -> Result<Vec<StoredCheckpoint>, AuditStoreError> {
+    let rows =
+        sqlx::query("SELECT tree_size, root, note FROM audit_checkpoints ORDER BY tree_size")
+            .fetch_all(pool)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredCheckpoint {
+                tree_size: to_index(r.try_get("tree_size")?)?,
+                root: to_hash(r.try_get::<&[u8], _>("root")?)?,
+                note: r.try_get("note")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn hash_range(
+    pool: &PgPool,
+    level: u8,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Hash>, AuditStoreError> {
+    let rows = sqlx::query(
+        "SELECT hash FROM audit_hashes WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+    )
+    .bind(i16::from(level))
+    .bind(to_db(start)?)
+    .bind(to_db(end)?)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| to_hash(r.try_get::<&[u8], _>("hash")?))
+        .collect()
+}
+
+const EVENT_COLUMNS: &str = "idx, id, tenant, leaf";
+
+fn decode_event(row: &PgRow) -> Result<StoredEvent, AuditStoreError> {
+    Ok(StoredEvent {
+        index: to_index(row.try_get("idx")?)?,
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        leaf: row.try_get("leaf")?,
+    })
+}
+
+pub(super) async fn events_range(
+    pool: &PgPool,
+    start: u64,
+    end: u64,
+) -> Result<Vec<StoredEvent>, AuditStoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
+    ))
+    .bind(to_db(start)?)
+    .bind(to_db(end)?)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(decode_event).collect()
+}
+
+pub(super) async fn event_by_id(
+    pool: &PgPool,
+    id: Uuid,
+) -> Result<Option<StoredEvent>, AuditStoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_entries WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(decode_event).transpose()
+}
+
+pub(super) async fn query(
+    pool: &PgPool,
+    filter: &EventFilter,
+    page: Page,
+) -> Result<Vec<StoredEvent>, AuditStoreError> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_entries WHERE tenant = "
+    ));
+    q.push_bind(&filter.tenant);
+    if let Some(actor) = &filter.actor_id {
+        q.push(" AND actor_id = ").push_bind(actor);
+    }
+    if let Some(prefix) = &filter.action_prefix {
+        q.push(" AND (action = ").push_bind(prefix);
+        q.push(" OR action LIKE ")
+            .push_bind(action_like(prefix))
+            .push(" ESCAPE '\\')");
+    }
+    if let Some(kind) = &filter.resource_type {
+        q.push(" AND resource_type = ").push_bind(kind);
+    }
+    if let Some(id) = &filter.resource_id {
+        q.push(" AND resource_id = ").push_bind(id);
+    }
+    if let Some(outcome) = filter.outcome {
+        q.push(" AND outcome = ").push_bind(outcome.as_str());
+    }
+    if let Some(from) = filter.from_ms {
+        q.push(" AND received_at_ms >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to_ms {
+        q.push(" AND received_at_ms < ").push_bind(to);
+    }
+    if let Some(before) = page.before {
+        q.push(" AND idx < ").push_bind(to_db(before)?);
+    }
+    q.push(" ORDER BY idx DESC LIMIT ")
+        .push_bind(i64::from(page.limit));
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter().map(decode_event).collect()
+}

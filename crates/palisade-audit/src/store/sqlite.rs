@@ -1,0 +1,336 @@
+//! The audit store on the embedded SQLite file: multi-row inserts, chunked under
+//! SQLite's bound-parameter limit, on the single writer connection (which makes the
+//! writer the sequencer).
+
+use super::{
+    Appended, AuditStoreError, EventFilter, Page, StoredCheckpoint, StoredEvent, action_like,
+    dedupe, to_db, to_hash, to_index,
+};
+use crate::checkpoint::{Checkpoint, NoteSigner};
+use crate::event::PreparedEvent;
+use crate::merkle::{Frontier, Hash, NodeId, leaf_hash, root_nodes};
+use palisade_store::SqliteDb;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Rows per multi-row INSERT: 11 columns × 900 stays under SQLite's 32,766 parameters.
+const ENTRY_CHUNK: usize = 900;
+/// Hash rows per INSERT (3 columns each).
+const HASH_CHUNK: usize = 5000;
+/// Ids per `IN (...)` lookup.
+const ID_CHUNK: usize = 5000;
+
+pub(super) async fn append(
+    db: &SqliteDb,
+    batch: &[PreparedEvent],
+    signer: &NoteSigner,
+    origin: &str,
+    now_ms: i64,
+) -> Result<Appended, AuditStoreError> {
+    let (unique, positions) = dedupe(batch);
+    // The one writer connection serializes appends: it is the sequencer.
+    let mut tx = db.writer().begin().await?;
+    let size = size_in(&mut tx).await?;
+    let mut indexes: HashMap<Uuid, u64> = HashMap::new();
+    for chunk in unique.chunks(ID_CHUNK) {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT id, idx FROM audit_entries WHERE id IN (");
+        let mut list = q.separated(", ");
+        for event in chunk {
+            list.push_bind(event.id);
+        }
+        q.push(")");
+        for row in q.build().fetch_all(&mut *tx).await? {
+            indexes.insert(row.try_get("id")?, to_index(row.try_get("idx")?)?);
+        }
+    }
+    let fresh: Vec<&PreparedEvent> = unique
+        .iter()
+        .copied()
+        .filter(|e| !indexes.contains_key(&e.id))
+        .collect();
+    let mut tree_size = size;
+    if !fresh.is_empty() {
+        let edge = root_nodes(size);
+        let edge_hashes = read_hashes_in(&mut tx, &edge).await?;
+        let mut frontier = Frontier::from_parts(size, edge_hashes)?;
+        let leaf_hashes: Vec<Hash> = fresh.iter().map(|e| leaf_hash(&e.leaf)).collect();
+        let nodes = frontier.append(&leaf_hashes)?;
+        for (offset, event) in fresh.iter().enumerate() {
+            indexes.insert(event.id, size + offset as u64);
+        }
+        for (n, chunk) in fresh.chunks(ENTRY_CHUNK).enumerate() {
+            let first = to_db(size + (n * ENTRY_CHUNK) as u64)?;
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO audit_entries (idx, id, tenant, action, actor_id, actor_type, resource_type, resource_id, outcome, received_at_ms, leaf) ",
+            );
+            q.push_values(chunk.iter().enumerate(), |mut row, (i, e)| {
+                row.push_bind(first + i as i64)
+                    .push_bind(e.id)
+                    .push_bind(e.tenant.as_str())
+                    .push_bind(e.action.as_str())
+                    .push_bind(e.actor_id.as_str())
+                    .push_bind(e.actor_type.as_deref())
+                    .push_bind(e.resource_type.as_deref())
+                    .push_bind(e.resource_id.as_deref())
+                    .push_bind(e.outcome.as_str())
+                    .push_bind(e.received_at_ms)
+                    .push_bind(e.leaf.as_slice());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in nodes.chunks(HASH_CHUNK) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO audit_hashes (level, idx, hash) ");
+            let mut bad_index = None;
+            q.push_values(chunk, |mut row, (id, hash)| {
+                let index = to_db(id.index).unwrap_or_else(|_| {
+                    bad_index = Some(id.index);
+                    -1
+                });
+                row.push_bind(i64::from(id.level))
+                    .push_bind(index)
+                    .push_bind(&hash[..]);
+            });
+            if let Some(index) = bad_index {
+                return Err(AuditStoreError::Corrupt(format!(
+                    "index {index} beyond i64"
+                )));
+            }
+            q.build().execute(&mut *tx).await?;
+        }
+        tree_size = frontier.size();
+        let checkpoint = Checkpoint {
+            origin: origin.to_owned(),
+            size: tree_size,
+            root: frontier.root(),
+        };
+        sqlx::query("INSERT INTO audit_checkpoints (tree_size, root, note, created_at_ms) VALUES (?, ?, ?, ?)")
+            .bind(to_db(tree_size)?)
+            .bind(&checkpoint.root[..])
+            .bind(checkpoint.sign(signer)?)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    let entries = positions
+        .iter()
+        .map(|&slot| {
+            let id = unique[slot].id;
+            (id, indexes.get(&id).copied().unwrap_or(u64::MAX))
+        })
+        .collect();
+    Ok(Appended { entries, tree_size })
+}
+
+async fn size_in(conn: &mut SqliteConnection) -> Result<u64, AuditStoreError> {
+    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
+        .fetch_one(conn)
+        .await?;
+    to_index(size)
+}
+
+pub(super) async fn tree_size(pool: &SqlitePool) -> Result<u64, AuditStoreError> {
+    let mut conn = pool.acquire().await?;
+    size_in(&mut conn).await
+}
+
+pub(super) async fn latest_checkpoint(
+    pool: &SqlitePool,
+) -> Result<Option<StoredCheckpoint>, AuditStoreError> {
+    let row = sqlx::query(
+        "SELECT tree_size, root, note FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        Ok(StoredCheckpoint {
+            tree_size: to_index(r.try_get("tree_size")?)?,
+            root: to_hash(r.try_get::<&[u8], _>("root")?)?,
+            note: r.try_get("note")?,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn read_hashes(
+    pool: &SqlitePool,
+    ids: &[NodeId],
+) -> Result<Vec<Hash>, AuditStoreError> {
+    let mut conn = pool.acquire().await?;
+    read_hashes_in(&mut conn, ids).await
+}
+
+async fn read_hashes_map_in(
+    conn: &mut SqliteConnection,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>, AuditStoreError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut q: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT level, idx, hash FROM audit_hashes WHERE ");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            q.push(" OR ");
+        }
+        q.push("(level = ").push_bind(i64::from(id.level));
+        q.push(" AND idx = ").push_bind(to_db(id.index)?).push(")");
+    }
+    let rows = q.build().fetch_all(conn).await?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let level: i64 = row.try_get("level")?;
+        let level =
+            u8::try_from(level).map_err(|_| AuditStoreError::Corrupt(format!("level {level}")))?;
+        found.insert(
+            NodeId::new(level, to_index(row.try_get("idx")?)?),
+            to_hash(row.try_get::<&[u8], _>("hash")?)?,
+        );
+    }
+    Ok(found)
+}
+
+async fn read_hashes_in(
+    conn: &mut SqliteConnection,
+    ids: &[NodeId],
+) -> Result<Vec<Hash>, AuditStoreError> {
+    let found = read_hashes_map_in(conn, ids).await?;
+    ids.iter()
+        .map(|id| {
+            found
+                .get(id)
+                .copied()
+                .ok_or_else(|| AuditStoreError::Corrupt(format!("missing stored hash {id}")))
+        })
+        .collect()
+}
+
+pub(super) async fn read_hashes_map(
+    pool: &SqlitePool,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>, AuditStoreError> {
+    let mut conn = pool.acquire().await?;
+    read_hashes_map_in(&mut conn, ids).await
+}
+
+pub(super) async fn checkpoints(
+    pool: &SqlitePool,
+) -> Result<Vec<StoredCheckpoint>, AuditStoreError> {
+    let rows =
+        sqlx::query("SELECT tree_size, root, note FROM audit_checkpoints ORDER BY tree_size")
+            .fetch_all(pool)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(StoredCheckpoint {
+                tree_size: to_index(r.try_get("tree_size")?)?,
+                root: to_hash(r.try_get::<&[u8], _>("root")?)?,
+                note: r.try_get("note")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn hash_range(
+    pool: &SqlitePool,
+    level: u8,
+    start: u64,
+    end: u64,
+) -> Result<Vec<Hash>, AuditStoreError> {
+    let rows = sqlx::query(
+        "SELECT hash FROM audit_hashes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+    )
+    .bind(i64::from(level))
+    .bind(to_db(start)?)
+    .bind(to_db(end)?)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| to_hash(r.try_get::<&[u8], _>("hash")?))
+        .collect()
+}
+
+const EVENT_COLUMNS: &str = "idx, id, tenant, leaf";
+
+fn decode_event(row: &SqliteRow) -> Result<StoredEvent, AuditStoreError> {
+    Ok(StoredEvent {
+        index: to_index(row.try_get("idx")?)?,
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        leaf: row.try_get("leaf")?,
+    })
+}
+
+pub(super) async fn events_range(
+    pool: &SqlitePool,
+    start: u64,
+    end: u64,
+) -> Result<Vec<StoredEvent>, AuditStoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx"
+    ))
+    .bind(to_db(start)?)
+    .bind(to_db(end)?)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(decode_event).collect()
+}
+
+pub(super) async fn event_by_id(
+    pool: &SqlitePool,
+    id: Uuid,
+) -> Result<Option<StoredEvent>, AuditStoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_entries WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(decode_event).transpose()
+}
+
+pub(super) async fn query(
+    pool: &SqlitePool,
+    filter: &EventFilter,
+    page: Page,
+) -> Result<Vec<StoredEvent>, AuditStoreError> {
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_entries WHERE tenant = "
+    ));
+    q.push_bind(&filter.tenant);
+    if let Some(actor) = &filter.actor_id {
+        q.push(" AND actor_id = ").push_bind(actor);
+    }
+    if let Some(prefix) = &filter.action_prefix {
+        q.push(" AND (action = ").push_bind(prefix);
+        q.push(" OR action LIKE ")
+            .push_bind(action_like(prefix))
+            .push(" ESCAPE '\\')");
+    }
+    if let Some(kind) = &filter.resource_type {
+        q.push(" AND resource_type = ").push_bind(kind);
+    }
+    if let Some(id) = &filter.resource_id {
+        q.push(" AND resource_id = ").push_bind(id);
+    }
+    if let Some(outcome) = filter.outcome {
+        q.push(" AND outcome = ").push_bind(outcome.as_str());
+    }
+    if let Some(from) = filter.from_ms {
+        q.push(" AND received_at_ms >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to_ms {
+        q.push(" AND received_at_ms < ").push_bind(to);
+    }
+    if let Some(before) = page.before {
+        q.push(" AND idx < ").push_bind(to_db(before)?);
+    }
+    q.push(" ORDER BY idx DESC LIMIT ")
+        .push_bind(i64::from(page.limit));
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter().map(decode_event).collect()
+}

@@ -1,0 +1,287 @@
+//! One suite, every backend: what any `AuditStore` must do.
+
+mod common;
+
+use common::{Backend, ORIGIN, event, fill, signer};
+use palisade_audit::checkpoint::Checkpoint;
+use palisade_audit::merkle::{self, MemoryTree, leaf_hash};
+use palisade_audit::store::{AuditStore, EventFilter, Page};
+
+async fn appends_contiguous_indexes_and_signs_each_tree_head(b: Backend) {
+    let signer = signer();
+    let first: Vec<_> = (0..3).map(|n| event("default", n)).collect();
+    let appended = b
+        .store
+        .append(&first, &signer, ORIGIN, 1)
+        .await
+        .expect("append");
+    assert_eq!(
+        appended.entries.iter().map(|e| e.1).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(appended.tree_size, 3);
+    let second: Vec<_> = (3..10).map(|n| event("default", n)).collect();
+    let appended = b
+        .store
+        .append(&second, &signer, ORIGIN, 2)
+        .await
+        .expect("append");
+    assert_eq!(appended.entries.first().map(|e| e.1), Some(3));
+    assert_eq!(b.store.tree_size().await.expect("size"), 10);
+
+    let latest = b
+        .store
+        .latest_checkpoint()
+        .await
+        .expect("read")
+        .expect("a checkpoint");
+    let opened = Checkpoint::open(&latest.note, &signer.verifier()).expect("signature verifies");
+    let leaves: Vec<_> = first
+        .iter()
+        .chain(&second)
+        .map(|e| leaf_hash(&e.leaf))
+        .collect();
+    let reference = MemoryTree::from_leaf_hashes(&leaves);
+    assert_eq!(
+        (opened.size, opened.root),
+        (10, reference.root(10).expect("root"))
+    );
+    assert_eq!(
+        b.store.checkpoints().await.expect("all").len(),
+        2,
+        "{}",
+        b.name
+    );
+}
+
+async fn resubmitted_ids_keep_their_first_index(b: Backend) {
+    let signer = signer();
+    let events: Vec<_> = (0..4).map(|n| event("default", n)).collect();
+    b.store
+        .append(&events, &signer, ORIGIN, 1)
+        .await
+        .expect("append");
+    // The same ids again, one repeated inside the batch, plus one new event.
+    let mut again = vec![events[2].clone(), events[2].clone(), event("default", 9)];
+    again.push(events[0].clone());
+    let appended = b
+        .store
+        .append(&again, &signer, ORIGIN, 2)
+        .await
+        .expect("append");
+    let indexes: Vec<u64> = appended.entries.iter().map(|e| e.1).collect();
+    assert_eq!(indexes, vec![2, 2, 4, 0]);
+    assert_eq!(b.store.tree_size().await.expect("size"), 5);
+}
+
+async fn proofs_from_stored_hashes_match_a_recomputed_tree(b: Backend) {
+    fill(&b.store, 133, 17).await;
+    let events = b.store.events_range(0, 133).await.expect("events");
+    let leaves: Vec<_> = events.iter().map(|e| leaf_hash(&e.leaf)).collect();
+    let reference = MemoryTree::from_leaf_hashes(&leaves);
+    for (index, size) in [(0u64, 1u64), (5, 8), (100, 133), (132, 133), (64, 65)] {
+        let ids = merkle::inclusion_proof_nodes(index, size).expect("plan");
+        let hashes = b.store.read_hashes(&ids).await.expect("hashes");
+        let proof = merkle::assemble_inclusion_proof(index, size, &hashes).expect("proof");
+        assert_eq!(
+            proof,
+            reference.inclusion_proof(index, size).expect("reference"),
+            "{index}/{size}"
+        );
+    }
+    for (m, n) in [(1u64, 133u64), (17, 34), (100, 133), (133, 133)] {
+        let ids = merkle::consistency_proof_nodes(m, n).expect("plan");
+        let hashes = b.store.read_hashes(&ids).await.expect("hashes");
+        let proof = merkle::assemble_consistency_proof(m, n, &hashes).expect("proof");
+        assert_eq!(
+            proof,
+            reference.consistency_proof(m, n).expect("reference"),
+            "{m}/{n}"
+        );
+    }
+    let tile = b.store.hash_range(0, 0, 133).await.expect("level 0");
+    assert_eq!(tile, leaves);
+}
+
+async fn queries_filter_within_one_tenant(b: Backend) {
+    let signer = signer();
+    let mine: Vec<_> = (0..30).map(|n| event("acme", n)).collect();
+    let theirs: Vec<_> = (0..30).map(|n| event("globex", n)).collect();
+    b.store
+        .append(&mine, &signer, ORIGIN, 1)
+        .await
+        .expect("append");
+    b.store
+        .append(&theirs, &signer, ORIGIN, 1)
+        .await
+        .expect("append");
+    let filter = |f: EventFilter| EventFilter {
+        tenant: "acme".into(),
+        ..f
+    };
+    let page = Page {
+        before: None,
+        limit: 100,
+    };
+    let all = b
+        .store
+        .query(&filter(EventFilter::default()), page)
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 30);
+    assert!(all.iter().all(|e| e.tenant == "acme"));
+    let logins = b
+        .store
+        .query(
+            &filter(EventFilter {
+                action_prefix: Some("auth".into()),
+                ..Default::default()
+            }),
+            page,
+        )
+        .await
+        .expect("query");
+    assert_eq!(logins.len(), 15);
+    let none = b
+        .store
+        .query(
+            &filter(EventFilter {
+                action_prefix: Some("aut".into()),
+                ..Default::default()
+            }),
+            page,
+        )
+        .await
+        .expect("query");
+    assert!(none.is_empty(), "prefixes match whole segments only");
+    let wildcard = b
+        .store
+        .query(
+            &filter(EventFilter {
+                action_prefix: Some("%".into()),
+                ..Default::default()
+            }),
+            page,
+        )
+        .await
+        .expect("query");
+    assert!(wildcard.is_empty(), "LIKE wildcards are escaped");
+    let actor = b
+        .store
+        .query(
+            &filter(EventFilter {
+                actor_id: Some("user-3".into()),
+                ..Default::default()
+            }),
+            page,
+        )
+        .await
+        .expect("query");
+    assert_eq!(actor.len(), (0..30).filter(|n| n % 7 == 3).count());
+    let window = b
+        .store
+        .query(
+            &filter(EventFilter {
+                from_ms: Some(1_767_225_610_000),
+                to_ms: Some(1_767_225_620_000),
+                ..Default::default()
+            }),
+            page,
+        )
+        .await
+        .expect("query");
+    assert_eq!(window.len(), 10);
+    let paged = b
+        .store
+        .query(
+            &filter(EventFilter::default()),
+            Page {
+                before: Some(all[9].index),
+                limit: 5,
+            },
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        paged.iter().map(|e| e.index).collect::<Vec<_>>(),
+        all[10..15].iter().map(|e| e.index).collect::<Vec<_>>()
+    );
+}
+
+async fn stored_rows_cannot_be_changed_or_deleted(b: Backend) {
+    fill(&b.store, 5, 5).await;
+    let attempts = [
+        "UPDATE audit_entries SET action = 'x' WHERE idx = 1",
+        "DELETE FROM audit_entries WHERE idx = 1",
+        "UPDATE audit_hashes SET hash = hash WHERE idx = 1",
+        "DELETE FROM audit_hashes",
+        "DELETE FROM audit_checkpoints",
+    ];
+    for sql in attempts {
+        let result = match &b.db {
+            palisade_store::Database::Sqlite(db) => {
+                sqlx::query(sql).execute(db.writer()).await.map(|_| ())
+            }
+            palisade_store::Database::Postgres(db) => {
+                sqlx::query(sql).execute(db.primary()).await.map(|_| ())
+            }
+        };
+        assert!(result.is_err(), "{} allowed: {sql}", b.name);
+    }
+    assert_eq!(b.store.tree_size().await.expect("size"), 5);
+}
+
+async fn concurrent_appenders_never_share_an_index(b: Backend) {
+    // Two stores on one database stand for two Palisade instances.
+    let other = AuditStore::new(b.db.clone());
+    let run = |store: AuditStore, tenant: &'static str| async move {
+        let signer = signer();
+        for round in 0..10 {
+            let events: Vec<_> = (0..20).map(|n| event(tenant, round * 20 + n)).collect();
+            store
+                .append(&events, &signer, ORIGIN, 1)
+                .await
+                .expect("append");
+        }
+    };
+    tokio::join!(run(b.store.clone(), "one"), run(other, "two"));
+    let events = b.store.events_range(0, 1000).await.expect("events");
+    assert_eq!(events.len(), 400);
+    assert!(
+        events.iter().enumerate().all(|(i, e)| e.index == i as u64),
+        "contiguous"
+    );
+    let latest = b
+        .store
+        .latest_checkpoint()
+        .await
+        .expect("read")
+        .expect("checkpoint");
+    let leaves: Vec<_> = events.iter().map(|e| leaf_hash(&e.leaf)).collect();
+    assert_eq!(
+        latest.root,
+        MemoryTree::from_leaf_hashes(&leaves)
+            .root(400)
+            .expect("root")
+    );
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $case() { super::$case(super::common::sqlite().await).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $case() { super::$case(super::common::postgres().await).await } )*
+        }
+    };
+}
+
+conformance!(
+    appends_contiguous_indexes_and_signs_each_tree_head,
+    resubmitted_ids_keep_their_first_index,
+    proofs_from_stored_hashes_match_a_recomputed_tree,
+    queries_filter_within_one_tenant,
+    stored_rows_cannot_be_changed_or_deleted,
+    concurrent_appenders_never_share_an_index,
+);

@@ -1,0 +1,217 @@
+//! Tampering done directly in SQL, with the append-only triggers disabled as a
+//! superuser could: the verifier must catch each change and name its index.
+
+mod common;
+
+use common::{Backend, fill, signer};
+use palisade_audit::verify::{Tampering, Verifier, VerifyError};
+use palisade_store::Database;
+
+const SIZE: u64 = 300;
+
+/// Runs SQL with the append-only guards switched off, as an administrator could.
+async fn as_superuser(b: &Backend, statements: &[&str]) {
+    match &b.db {
+        Database::Postgres(db) => {
+            let mut tx = db.primary().begin().await.expect("tx");
+            for table in ["audit_entries", "audit_hashes", "audit_checkpoints"] {
+                sqlx::query(&format!("ALTER TABLE {table} DISABLE TRIGGER USER"))
+                    .execute(&mut *tx)
+                    .await
+                    .expect("disable");
+            }
+            for sql in statements {
+                sqlx::query(sql).execute(&mut *tx).await.expect(sql);
+            }
+            for table in ["audit_entries", "audit_hashes", "audit_checkpoints"] {
+                sqlx::query(&format!("ALTER TABLE {table} ENABLE TRIGGER USER"))
+                    .execute(&mut *tx)
+                    .await
+                    .expect("enable");
+            }
+            tx.commit().await.expect("commit");
+        }
+        Database::Sqlite(db) => {
+            let mut tx = db.writer().begin().await.expect("tx");
+            let triggers: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .expect("triggers");
+            for name in &triggers {
+                sqlx::query(&format!("DROP TRIGGER {name}"))
+                    .execute(&mut *tx)
+                    .await
+                    .expect("drop");
+            }
+            for sql in statements {
+                sqlx::query(sql).execute(&mut *tx).await.expect(sql);
+            }
+            tx.commit().await.expect("commit");
+        }
+    }
+}
+
+async fn verify(b: &Backend) -> Result<u64, Tampering> {
+    let key = signer().verifier();
+    match Verifier::new(&b.store, &key).verify(None, |_, _| {}).await {
+        Ok(v) => Ok(v.tree_size),
+        Err(VerifyError::Tampered(t)) => Err(t),
+        Err(e) => panic!("verification could not run: {e}"),
+    }
+}
+
+async fn prepared(b: Backend) -> Backend {
+    fill(&b.store, SIZE, 37).await;
+    assert_eq!(verify(&b).await, Ok(SIZE), "an untouched log verifies");
+    b
+}
+
+fn leaf_update(b: &Backend, idx: u64) -> String {
+    // Flip the last byte of the leaf (a '}' becomes something else).
+    match b.db {
+        Database::Postgres(_) => format!(
+            "UPDATE audit_entries SET leaf = overlay(leaf placing '\\x7e'::bytea from length(leaf) for 1) WHERE idx = {idx}"
+        ),
+        Database::Sqlite(_) => format!(
+            "UPDATE audit_entries SET leaf = substr(leaf, 1, length(leaf) - 1) || x'7e' WHERE idx = {idx}"
+        ),
+    }
+}
+
+async fn a_changed_leaf_byte_is_named(b: Backend) {
+    let b = prepared(b).await;
+    as_superuser(&b, &[&leaf_update(&b, 117)]).await;
+    assert_eq!(verify(&b).await, Err(Tampering::LeafChanged { index: 117 }));
+}
+
+async fn a_deleted_row_is_named(b: Backend) {
+    let b = prepared(b).await;
+    as_superuser(&b, &["DELETE FROM audit_entries WHERE idx = 42"]).await;
+    assert_eq!(verify(&b).await.map_err(|t| t.index()), Err(42));
+}
+
+async fn swapped_rows_are_named(b: Backend) {
+    let b = prepared(b).await;
+    as_superuser(
+        &b,
+        &[
+            "UPDATE audit_entries SET idx = -1 WHERE idx = 200",
+            "UPDATE audit_entries SET idx = 200 WHERE idx = 201",
+            "UPDATE audit_entries SET idx = 201 WHERE idx = -1",
+        ],
+    )
+    .await;
+    assert_eq!(verify(&b).await, Err(Tampering::LeafChanged { index: 200 }));
+}
+
+async fn a_replaced_stored_hash_is_named(b: Backend) {
+    let b = prepared(b).await;
+    // Level 3, position 5 covers leaves 40..48.
+    let sql = match b.db {
+        Database::Postgres(_) => {
+            "UPDATE audit_hashes SET hash = sha256('forged'::bytea) WHERE level = 3 AND idx = 5"
+        }
+        Database::Sqlite(_) => {
+            "UPDATE audit_hashes SET hash = zeroblob(32) WHERE level = 3 AND idx = 5"
+        }
+    };
+    as_superuser(&b, &[sql]).await;
+    assert_eq!(
+        verify(&b).await,
+        Err(Tampering::HashChanged {
+            level: 3,
+            position: 5,
+            first_leaf: 40
+        })
+    );
+}
+
+async fn a_forged_checkpoint_signature_is_named(b: Backend) {
+    let b = prepared(b).await;
+    let latest = b
+        .store
+        .latest_checkpoint()
+        .await
+        .expect("read")
+        .expect("checkpoint");
+    // Keep the text, replace the signature with another key's.
+    let forger =
+        palisade_audit::checkpoint::NoteSigner::from_seed("test-log", &[9u8; 32]).expect("forger");
+    let body = latest
+        .note
+        .split("\n\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+        + "\n";
+    let forged = forger.sign_note(&body).expect("sign").replace('\'', "''");
+    as_superuser(
+        &b,
+        &[&format!(
+            "UPDATE audit_checkpoints SET note = '{forged}' WHERE tree_size = {SIZE}"
+        )],
+    )
+    .await;
+    assert_eq!(
+        verify(&b).await,
+        Err(Tampering::BadSignature { tree_size: SIZE })
+    );
+}
+
+async fn a_rewritten_history_fails_against_a_saved_checkpoint(b: Backend) {
+    let b = prepared(b).await;
+    let saved = b
+        .store
+        .latest_checkpoint()
+        .await
+        .expect("read")
+        .expect("checkpoint")
+        .note;
+    let key = signer().verifier();
+    assert!(
+        Verifier::new(&b.store, &key)
+            .verify(Some(&saved), |_, _| {})
+            .await
+            .is_ok()
+    );
+    let forged = palisade_audit::checkpoint::Checkpoint {
+        origin: common::ORIGIN.into(),
+        size: 10,
+        root: [0u8; 32],
+    }
+    .sign(&signer())
+    .expect("sign");
+    let result = Verifier::new(&b.store, &key)
+        .verify(Some(&forged), |_, _| {})
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(VerifyError::Tampered(Tampering::Inconsistent {
+                tree_size: 10
+            }))
+        ),
+        "{result:?}"
+    );
+}
+
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $case() { super::$case(super::common::sqlite().await).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $case() { super::$case(super::common::postgres().await).await } )*
+        }
+    };
+}
+
+on_both!(
+    a_changed_leaf_byte_is_named,
+    a_deleted_row_is_named,
+    swapped_rows_are_named,
+    a_replaced_stored_hash_is_named,
+    a_forged_checkpoint_signature_is_named,
+    a_rewritten_history_fails_against_a_saved_checkpoint,
+);
