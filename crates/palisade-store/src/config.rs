@@ -2,6 +2,7 @@
 
 use crate::StoreError;
 use palisade_core::Secret;
+use palisade_core::resilience::BreakerConfig;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub struct DatabaseConfig {
     pub statement_timeout_ms: u64,
     /// CA certificate for `sslmode=verify-ca` / `verify-full`.
     pub ssl_root_cert: Option<PathBuf>,
+    /// The circuit breaker in front of PostgreSQL.
+    pub breaker: BreakerConfig,
 }
 
 impl Default for DatabaseConfig {
@@ -41,6 +44,7 @@ impl Default for DatabaseConfig {
             idle_timeout_ms: 600_000,
             statement_timeout_ms: 15_000,
             ssl_root_cert: None,
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -78,6 +82,9 @@ impl DatabaseConfig {
         }
         if self.acquire_timeout_ms == 0 {
             return bad("acquire_timeout_ms", "must be at least 1");
+        }
+        if let Err(e) = self.breaker.validate() {
+            return bad("breaker", &e.to_string());
         }
         if let Some(ca) = &self.ssl_root_cert
             && !ca.is_file()

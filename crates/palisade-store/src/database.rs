@@ -66,7 +66,11 @@ impl Database {
                 sqlx::query("SELECT 1").execute(db.reader()).await?;
             }
             Self::Postgres(db) => {
-                sqlx::query("SELECT 1").execute(db.primary()).await?;
+                db.guard(StoreError::is_unavailable, async {
+                    sqlx::query("SELECT 1").execute(db.primary()).await?;
+                    Ok::<_, StoreError>(())
+                })
+                .await?;
             }
         }
         Ok(started.elapsed())

@@ -12,6 +12,13 @@ pub enum StoreError {
     /// A migration failed or the database has migrations this build does not know.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The circuit breaker in front of the database is open: calls fail fast
+    /// instead of piling up on a database that is down.
+    #[error("database unavailable (circuit breaker open); retry in {retry_after:?}")]
+    Unavailable {
+        /// When the breaker may admit calls again.
+        retry_after: std::time::Duration,
+    },
     /// The data directory could not be created or opened.
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -29,6 +36,7 @@ impl StoreError {
         match self {
             StoreError::Database(e) => is_unavailable(e),
             StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => is_unavailable(e),
+            StoreError::Unavailable { .. } => true,
             _ => false,
         }
     }

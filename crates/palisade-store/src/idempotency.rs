@@ -54,6 +54,7 @@ impl IdempotencyStore {
         let expired_before = now_ms - RETENTION_MS;
         let (inserted, existing) = match &self.db {
             Database::Postgres(db) => {
+                db.guard(StoreError::is_unavailable, async {
                 let mut tx = db.primary().begin().await?;
                 sqlx::query("DELETE FROM idempotency_records WHERE owner = $1 AND key = $2 AND created_at_ms < $3")
                     .bind(owner).bind(key).bind(expired_before).execute(&mut *tx).await?;
@@ -66,7 +67,8 @@ impl IdempotencyStore {
                 let row = sqlx::query("SELECT request_hash, status, content_type, body FROM idempotency_records WHERE owner = $1 AND key = $2")
                     .bind(owner).bind(key).fetch_one(&mut *tx).await?;
                 tx.commit().await?;
-                (inserted, decode(&row)?)
+                Ok::<_, StoreError>((inserted, decode(&row)?))
+                }).await?
             }
             Database::Sqlite(db) => {
                 let mut tx = db.writer().begin().await?;
@@ -108,9 +110,12 @@ impl IdempotencyStore {
         let status = i32::from(response.status);
         match &self.db {
             Database::Postgres(db) => {
+                db.guard(StoreError::is_unavailable, async {
                 sqlx::query("UPDATE idempotency_records SET status = $3, content_type = $4, body = $5 WHERE owner = $1 AND key = $2")
                     .bind(owner).bind(key).bind(status).bind(&response.content_type).bind(&response.body)
                     .execute(db.primary()).await?;
+                Ok::<_, StoreError>(())
+                }).await?
             }
             Database::Sqlite(db) => {
                 sqlx::query("UPDATE idempotency_records SET status = ?3, content_type = ?4, body = ?5 WHERE owner = ?1 AND key = ?2")
@@ -125,8 +130,11 @@ impl IdempotencyStore {
     pub async fn abandon(&self, owner: &str, key: &str) -> Result<(), StoreError> {
         match &self.db {
             Database::Postgres(db) => {
+                db.guard(StoreError::is_unavailable, async {
                 sqlx::query("DELETE FROM idempotency_records WHERE owner = $1 AND key = $2 AND status IS NULL")
                     .bind(owner).bind(key).execute(db.primary()).await?;
+                Ok::<_, StoreError>(())
+                }).await?
             }
             Database::Sqlite(db) => {
                 sqlx::query("DELETE FROM idempotency_records WHERE owner = ? AND key = ? AND status IS NULL")
@@ -141,11 +149,16 @@ impl IdempotencyStore {
         let before = now_ms - RETENTION_MS;
         let done = match &self.db {
             Database::Postgres(db) => {
-                sqlx::query("DELETE FROM idempotency_records WHERE created_at_ms < $1")
-                    .bind(before)
-                    .execute(db.primary())
-                    .await?
-                    .rows_affected()
+                db.guard(StoreError::is_unavailable, async {
+                    Ok::<_, StoreError>(
+                        sqlx::query("DELETE FROM idempotency_records WHERE created_at_ms < $1")
+                            .bind(before)
+                            .execute(db.primary())
+                            .await?
+                            .rows_affected(),
+                    )
+                })
+                .await?
             }
             Database::Sqlite(db) => {
                 sqlx::query("DELETE FROM idempotency_records WHERE created_at_ms < ?")

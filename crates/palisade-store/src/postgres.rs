@@ -1,6 +1,8 @@
 //! PostgreSQL pools: a primary for writes and an optional replica for read-only queries.
 
 use crate::{DatabaseConfig, StoreError};
+use palisade_core::SystemClock;
+use palisade_core::resilience::{BreakerError, BreakerSnapshot, CircuitBreaker};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use std::str::FromStr;
 
@@ -10,6 +12,7 @@ use std::str::FromStr;
 pub struct PostgresDb {
     primary: PgPool,
     replica: Option<PgPool>,
+    breaker: CircuitBreaker,
 }
 
 impl PostgresDb {
@@ -25,15 +28,37 @@ impl PostgresDb {
             .as_ref()
             .map(|u| pool(config, u.expose(), "database.replica_url"))
             .transpose()?;
-        Ok(Self { primary, replica })
+        let breaker =
+            CircuitBreaker::new("postgres", config.breaker.clone(), SystemClock::shared())
+                .map_err(|e| StoreError::Config(format!("database.breaker: {e}")))?;
+        Ok(Self {
+            primary,
+            replica,
+            breaker,
+        })
     }
 
-    /// Wraps an existing pool (tests, embedding applications).
-    pub fn from_pool(primary: PgPool) -> Self {
-        Self {
-            primary,
-            replica: None,
+    /// Runs a database operation through the circuit breaker. Only errors for which
+    /// `is_unavailable` is true count against the database; an open breaker answers
+    /// at once with [`StoreError::Unavailable`] instead of waiting for a dead server.
+    pub async fn guard<T, E, F>(&self, is_unavailable: fn(&E) -> bool, fut: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: From<StoreError>,
+    {
+        match self.breaker.call_with(is_unavailable, fut).await {
+            Ok(value) => Ok(value),
+            Err(BreakerError::Inner(e)) => Err(e),
+            Err(BreakerError::Open(open)) => Err(StoreError::Unavailable {
+                retry_after: open.retry_after,
+            }
+            .into()),
         }
+    }
+
+    /// The breaker's state, for health reports.
+    pub fn breaker_snapshot(&self) -> BreakerSnapshot {
+        self.breaker.snapshot()
     }
 
     /// The pool for writes and for reads that must see the latest writes.

@@ -139,7 +139,13 @@ impl AuditStore {
     ) -> Result<Appended, AuditStoreError> {
         match &self.db {
             Database::Sqlite(db) => sqlite::append(db, batch, signer, origin, now_ms).await,
-            Database::Postgres(db) => postgres::append(db, batch, signer, origin, now_ms).await,
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::append(db, batch, signer, origin, now_ms),
+                )
+                .await
+            }
         }
     }
 
@@ -147,7 +153,13 @@ impl AuditStore {
     pub async fn tree_size(&self) -> Result<u64, AuditStoreError> {
         match &self.db {
             Database::Sqlite(db) => sqlite::tree_size(db.writer()).await,
-            Database::Postgres(db) => postgres::tree_size(db.primary()).await,
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::tree_size(db.primary()),
+                )
+                .await
+            }
         }
     }
 
@@ -155,7 +167,13 @@ impl AuditStore {
     pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, AuditStoreError> {
         match &self.db {
             Database::Sqlite(db) => sqlite::latest_checkpoint(db.reader()).await,
-            Database::Postgres(db) => postgres::latest_checkpoint(db.primary()).await,
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::latest_checkpoint(db.primary()),
+                )
+                .await
+            }
         }
     }
 
@@ -166,7 +184,13 @@ impl AuditStore {
         }
         match &self.db {
             Database::Sqlite(db) => sqlite::read_hashes(db.reader(), ids).await,
-            Database::Postgres(db) => postgres::read_hashes(db.reader(), ids).await,
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::read_hashes(db.reader(), ids),
+                )
+                .await
+            }
         }
     }
 
@@ -181,7 +205,13 @@ impl AuditStore {
         for chunk in ids.chunks(500) {
             let found = match &self.db {
                 Database::Sqlite(db) => sqlite::read_hashes_map(db.reader(), chunk).await?,
-                Database::Postgres(db) => postgres::read_hashes_map(db.reader(), chunk).await?,
+                Database::Postgres(db) => {
+                    db.guard(
+                        AuditStoreError::is_unavailable,
+                        postgres::read_hashes_map(db.reader(), chunk),
+                    )
+                    .await?
+                }
             };
             out.extend(chunk.iter().map(|id| found.get(id).copied()));
         }
@@ -192,7 +222,13 @@ impl AuditStore {
     pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, AuditStoreError> {
         match &self.db {
             Database::Sqlite(db) => sqlite::checkpoints(db.reader()).await,
-            Database::Postgres(db) => postgres::checkpoints(db.reader()).await,
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::checkpoints(db.reader()),
+                )
+                .await
+            }
         }
     }
 
@@ -205,7 +241,13 @@ impl AuditStore {
     ) -> Result<Vec<Hash>, AuditStoreError> {
         match &self.db {
             Database::Sqlite(db) => sqlite::hash_range(db.reader(), level, start, end).await,
-            Database::Postgres(db) => postgres::hash_range(db.reader(), level, start, end).await,
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::hash_range(db.reader(), level, start, end),
+                )
+                .await
+            }
         }
     }
 
@@ -217,7 +259,13 @@ impl AuditStore {
     ) -> Result<Vec<StoredEvent>, AuditStoreError> {
         match &self.db {
             Database::Sqlite(db) => sqlite::events_range(db.reader(), start, end).await,
-            Database::Postgres(db) => postgres::events_range(db.reader(), start, end).await,
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::events_range(db.reader(), start, end),
+                )
+                .await
+            }
         }
     }
 
@@ -225,7 +273,13 @@ impl AuditStore {
     pub async fn event_by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, AuditStoreError> {
         match &self.db {
             Database::Sqlite(db) => sqlite::event_by_id(db.reader(), id).await,
-            Database::Postgres(db) => postgres::event_by_id(db.reader(), id).await,
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::event_by_id(db.reader(), id),
+                )
+                .await
+            }
         }
     }
 
@@ -237,7 +291,13 @@ impl AuditStore {
     ) -> Result<Vec<StoredEvent>, AuditStoreError> {
         match &self.db {
             Database::Sqlite(db) => sqlite::query(db.reader(), filter, page).await,
-            Database::Postgres(db) => postgres::query(db.reader(), filter, page).await,
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::query(db.reader(), filter, page),
+                )
+                .await
+            }
         }
     }
 }

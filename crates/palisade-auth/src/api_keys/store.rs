@@ -25,7 +25,11 @@ macro_rules! run {
         match &$self.db {
             Database::Postgres(db) => {
                 let $q = sqlx::query($sql_pg);
-                let $r = $bind.$exec(db.primary()).await?;
+                let $r = db
+                    .guard(StoreError::is_unavailable, async {
+                        Ok::<_, StoreError>($bind.$exec(db.primary()).await?)
+                    })
+                    .await?;
                 $post
             }
             Database::Sqlite(db) => {

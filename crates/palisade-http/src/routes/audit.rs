@@ -124,10 +124,10 @@ pub async fn append(
         Value::Object(mut map) if map.contains_key("events") => match map.remove("events") {
             Some(Value::Array(items)) if map.is_empty() => (items, true),
             _ => {
-                return Err(
-                    Problem::unprocessable("events must be the only key, holding an array")
-                        .field("events", "must be an array"),
-                );
+                return Err(Problem::unprocessable(
+                    "events must be the only key, holding an array",
+                )
+                .field("events", "must be an array"));
             }
         },
         single @ Value::Object(_) => (vec![single], false),
