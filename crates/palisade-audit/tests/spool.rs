@@ -373,7 +373,11 @@ fn flipped_bit_in_an_earlier_record_is_reported_as_corrupt() {
                 other => panic!("byte {offset} bit {bit}: expected Corrupt, got {other:?}"),
             }
             flip_bit(&newest, offset, 1 << bit);
-            assert_eq!(fs::read(&newest).expect("read"), pristine, "nothing truncated");
+            assert_eq!(
+                fs::read(&newest).expect("read"),
+                pristine,
+                "nothing truncated"
+            );
         }
     }
     assert!(Spool::open(dir.path(), config(SEGMENT)).is_ok());
@@ -485,18 +489,26 @@ fn leftover_partial_ack_write_is_ignored() {
 
 #[test]
 fn empty_segment_left_by_a_crash_after_creation_is_reused() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let spool = open(dir.path(), config(10));
-    spool.append(&[b"0123456789"]).expect("append");
-    drop(spool);
-    fs::write(dir.path().join(segment_name(1)), b"").expect("create empty segment");
-    let spool = open(dir.path(), config(10));
-    assert_eq!(append_one(&spool, b"next"), 1);
-    assert_eq!(segment_firsts(dir.path()), [0, 1]);
-    assert_eq!(
-        read_all(&spool),
-        [(0, b"0123456789".to_vec()), (1, b"next".to_vec())]
-    );
+    // 0 is the edge case: an empty segment is already "full", yet rolling
+    // would try to create a second file with the same name.
+    for segment_bytes in [10, 0] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = open(dir.path(), config(segment_bytes));
+        spool.append(&[b"0123456789"]).expect("append");
+        drop(spool);
+        fs::write(dir.path().join(segment_name(1)), b"").expect("create empty segment");
+        let spool = open(dir.path(), config(segment_bytes));
+        assert_eq!(
+            append_one(&spool, b"next"),
+            1,
+            "segment_bytes {segment_bytes}"
+        );
+        assert_eq!(segment_firsts(dir.path()), [0, 1]);
+        assert_eq!(
+            read_all(&spool),
+            [(0, b"0123456789".to_vec()), (1, b"next".to_vec())]
+        );
+    }
 }
 
 #[test]

@@ -77,6 +77,11 @@ pub async fn bootstrap_admin_key(config: &Config, db: &Database) -> anyhow::Resu
 
 /// Prints the admin key to stdout, once, with what to do with it.
 pub fn announce_admin_key(secret: &Secret) {
+    if std::env::var(BOOTSTRAP_ENV).is_ok() {
+        // The operator chose this key; confirm it is installed without re-printing it.
+        println!("Palisade admin API key installed from {BOOTSTRAP_ENV}.");
+        return;
+    }
     println!("Palisade admin API key (shown once; store it in your secret manager):");
     println!();
     println!("    {}", secret.expose());

@@ -30,12 +30,17 @@
 //!
 //! # Crash recovery
 //!
-//! [`Spool::open`] validates every record of every segment it keeps. A
-//! damaged *final* record of the newest segment is what an interrupted append
-//! leaves (and that append never returned `Ok`), so it is truncated with a
-//! warning. Damage anywhere else is [`SpoolError::Corrupt`] and the spool
-//! refuses to open: skipping it could silently lose acknowledged events, so
-//! an operator must decide.
+//! [`Spool::open`] validates every record of every segment it keeps. Damage
+//! in the newest segment after which no valid frame starts anywhere (a frame
+//! cut short by the end of the file, a final frame failing its checksum, a
+//! zero-filled or garbage tail) is what an interrupted append leaves, and
+//! that append never returned `Ok`; it is truncated with a warning. Any
+//! other damage is [`SpoolError::Corrupt`] and the spool refuses to open:
+//! skipping it could silently lose acknowledged events, so an operator must
+//! decide. This includes a damaged length field that makes an earlier record
+//! seem to run past the end of the file, and also the rare crash where a
+//! file system persisted a later block of the final append but not an
+//! earlier one; refusing is the safe side of that ambiguity.
 //!
 //! After a crash, records may be delivered again by
 //! [`Spool::read_pending`] (the replayer's inserts are idempotent by event
@@ -250,8 +255,11 @@ impl Spool {
     /// record and truncating a torn tail left by a crash.
     ///
     /// Fully acknowledged segments left behind by a crash are deleted.
-    /// Returns [`SpoolError::Corrupt`] for damage that is not a torn tail, or
-    /// when segments are missing from the middle of the sequence.
+    /// Returns [`SpoolError::Corrupt`] for damage that is not a torn tail (see
+    /// the module docs), when segments are missing from the sequence, or
+    /// when the `ack` file is damaged or claims more than was stored. Reads
+    /// every unacknowledged byte, so it takes time proportional to
+    /// [`Spool::bytes_used`].
     pub fn open(dir: &Path, config: SpoolConfig) -> Result<Self, SpoolError> {
         ensure_dir(dir)?;
         ack::remove_stale_temp(dir)?;

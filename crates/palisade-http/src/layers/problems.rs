@@ -1,4 +1,4 @@
-//! Guarantees that no error leaves the server as anything but a problem document:
+//! Guarantees that no error leaves the server as plain text or an empty body:
 //! framework rejections (405, 413 from the body limit, 408 from the timeout, a caught
 //! panic) have plain or empty bodies, and are replaced here.
 
@@ -15,11 +15,13 @@ pub async fn ensure_problem_bodies(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_problem = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+    // Problems, and JSON a handler chose to send with an error status (the health
+    // report's 503), pass through; framework rejections are plain text or empty.
+    let deliberate = response.headers().get(CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
+    });
+    if deliberate {
         return response;
     }
     // Keep headers a client may need (Allow on 405, Retry-After), drop the old body.
