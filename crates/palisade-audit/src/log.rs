@@ -11,7 +11,7 @@ use crate::store::{AuditStore, AuditStoreError, EventFilter, Page, StoredCheckpo
 use palisade_core::principal::TenantId;
 use palisade_core::{SharedClock, new_id};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -289,11 +289,7 @@ impl AuditLog {
 
 impl Inner {
     fn now_ms(&self) -> i64 {
-        self.clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        self.clock.now_unix_ms()
     }
 
     /// Writes a group to the spool: the database is unreachable, or older events are

@@ -6,6 +6,7 @@
 use crate::checkpoint::{Checkpoint, NoteVerifier};
 use crate::merkle::{Frontier, Hash, NodeId, leaf_hash};
 use crate::store::{AuditStore, AuditStoreError};
+use std::collections::{BTreeMap, HashMap};
 
 /// Leaves read per round trip.
 const CHUNK: u64 = 10_000;
@@ -190,6 +191,7 @@ impl<'a> Verifier<'a> {
                     found: None,
                 });
             }
+            let mut created = Vec::with_capacity(leaf_hashes.len() * 2);
             // Append in segments that end at checkpoint sizes, so each signed root is
             // compared with the frontier's root at exactly that size.
             let mut pos = start;
@@ -200,8 +202,7 @@ impl<'a> Verifier<'a> {
                     .filter(|&b| b <= end && b > pos)
                     .unwrap_or(end);
                 let segment = &leaf_hashes[(pos - start) as usize..(stop - start) as usize];
-                let created = frontier.append(segment).map_err(AuditStoreError::from)?;
-                self.check_interior(&created).await?;
+                created.extend(frontier.append(segment).map_err(AuditStoreError::from)?);
                 pos = stop;
                 while let Some((cp_size, root, is_saved)) = boundaries.next_if(|b| b.0 == pos) {
                     if frontier.root() != root {
@@ -219,6 +220,7 @@ impl<'a> Verifier<'a> {
                     }
                 }
             }
+            self.check_interior(&created).await?;
             start = end;
             progress(start, size);
         }
@@ -228,22 +230,33 @@ impl<'a> Verifier<'a> {
         })
     }
 
-    /// Every interior node a segment completed must match the stored hash.
+    /// Every interior node a chunk completed must match the stored hash. The nodes of
+    /// one level form a contiguous run, so each level is one range read.
     async fn check_interior(&self, created: &[(NodeId, Hash)]) -> Result<(), VerifyError> {
-        let interior: Vec<&(NodeId, Hash)> =
-            created.iter().filter(|(id, _)| id.level > 0).collect();
-        if interior.is_empty() {
-            return Ok(());
+        let mut by_level: BTreeMap<u8, Vec<(u64, Hash)>> = BTreeMap::new();
+        for (id, hash) in created.iter().filter(|(id, _)| id.level > 0) {
+            by_level
+                .entry(id.level)
+                .or_default()
+                .push((id.index, *hash));
         }
-        let ids: Vec<NodeId> = interior.iter().map(|(id, _)| *id).collect();
-        let stored = self.store.read_hashes_lenient(&ids).await?;
-        for ((id, hash), stored) in interior.iter().zip(stored) {
-            if stored.as_ref() != Some(hash) {
-                return Err(VerifyError::Tampered(Tampering::HashChanged {
-                    level: id.level,
-                    position: id.index,
-                    first_leaf: id.index << id.level,
-                }));
+        for (level, nodes) in by_level {
+            let (Some(first), Some(last)) = (nodes.first(), nodes.last()) else {
+                continue;
+            };
+            let stored = self
+                .store
+                .hash_range_indexed(level, first.0, last.0 + 1)
+                .await?;
+            let stored: HashMap<u64, Hash> = stored.into_iter().collect();
+            for (index, hash) in &nodes {
+                if stored.get(index) != Some(hash) {
+                    return Err(VerifyError::Tampered(Tampering::HashChanged {
+                        level,
+                        position: *index,
+                        first_leaf: index << level,
+                    }));
+                }
             }
         }
         Ok(())

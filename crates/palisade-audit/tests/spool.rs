@@ -607,7 +607,7 @@ fn frames_len(records: &[Vec<u8>]) -> u64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     /// Every record whose append returned `Ok` and that was not acknowledged
     /// is returned by `read_pending` exactly once, in order, whatever

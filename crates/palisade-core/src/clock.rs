@@ -14,6 +14,15 @@ pub trait Clock: Send + Sync + Debug + 'static {
     /// Monotonic time since an arbitrary fixed origin, for measuring durations
     /// (breaker windows, timeouts) that must not jump when the wall clock is adjusted.
     fn monotonic(&self) -> Duration;
+
+    /// Wall-clock time as Unix milliseconds, the form stored in the database
+    /// (0 before 1970, saturating far in the future).
+    fn now_unix_ms(&self) -> i64 {
+        self.now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
 }
 
 /// A shared, dynamically dispatched clock.
@@ -129,6 +138,14 @@ mod tests {
         clock.advance(Duration::from_millis(1500));
         assert_eq!(clock.now(), wall + Duration::from_millis(1500));
         assert_eq!(clock.monotonic(), mono + Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn unix_ms_follows_the_wall_clock() {
+        let clock = ManualClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_millis(1_500));
+        assert_eq!(clock.now_unix_ms(), 1_500);
+        clock.set_wall(SystemTime::UNIX_EPOCH - Duration::from_secs(1));
+        assert_eq!(clock.now_unix_ms(), 0);
     }
 
     #[test]

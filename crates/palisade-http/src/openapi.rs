@@ -48,6 +48,7 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (v1, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(api_keys::create, api_keys::list))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(api_keys::whoami))
         .routes(routes!(audit::append, audit::query))
         .routes(routes!(audit::event))
         .routes(routes!(audit::checkpoint))

@@ -18,3 +18,6 @@ pub use sqlite::SqliteDb;
 
 /// Re-exported so domain crates use the same sqlx as the pools.
 pub use sqlx;
+
+mod redis;
+pub use self::redis::{Redis, RedisConfig, RedisError, RedisHealth, RedisMode};

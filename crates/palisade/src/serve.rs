@@ -13,7 +13,7 @@ use palisade_http::{AppState, HttpSettings, api_router};
 use palisade_observe::Metrics;
 use palisade_store::{Backend, Database, DatabaseHealth};
 use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 /// How long one health check may take before the dependency counts as down.
@@ -156,12 +156,7 @@ async fn housekeeping(state: AppState) {
         if !state.is_migrated() {
             continue;
         }
-        let now_ms = state
-            .clock
-            .now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now_ms = state.clock.now_unix_ms();
         if let Err(e) = state.idempotency.purge_expired(now_ms).await {
             tracing::debug!(error = %e, "idempotency purge skipped");
         }

@@ -258,7 +258,7 @@ impl Spool {
     /// Returns [`SpoolError::Corrupt`] for damage that is not a torn tail (see
     /// the module docs), when segments are missing from the sequence, or
     /// when the `ack` file is damaged or claims more than was stored. Reads
-    /// every unacknowledged byte, so it takes time proportional to
+    /// every segment it keeps, so it takes time proportional to
     /// [`Spool::bytes_used`].
     pub fn open(dir: &Path, config: SpoolConfig) -> Result<Self, SpoolError> {
         ensure_dir(dir)?;
@@ -316,6 +316,8 @@ impl Spool {
     /// called, the same records are returned again. Every record is
     /// checksummed again as it is read, so damage that happened after
     /// [`Spool::open`] is reported as [`SpoolError::Corrupt`], not returned.
+    /// Memory use is up to `max_records` payloads, so pick it with
+    /// [`MAX_RECORD_BYTES`] in mind.
     pub fn read_pending(&self, max_records: usize) -> Result<Vec<(u64, Vec<u8>)>, SpoolError> {
         self.lock()?.read_pending(max_records)
     }

@@ -194,28 +194,26 @@ impl AuditStore {
         }
     }
 
-    /// Stored subtree hashes, `None` where one is missing (for the verifier, which
-    /// reports a missing hash as tampering rather than failing).
-    pub async fn read_hashes_lenient(
+    /// `(index, hash)` of the stored hashes of one level in `[start, end)`; unlike
+    /// [`AuditStore::hash_range`] a gap is visible, for the verifier.
+    pub async fn hash_range_indexed(
         &self,
-        ids: &[NodeId],
-    ) -> Result<Vec<Option<Hash>>, AuditStoreError> {
-        let mut out = Vec::with_capacity(ids.len());
-        // Chunked: the verifier asks for thousands of nodes at once.
-        for chunk in ids.chunks(500) {
-            let found = match &self.db {
-                Database::Sqlite(db) => sqlite::read_hashes_map(db.reader(), chunk).await?,
-                Database::Postgres(db) => {
-                    db.guard(
-                        AuditStoreError::is_unavailable,
-                        postgres::read_hashes_map(db.reader(), chunk),
-                    )
-                    .await?
-                }
-            };
-            out.extend(chunk.iter().map(|id| found.get(id).copied()));
+        level: u8,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, Hash)>, AuditStoreError> {
+        match &self.db {
+            Database::Sqlite(db) => {
+                sqlite::hash_range_indexed(db.reader(), level, start, end).await
+            }
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::hash_range_indexed(db.reader(), level, start, end),
+                )
+                .await
+            }
         }
-        Ok(out)
     }
 
     /// Every stored checkpoint, oldest first.
@@ -343,3 +341,54 @@ pub(crate) fn action_like(prefix: &str) -> String {
         .collect();
     format!("{escaped}.%")
 }
+
+/// The `SELECT ... WHERE` of a filtered, paged query, for either backend: only the
+/// placeholder syntax differs, and `QueryBuilder` takes care of that.
+pub(crate) fn filtered_query<'a, DB>(
+    filter: &EventFilter,
+    page: Page,
+) -> Result<sqlx::QueryBuilder<'a, DB>, AuditStoreError>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut q = sqlx::QueryBuilder::new(format!(
+        "SELECT {EVENT_COLUMNS} FROM audit_entries WHERE tenant = "
+    ));
+    q.push_bind(filter.tenant.clone());
+    if let Some(actor) = &filter.actor_id {
+        q.push(" AND actor_id = ").push_bind(actor.clone());
+    }
+    if let Some(prefix) = &filter.action_prefix {
+        q.push(" AND (action = ").push_bind(prefix.clone());
+        q.push(" OR action LIKE ")
+            .push_bind(action_like(prefix))
+            .push(" ESCAPE '\\')");
+    }
+    if let Some(kind) = &filter.resource_type {
+        q.push(" AND resource_type = ").push_bind(kind.clone());
+    }
+    if let Some(id) = &filter.resource_id {
+        q.push(" AND resource_id = ").push_bind(id.clone());
+    }
+    if let Some(outcome) = filter.outcome {
+        q.push(" AND outcome = ")
+            .push_bind(outcome.as_str().to_owned());
+    }
+    if let Some(from) = filter.from_ms {
+        q.push(" AND received_at_ms >= ").push_bind(from);
+    }
+    if let Some(to) = filter.to_ms {
+        q.push(" AND received_at_ms < ").push_bind(to);
+    }
+    if let Some(before) = page.before {
+        q.push(" AND idx < ").push_bind(to_db(before)?);
+    }
+    q.push(" ORDER BY idx DESC LIMIT ")
+        .push_bind(i64::from(page.limit));
+    Ok(q)
+}
+
+/// Columns every event read selects.
+pub(crate) const EVENT_COLUMNS: &str = "idx, id, tenant, leaf";

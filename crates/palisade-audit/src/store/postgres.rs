@@ -2,15 +2,15 @@
 //! statement per table per batch) under an advisory transaction lock.
 
 use super::{
-    Appended, AuditStoreError, EventFilter, Page, StoredCheckpoint, StoredEvent, action_like,
-    dedupe, to_db, to_hash, to_index,
+    Appended, AuditStoreError, EVENT_COLUMNS, EventFilter, Page, StoredCheckpoint, StoredEvent,
+    dedupe, filtered_query, to_db, to_hash, to_index,
 };
 use crate::checkpoint::{Checkpoint, NoteSigner};
 use crate::event::PreparedEvent;
 use crate::merkle::{Frontier, Hash, NodeId, leaf_hash, root_nodes};
 use palisade_store::PostgresDb;
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, PgPool, Postgres, Row};
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -217,14 +217,6 @@ async fn read_hashes_in(
         .collect()
 }
 
-pub(super) async fn read_hashes_map(
-    pool: &PgPool,
-    ids: &[NodeId],
-) -> Result<HashMap<NodeId, Hash>, AuditStoreError> {
-    let mut conn = pool.acquire().await?;
-    read_hashes_map_in(&mut conn, ids).await
-}
-
 pub(super) async fn checkpoints(pool: &PgPool) -> Result<Vec<StoredCheckpoint>, AuditStoreError> {
     let rows =
         sqlx::query("SELECT tree_size, root, note FROM audit_checkpoints ORDER BY tree_size")
@@ -259,8 +251,6 @@ pub(super) async fn hash_range(
         .map(|r| to_hash(r.try_get::<&[u8], _>("hash")?))
         .collect()
 }
-
-const EVENT_COLUMNS: &str = "idx, id, tenant, leaf";
 
 fn decode_event(row: &PgRow) -> Result<StoredEvent, AuditStoreError> {
     Ok(StoredEvent {
@@ -304,39 +294,29 @@ pub(super) async fn query(
     filter: &EventFilter,
     page: Page,
 ) -> Result<Vec<StoredEvent>, AuditStoreError> {
-    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-        "SELECT {EVENT_COLUMNS} FROM audit_entries WHERE tenant = "
-    ));
-    q.push_bind(&filter.tenant);
-    if let Some(actor) = &filter.actor_id {
-        q.push(" AND actor_id = ").push_bind(actor);
-    }
-    if let Some(prefix) = &filter.action_prefix {
-        q.push(" AND (action = ").push_bind(prefix);
-        q.push(" OR action LIKE ")
-            .push_bind(action_like(prefix))
-            .push(" ESCAPE '\\')");
-    }
-    if let Some(kind) = &filter.resource_type {
-        q.push(" AND resource_type = ").push_bind(kind);
-    }
-    if let Some(id) = &filter.resource_id {
-        q.push(" AND resource_id = ").push_bind(id);
-    }
-    if let Some(outcome) = filter.outcome {
-        q.push(" AND outcome = ").push_bind(outcome.as_str());
-    }
-    if let Some(from) = filter.from_ms {
-        q.push(" AND received_at_ms >= ").push_bind(from);
-    }
-    if let Some(to) = filter.to_ms {
-        q.push(" AND received_at_ms < ").push_bind(to);
-    }
-    if let Some(before) = page.before {
-        q.push(" AND idx < ").push_bind(to_db(before)?);
-    }
-    q.push(" ORDER BY idx DESC LIMIT ")
-        .push_bind(i64::from(page.limit));
+    let mut q = filtered_query::<Postgres>(filter, page)?;
     let rows = q.build().fetch_all(pool).await?;
     rows.iter().map(decode_event).collect()
+}
+
+pub(super) async fn hash_range_indexed(
+    pool: &PgPool,
+    level: u8,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u64, Hash)>, AuditStoreError> {
+    let rows = sqlx::query("SELECT idx, hash FROM audit_hashes WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx")
+        .bind(i16::from(level))
+        .bind(to_db(start)?)
+        .bind(to_db(end)?)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                to_index(r.try_get("idx")?)?,
+                to_hash(r.try_get::<&[u8], _>("hash")?)?,
+            ))
+        })
+        .collect()
 }

@@ -17,11 +17,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use moka::sync::Cache;
 use palisade_core::principal::TenantId;
-use palisade_core::{Clock, Secret, SharedClock, new_id};
+use palisade_core::{Secret, SharedClock, new_id};
 use palisade_store::StoreError;
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The prefix of every generated key, so secret scanners can recognise leaked keys.
@@ -181,7 +181,7 @@ impl ApiKeys {
             name: new.name,
             tenant: new.tenant,
             scopes: new.scopes,
-            created_at_ms: unix_ms(self.clock.as_ref()),
+            created_at_ms: self.clock.now_unix_ms(),
             expires_at_ms: new.expires_at_ms,
             revoked_at_ms: None,
         };
@@ -215,7 +215,7 @@ impl ApiKeys {
         // hmac::verify compares in constant time.
         hmac::verify(&self.verify_key, raw.as_bytes(), verifier)
             .map_err(|_| ApiKeyError::Invalid)?;
-        let now = unix_ms(self.clock.as_ref());
+        let now = self.clock.now_unix_ms();
         if key.revoked_at_ms.is_some() || key.expires_at_ms.is_some_and(|exp| exp <= now) {
             return Err(ApiKeyError::Invalid);
         }
@@ -235,7 +235,7 @@ impl ApiKeys {
     /// Revokes a key; it stops working at once on this instance and within
     /// [`CACHE_TTL`] on every other. Revoking twice keeps the first time.
     pub async fn revoke(&self, id: Uuid) -> Result<ApiKey, ApiKeyError> {
-        let now = unix_ms(self.clock.as_ref());
+        let now = self.clock.now_unix_ms();
         if !self.store.revoke(id, now).await? {
             return Err(ApiKeyError::NotFound);
         }
@@ -268,13 +268,4 @@ fn check_length(raw: &str) -> Result<(), ApiKeyError> {
     } else {
         Err(ApiKeyError::BadLength)
     }
-}
-
-/// Unix milliseconds of the clock's wall time.
-pub(crate) fn unix_ms(clock: &dyn Clock) -> i64 {
-    clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -12,7 +12,6 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_store::idempotency::{Begin, StoredResponse};
-use std::time::UNIX_EPOCH;
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -61,12 +60,7 @@ pub async fn idempotent_posts(State(state): State<AppState>, req: Request, next:
     ctx.update(&bytes);
     let fingerprint = ctx.finish();
 
-    let now_ms = state
-        .clock
-        .now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms = state.clock.now_unix_ms();
     match state
         .idempotency
         .begin(&owner, &key, fingerprint.as_ref(), now_ms)

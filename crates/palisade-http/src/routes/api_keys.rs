@@ -196,3 +196,10 @@ async fn record(
     state.audit.append(caller.key.tenant.clone(), event).await?;
     Ok(())
 }
+
+/// The API key making this request: lets a caller check its credentials and scopes.
+#[utoipa::path(get, path = "/v1/whoami", tag = "api-keys", security(("api_key" = [])),
+    responses((status = 200, body = KeyView), (status = 401, body = Problem)))]
+pub async fn whoami(caller: Caller) -> Json<KeyView> {
+    Json(caller.key.into())
+}

@@ -1,0 +1,187 @@
+//! Proof latency from the store at a large tree size, and `audit verify` speed next
+//! to raw SHA-256 over the same leaves (the ceiling: verification is hashing plus
+//! reading). Percentiles need every sample, so this bench keeps its own timings
+//! instead of criterion's per-iteration means.
+//!
+//! Run: `PALISADE_BENCH_SIZE=1000000 cargo bench -p palisade-audit --bench audit_proofs`
+//! (`PALISADE_BENCH_BACKENDS=sqlite,postgres` by default).
+
+use aws_lc_rs::digest;
+use palisade_audit::checkpoint::NoteSigner;
+use palisade_audit::event::{EventLimits, NewEvent, PreparedEvent};
+use palisade_audit::merkle;
+use palisade_audit::store::AuditStore;
+use palisade_audit::verify::Verifier;
+use palisade_core::principal::TenantId;
+use palisade_store::{Database, DatabaseConfig};
+use palisade_testkit::postgres::TestDatabase;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const SAMPLES: usize = 5000;
+
+fn events(start: u64, n: u64) -> Vec<PreparedEvent> {
+    let now = OffsetDateTime::now_utc();
+    (start..start + n)
+        .map(|i| {
+            let event: NewEvent = serde_json::from_value(json!({
+                "action": "auth.login",
+                "actor": {"id": format!("user-{}", i % 977), "ip": "203.0.113.7"},
+                "resource": {"type": "session", "id": format!("s-{i}")},
+                "outcome": "success",
+                "metadata": {"n": i},
+            }))
+            .unwrap_or_else(|e| panic!("{e}"));
+            event
+                .prepare(
+                    TenantId::default_tenant(),
+                    Uuid::now_v7(),
+                    now,
+                    &EventLimits::default(),
+                )
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A small deterministic generator, so runs sample the same indexes.
+struct Lcg(u64);
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+async fn run(name: &str, db: Database, size: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let store = AuditStore::new(db);
+    let signer = NoteSigner::generate("bench")?;
+    let filled = Instant::now();
+    let mut n = 0;
+    while n < size {
+        let batch = events(n, 1000.min(size - n));
+        store.append(&batch, &signer, "bench", 0).await?;
+        n += batch.len() as u64;
+    }
+    let fill = filled.elapsed();
+    println!(
+        "{name}: filled {size} events in {:.1}s ({:.0} events/s incl. event encoding)",
+        fill.as_secs_f64(),
+        size as f64 / fill.as_secs_f64()
+    );
+
+    let mut rng = Lcg(42);
+    let mut inclusion = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let index = rng.below(size);
+        let start = Instant::now();
+        let ids = merkle::inclusion_proof_nodes(index, size)?;
+        let hashes = store.read_hashes(&ids).await?;
+        let proof = merkle::assemble_inclusion_proof(index, size, &hashes)?;
+        inclusion.push(start.elapsed());
+        std::hint::black_box(proof);
+    }
+    let mut consistency = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let from = 1 + rng.below(size - 1);
+        let start = Instant::now();
+        let ids = merkle::consistency_proof_nodes(from, size)?;
+        let hashes = store.read_hashes(&ids).await?;
+        let proof = merkle::assemble_consistency_proof(from, size, &hashes)?;
+        consistency.push(start.elapsed());
+        std::hint::black_box(proof);
+    }
+    for (what, mut samples) in [("inclusion", inclusion), ("consistency", consistency)] {
+        samples.sort();
+        println!(
+            "{name}: {what} proof at {size}: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({SAMPLES} samples)",
+            percentile(&samples, 0.5).as_secs_f64() * 1e3,
+            percentile(&samples, 0.99).as_secs_f64() * 1e3,
+            percentile(&samples, 1.0).as_secs_f64() * 1e3,
+        );
+    }
+
+    let key = signer.verifier();
+    let started = Instant::now();
+    let verified = Verifier::new(&store, &key).verify(None, |_, _| {}).await?;
+    let verify = started.elapsed();
+    println!(
+        "{name}: audit verify of {} leaves in {:.2}s = {:.0} leaves/s",
+        verified.tree_size,
+        verify.as_secs_f64(),
+        verified.tree_size as f64 / verify.as_secs_f64()
+    );
+
+    // The ceiling: SHA-256 (leaf hashing plus the same number of interior nodes) over
+    // the same bytes, already in memory.
+    let leaves: Vec<Vec<u8>> = store
+        .events_range(0, size.min(1_000_000))
+        .await?
+        .into_iter()
+        .map(|e| e.leaf)
+        .collect();
+    let started = Instant::now();
+    let mut acc = [0u8; 32];
+    for leaf in &leaves {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(&[0]);
+        ctx.update(leaf);
+        let d = ctx.finish();
+        let mut node = digest::Context::new(&digest::SHA256);
+        node.update(&[1]);
+        node.update(&acc);
+        node.update(d.as_ref());
+        acc.copy_from_slice(node.finish().as_ref());
+    }
+    let raw = started.elapsed();
+    println!(
+        "{name}: raw aws-lc-rs SHA-256 (leaf + node hash) over {} leaves in memory: {:.0} leaves/s; verify reaches {:.0}% of it",
+        leaves.len(),
+        leaves.len() as f64 / raw.as_secs_f64(),
+        100.0 * (verified.tree_size as f64 / verify.as_secs_f64())
+            / (leaves.len() as f64 / raw.as_secs_f64())
+    );
+    std::hint::black_box(acc);
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing: keep that run tiny.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let size: u64 = std::env::var("PALISADE_BENCH_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if benching { 1_000_000 } else { 2000 });
+    let backends =
+        std::env::var("PALISADE_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        if backends.contains("sqlite") {
+            let dir = tempfile::tempdir()?;
+            let db = Database::connect(&DatabaseConfig::default(), dir.path()).await?;
+            db.migrate().await?;
+            run("sqlite", db, size).await?;
+        }
+        if backends.contains("postgres") {
+            let schema = TestDatabase::create().await?;
+            let db = Database::connect(
+                &DatabaseConfig::postgres(schema.url()),
+                std::path::Path::new("."),
+            )
+            .await?;
+            db.migrate().await?;
+            run("postgres", db, size).await?;
+        }
+        Ok(())
+    })
+}
