@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The configuration cannot work (bad URL, missing CA file, ...). Fix the config.
-    #[error("invalid database configuration: {0}")]
+    #[error("invalid configuration: {0}")]
     Config(String),
     /// The database could not be reached or answered with an error.
     #[error("database error: {0}")]

@@ -42,9 +42,13 @@ async fn proxied_server() -> (RedisServer, FaultProxy) {
     let server = within(PROMPT, "start redis-server", RedisServer::start())
         .await
         .expect("start redis-server");
-    let proxy = within(PROMPT, "start fault proxy", FaultProxy::start(server.addr()))
-        .await
-        .expect("start fault proxy");
+    let proxy = within(
+        PROMPT,
+        "start fault proxy",
+        FaultProxy::start(server.addr()),
+    )
+    .await
+    .expect("start fault proxy");
     (server, proxy)
 }
 
@@ -112,7 +116,10 @@ async fn cut_link_fails_fast_opens_the_breaker_degrades_health_and_recovers() {
         .expect("one redis check");
     let overall = registry.report().await;
     assert_eq!(overall.status, HealthStatus::Degraded);
-    assert!(overall.ready(), "a Redis outage must not take Palisade out of rotation");
+    assert!(
+        overall.ready(),
+        "a Redis outage must not take Palisade out of rotation"
+    );
 
     proxy.resume();
     let resumed = Instant::now();
@@ -156,7 +163,8 @@ async fn blackholed_link_fails_within_the_command_timeout() {
         let error = result.expect_err("nothing comes back from a blackhole");
         assert!(error.is_unavailable(), "{command}: {error:?}");
         assert!(
-            error.to_string().contains("timed out") || error.to_string().contains("circuit breaker"),
+            error.to_string().contains("timed out")
+                || error.to_string().contains("circuit breaker"),
             "{command}: {error}"
         );
         let bound = if command == "run" {
@@ -197,9 +205,13 @@ async fn starts_while_redis_is_down_and_reports_degraded() {
         started.elapsed()
     );
 
-    let error = within(PROMPT, "PING a closed port", redis.run::<String>(&redis::cmd("PING")))
-        .await
-        .expect_err("nothing listens there");
+    let error = within(
+        PROMPT,
+        "PING a closed port",
+        redis.run::<String>(&redis::cmd("PING")),
+    )
+    .await
+    .expect_err("nothing listens there");
     assert!(error.is_unavailable(), "{error:?}");
     let report = within(PROMPT, "health check", RedisHealth(redis).check()).await;
     assert_eq!(report.status, HealthStatus::Degraded, "{report:?}");

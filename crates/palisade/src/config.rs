@@ -3,7 +3,7 @@
 
 use palisade_core::Secret;
 use palisade_observe::LoggingConfig;
-use palisade_store::DatabaseConfig;
+use palisade_store::{DatabaseConfig, RedisConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,9 @@ pub struct Config {
     /// `[audit]`.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[redis]`: optional; without it all shared fast state is in-process.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
     /// `[secrets]`, written by `palisade init`.
     pub secrets: SecretsConfig,
 }
@@ -186,13 +189,12 @@ impl Config {
             key: key.into(),
             message: message.into(),
         };
-        self.database.validate().map_err(|e| {
-            // "invalid database configuration: database.url: ..." → key + message.
-            let text = e.to_string();
-            let detail = text.split_once(": ").map(|x| x.1).unwrap_or(&text);
-            let (key, message) = detail.split_once(": ").unwrap_or(("database", detail));
-            invalid(key, message)
-        })?;
+        self.database
+            .validate()
+            .map_err(|e| from_store(&e, "database"))?;
+        if let Some(redis) = &self.redis {
+            redis.validate().map_err(|e| from_store(&e, "redis"))?;
+        }
         if self.secrets.api_key_pepper.expose().len() < 32 {
             return Err(invalid(
                 "secrets.api_key_pepper",
@@ -239,6 +241,17 @@ impl Config {
     /// Drain deadline on shutdown.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.server.shutdown_grace_ms)
+    }
+}
+
+/// A store's "invalid configuration: section.key: what" as a `ConfigError` naming the key.
+fn from_store(e: &palisade_store::StoreError, section: &str) -> ConfigError {
+    let text = e.to_string();
+    let detail = text.split_once(": ").map_or(text.as_str(), |x| x.1);
+    let (key, message) = detail.split_once(": ").unwrap_or((section, detail));
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
     }
 }
 

@@ -11,7 +11,7 @@ use palisade_core::health::HealthRegistry;
 use palisade_core::{SharedClock, SystemClock};
 use palisade_http::{AppState, HttpSettings, api_router};
 use palisade_observe::Metrics;
-use palisade_store::{Backend, Database, DatabaseHealth};
+use palisade_store::{Backend, Database, DatabaseHealth, Redis, RedisHealth};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -41,6 +41,13 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     health
         .register(Arc::new(DatabaseHealth(db.clone())))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(redis) = &config.redis {
+        // Optional and never required for readiness: Palisade runs without it.
+        let redis = Redis::new(redis, clock.clone()).context("configuring Redis")?;
+        health
+            .register(Arc::new(RedisHealth(redis)))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let api_keys = ApiKeys::new(
         ApiKeyStore::new(db.clone()),
         &config.secrets.api_key_pepper,

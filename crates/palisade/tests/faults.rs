@@ -264,3 +264,70 @@ async fn audit_verify_names_the_tampered_index() {
     assert!(!status.success());
     assert!(err.contains("index 5"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_is_degraded_not_down_and_recovers() {
+    let redis_url = palisade_testkit::redis::redis_url();
+    let upstream: SocketAddr = redis_url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("redis host:port");
+    let proxy = FaultProxy::start(upstream).await.expect("proxy");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut env = HashMap::new();
+    env.insert(
+        "PALISADE_REDIS__URL".to_owned(),
+        format!("redis://{}", proxy.addr()),
+    );
+    env.insert(
+        "PALISADE_REDIS__BREAKER__OPEN_DURATION_MS".to_owned(),
+        "300".to_owned(),
+    );
+    env.insert(
+        "PALISADE_REDIS__BREAKER__MINIMUM_CALLS".to_owned(),
+        "2".to_owned(),
+    );
+    let mut server = Server::start(dir.path(), env);
+    server.wait_ready(200).await;
+    let client = Client::new(&server.base, &server.printed_key().expect("key"));
+    let status_of = |body: &serde_json::Value| {
+        body["components"]["redis"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    palisade_testkit::eventually(Duration::from_secs(10), "redis up", || async {
+        status_of(&client.get("/health").await.1) == "up"
+    })
+    .await;
+
+    proxy.cut();
+    palisade_testkit::eventually(Duration::from_secs(10), "redis degraded", || async {
+        let (code, body) = client.get("/health").await;
+        code == 200 && body["status"] == "degraded" && status_of(&body) == "degraded"
+    })
+    .await;
+    // Readiness and requests that do not need Redis are unaffected.
+    assert_eq!(
+        reqwest::get(format!("{}/health/ready", server.base))
+            .await
+            .map(|r| r.status().as_u16())
+            .ok(),
+        Some(200)
+    );
+    for n in 0..20 {
+        let (status, body) = client.post("/v1/audit/events", &audit_event(n).1).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    proxy.resume();
+    palisade_testkit::eventually(Duration::from_secs(10), "redis back up", || async {
+        status_of(&client.get("/health").await.1) == "up"
+    })
+    .await;
+    server.wait_ready(200).await;
+}

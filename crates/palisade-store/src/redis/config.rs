@@ -57,11 +57,18 @@ pub struct RedisConfig {
     /// Single server, Sentinel or Cluster (default `single`).
     pub mode: RedisMode,
     /// The Sentinels (`sentinel` mode) or the cluster seed nodes (`cluster` mode),
-    /// as `redis://` / `rediss://` URLs. In `sentinel` mode the credentials and
-    /// database of the first URL are also used for the master.
+    /// as `redis://` / `rediss://` URLs, all with the same credentials. In
+    /// `sentinel` mode a URL's user and password log in to the Sentinels (the
+    /// master's are `master_username` / `master_password`), and its database
+    /// number selects the master's database (Sentinels have none).
     pub nodes: Vec<Secret>,
     /// The name the Sentinels monitor the master under (`sentinel` mode only).
     pub master_name: Option<String>,
+    /// ACL user for the master (`sentinel` mode only; default: the default user).
+    pub master_username: Option<String>,
+    /// Password for the master (`sentinel` mode only). Separate from the
+    /// Sentinels' password because deployments often protect only the data nodes.
+    pub master_password: Option<Secret>,
     /// PEM file of the CA that signed the servers' certificates, for `rediss://`
     /// servers whose CA is not in the system trust store (a private CA, the usual
     /// case for Redis). Without it the system trust store is used.
@@ -89,6 +96,8 @@ impl Default for RedisConfig {
             mode: RedisMode::Single,
             nodes: Vec::new(),
             master_name: None,
+            master_username: None,
+            master_password: None,
             ca_file: None,
             connect_timeout_ms: 1_000,
             command_timeout_ms: 250,
@@ -176,24 +185,43 @@ impl RedisConfig {
                 Some("") => return bad("master_name", "must not be empty"),
                 Some(_) => {}
             }
-        } else if self.mode == RedisMode::Cluster && self.master_name.is_some() {
-            return bad("master_name", "only used in sentinel mode");
+        } else {
+            if self.mode == RedisMode::Cluster && self.master_name.is_some() {
+                return bad("master_name", "only used in sentinel mode");
+            }
+            if self.master_username.is_some() {
+                return bad("master_username", "only used in sentinel mode");
+            }
+            if self.master_password.is_some() {
+                return bad("master_password", "only used in sentinel mode");
+            }
         }
         if let Some(url) = &self.url {
             parse_url(url).map_err(|why| StoreError::Config(format!("redis.url: {why}")))?;
         }
-        let mut tls = None;
+        let mut first: Option<ConnectionInfo> = None;
         for (index, node) in self.nodes.iter().enumerate() {
             let info = parse_url(node)
                 .map_err(|why| StoreError::Config(format!("redis.nodes[{index}]: {why}")))?;
-            let node_tls = is_tls(&info);
-            if tls.is_some_and(|first| first != node_tls) {
+            let Some(first) = &first else {
+                first = Some(info);
+                continue;
+            };
+            if is_tls(&info) != is_tls(first) {
                 return bad(
                     &format!("nodes[{index}]"),
                     "mixes redis:// and rediss://; use one scheme for every node",
                 );
             }
-            tls = Some(node_tls);
+            // The clients take one set of credentials for all nodes; a node that
+            // needs others would fail at connect time, far from this config.
+            let (a, b) = (info.redis_settings(), first.redis_settings());
+            if a.username() != b.username() || a.password() != b.password() || a.db() != b.db() {
+                return bad(
+                    &format!("nodes[{index}]"),
+                    "user, password and database must be the same in every node URL",
+                );
+            }
         }
         if let Some(ca) = &self.ca_file {
             if !self.uses_tls() {
@@ -340,6 +368,17 @@ mod tests {
                 "redis.nodes[1]: mixes redis:// and rediss://",
             ),
             (
+                RedisConfig::cluster(["redis://:pw@a:7000", "redis://:other@b:7000"]),
+                "redis.nodes[1]: user, password and database must be the same",
+            ),
+            (
+                RedisConfig {
+                    master_password: Some(Secret::new("pw")),
+                    ..RedisConfig::single("redis://h")
+                },
+                "redis.master_password: only used in sentinel mode",
+            ),
+            (
                 RedisConfig {
                     key_prefix: "app{x}:".into(),
                     ..RedisConfig::single("redis://h")
@@ -398,6 +437,11 @@ mod tests {
             RedisConfig::single("redis://user:s3cr3t-pw@h:notaport"),
             RedisConfig::single("rediss://user:s3cr3t-pw@h:6380/#insecure"),
             RedisConfig::cluster(["redis://:s3cr3t-pw@a:7000", "rediss://:s3cr3t-pw@b:7000"]),
+            RedisConfig::cluster(["redis://:s3cr3t-pw@a:7000", "redis://:s3cr3t-pw2@b:7000"]),
+            RedisConfig {
+                master_password: Some(Secret::new("s3cr3t-pw")),
+                ..RedisConfig::cluster(["redis://a:7000"])
+            },
         ];
         for config in secrets {
             let message = error(&config);

@@ -32,6 +32,7 @@ use palisade_core::resilience::{BreakerSnapshot, Resilience, ResilienceConfig, R
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Once};
+use std::time::Duration;
 
 /// The breaker's name, in logs, metric labels and `/health`.
 const BREAKER_NAME: &str = "redis";
@@ -166,9 +167,10 @@ impl Redis {
         self.inner.resilience.breaker().snapshot()
     }
 
-    /// How many connections this handle has started: 1 for the first, plus
-    /// one per reconnect it initiated (a Sentinel failover, a failed connect). For
-    /// tests and debugging.
+    /// How many times this handle has replaced its connection: 0 until the
+    /// first reconnect, then one more per reconnect it started itself (a Sentinel
+    /// failover, a failed connect). Reconnects a `ConnectionManager` or a cluster
+    /// connection does internally are not counted. For tests and debugging.
     pub fn connection_generation(&self) -> u64 {
         self.inner.connection.generation()
     }
@@ -283,6 +285,14 @@ fn parsed_nodes(config: &RedisConfig) -> Result<Vec<ConnectionInfo>, StoreError>
         .collect()
 }
 
+/// The client library's own response timeout. The breaker's per-call timeout
+/// is what callers see; this one only clears abandoned requests out of a
+/// connection that stopped answering, so it is set past the per-call timeout to
+/// leave the caller's timeout the one that fires (and is counted as a timeout).
+fn response_backstop(config: &RedisConfig) -> Duration {
+    config.command_timeout() * 2
+}
+
 fn single(
     config: &RedisConfig,
     certificates: Option<TlsCertificates>,
@@ -300,7 +310,7 @@ fn single(
     .map_err(|_| StoreError::Config("redis.url: cannot build a client for this URL".into()))?;
     let manager = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.connect_timeout()))
-        .set_response_timeout(Some(config.command_timeout()))
+        .set_response_timeout(Some(response_backstop(config)))
         // One connect per attempt: the breaker paces attempts during an outage,
         // and a retry loop inside the manager would only delay noticing recovery.
         .set_number_of_retries(0);
@@ -324,7 +334,7 @@ fn sentinel(
             "redis.nodes: at least one URL required in sentinel mode".into(),
         ));
     };
-    let credentials = first.redis_settings().clone();
+    let sentinel_login = first.redis_settings().clone();
     let tls = config::is_tls(first);
     let mut builder = SentinelClientBuilder::new(
         nodes.iter().map(|node| node.addr().clone()),
@@ -332,16 +342,19 @@ fn sentinel(
         SentinelServerType::Master,
     )
     .map_err(|_| StoreError::Config("redis.nodes: cannot build a sentinel client".into()))?
-    .set_client_to_redis_db(credentials.db());
-    if let Some(username) = credentials.username() {
-        builder = builder
-            .set_client_to_redis_username(username)
-            .set_client_to_sentinel_username(username);
+    .set_client_to_redis_db(sentinel_login.db());
+    // The builder ignores the credentials inside the addresses; pass them explicitly.
+    if let Some(username) = sentinel_login.username() {
+        builder = builder.set_client_to_sentinel_username(username);
     }
-    if let Some(password) = credentials.password() {
-        builder = builder
-            .set_client_to_redis_password(password)
-            .set_client_to_sentinel_password(password);
+    if let Some(password) = sentinel_login.password() {
+        builder = builder.set_client_to_sentinel_password(password);
+    }
+    if let Some(username) = &config.master_username {
+        builder = builder.set_client_to_redis_username(username);
+    }
+    if let Some(password) = &config.master_password {
+        builder = builder.set_client_to_redis_password(password.expose());
     }
     if tls {
         builder = builder.set_client_to_redis_tls_mode(TlsMode::Secure);
@@ -356,7 +369,7 @@ fn sentinel(
         .map_err(|_| StoreError::Config("redis.nodes: cannot build a sentinel client".into()))?;
     let connection = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout()))
-        .set_response_timeout(Some(config.command_timeout()));
+        .set_response_timeout(Some(response_backstop(config)));
     Ok(Connector::Sentinel {
         sentinel: Arc::new(tokio::sync::Mutex::new(client)),
         config: connection,
@@ -370,7 +383,7 @@ fn cluster(
     let nodes = parsed_nodes(config)?;
     let mut builder = ClusterClientBuilder::new(nodes)
         .connection_timeout(config.connect_timeout())
-        .response_timeout(config.command_timeout());
+        .response_timeout(response_backstop(config));
     if let Some(certificates) = certificates {
         builder = builder.certs(certificates);
     }
