@@ -3,6 +3,11 @@
 
 use axum::{Json, Router, routing::get};
 
+/// The same allocator as the `palisade` binary, so the comparison measures the
+/// middleware and not the allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let addr = std::env::args()

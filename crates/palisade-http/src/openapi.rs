@@ -111,6 +111,5 @@ pub fn api_router(state: AppState) -> Router {
             },
         ))
         .layer(from_fn(telemetry::observe))
-        .layer(from_fn(telemetry::request_id))
         .with_state(state)
 }

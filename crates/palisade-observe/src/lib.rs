@@ -3,5 +3,5 @@
 mod logging;
 mod metrics_registry;
 
-pub use logging::{LogFormat, LoggingConfig, init_logging};
+pub use logging::{LogFormat, LogGuard, LoggingConfig, init_logging};
 pub use metrics_registry::{Metrics, MetricsError};

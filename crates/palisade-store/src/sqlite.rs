@@ -34,16 +34,25 @@ impl SqliteDb {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // Reads go through the OS page cache by mmap instead of a pread copy per
+            // page, and the WAL is folded back into the database less often: both
+            // showed up as kernel copy time in the append benchmark.
+            .pragma("mmap_size", "268435456")
+            .pragma("wal_autocheckpoint", "10000")
+            .pragma("temp_store", "memory");
+        // The writer keeps the hot index pages of a growing audit log in memory; the
+        // cache grows only as pages are used, so an idle instance stays small.
+        let writer_options = options.clone().pragma("cache_size", "-65536");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(config.acquire_timeout())
-            .connect_with(options.clone())
+            .connect_with(writer_options)
             .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(config.max_connections.clamp(1, 8))
             .acquire_timeout(config.acquire_timeout())
-            .connect_with(options.read_only(true))
+            .connect_with(options.pragma("cache_size", "-16384").read_only(true))
             .await?;
         Ok(Self {
             writer,

@@ -12,6 +12,12 @@ use palisade_store::Database;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: a request allocates dozens of small
+/// buffers (headers, log lines, metric labels), and glibc's allocator showed up as
+/// ~12% of CPU under load (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Palisade: authentication, authorization, a tamper-evident audit log, encryption
 /// and request protection for backend services, behind one HTTP API.
 ///
@@ -109,7 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("initialised {}", path.display());
             }
             let config = load(&path)?;
-            palisade_observe::init_logging(&config.log);
+            let _logs = palisade_observe::init_logging(&config.log);
             if first_start || config.database.url.is_none() {
                 // The embedded database is local: create the first key before serving.
                 let db = open_migrated(&config).await?;

@@ -2,7 +2,7 @@
 //! method, matched route and W3C trace id; a log line and metrics when it ends.
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use std::time::Instant;
@@ -11,26 +11,27 @@ use tracing::Instrument;
 /// The request-id header, taken from the caller or generated.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Wraps a request in its span, then logs and measures the outcome.
-pub async fn observe(req: Request, next: Next) -> Response {
+/// The outermost per-route layer: fixes the request id (taken from the caller when
+/// sane, else a new UUIDv7; echoed on the response), wraps the request in its span,
+/// then logs and measures the outcome. One middleware rather than several, because
+/// each layer costs a boxed future per request.
+pub async fn observe(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let request_id = request_id(req.headers());
+    req.headers_mut().insert(REQUEST_ID, request_id.clone());
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let request_id = header_text(req.headers(), REQUEST_ID);
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let trace_id = trace_id(req.headers());
     let span = tracing::info_span!(
         "request",
-        request_id = %request_id,
-        method = %method,
-        route = %route,
+        request_id = request_id.to_str().unwrap_or(""),
+        method = method.as_str(),
+        route,
         trace_id = trace_id.as_deref().unwrap_or(""),
         api_key = tracing::field::Empty,
     );
-    let response = next.run(req).instrument(span.clone()).await;
+    let mut response = next.run(req).instrument(span.clone()).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
     span.in_scope(|| {
@@ -41,22 +42,30 @@ pub async fn observe(req: Request, next: Next) -> Response {
         );
     });
     let labels = [
-        ("method", method.to_string()),
-        ("route", route),
+        ("method", method.as_str().to_owned()),
+        ("route", route.to_owned()),
         ("status", status.to_string()),
     ];
     metrics::counter!("palisade_http_requests_total", &labels).increment(1);
     metrics::histogram!("palisade_http_request_duration_seconds", &labels)
         .record(latency.as_secs_f64());
+    response.headers_mut().insert(REQUEST_ID, request_id);
     response
 }
 
-fn header_text(headers: &HeaderMap, name: &str) -> String {
+/// The caller's `x-request-id` when it is 1 to 128 visible ASCII characters
+/// (anything else could be used to forge log lines), else a new UUIDv7.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
+        .get(REQUEST_ID)
+        .filter(|v| {
+            (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+        })
 }
 
 /// The trace id of a valid W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), so
@@ -81,32 +90,9 @@ fn trace_id(headers: &HeaderMap) -> Option<String> {
     valid.then(|| trace.to_owned())
 }
 
-/// Takes `x-request-id` from the request when it is a sane value (1 to 128 visible
-/// ASCII characters; anything else could be used to forge log lines) or makes a
-/// UUIDv7, and returns it on the response.
-pub async fn request_id(mut req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(REQUEST_ID)
-        .filter(|v| {
-            (1..=128).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-        })
-        .cloned();
-    let id = match given {
-        Some(id) => id,
-        None => axum::http::HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-            .unwrap_or_else(|_| axum::http::HeaderValue::from_static("invalid")),
-    };
-    req.headers_mut().insert(REQUEST_ID, id.clone());
-    let mut response = next.run(req).await;
-    response.headers_mut().insert(REQUEST_ID, id);
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn with_traceparent(value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();
