@@ -18,6 +18,13 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
+for port in 18080 18081; do
+  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+    echo "port $port is already serving: stop that process first (it would be measured instead)" >&2
+    exit 1
+  fi
+done
+
 key="bench-admin-key-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 (cd "$work" && PALISADE_BOOTSTRAP_ADMIN_KEY="$key" PALISADE_SERVER__LISTEN=127.0.0.1:18080 \
   "$bin/palisade" serve >"$work/palisade.out" 2>"$work/palisade.log") &
@@ -46,6 +53,9 @@ def load(name):
     codes = d.get("statusCodeDistribution", {})
     return s["requestsPerSec"], p["p50"] * 1e3, p["p99"] * 1e3, codes
 bare, pal = load("bare"), load("palisade")
+for name, result in (("bare axum", bare), ("palisade", pal)):
+    if set(result[3]) != {"200"}:
+        raise SystemExit(f"{name} answered {result[3]}: not a valid measurement")
 print(f"oha -z {duration}s -c {connections}, loopback, same run")
 print("| server | requests/s | p50 ms | p99 ms | status codes |")
 print("|---|---|---|---|---|")

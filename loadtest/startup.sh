@@ -12,6 +12,10 @@ bin="$CARGO_TARGET_DIR/release/palisade"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
+if curl -s -o /dev/null http://127.0.0.1:18090/; then
+  echo "port 18090 is already serving: stop that process first" >&2
+  exit 1
+fi
 python3 - "$bin" "$work" "$runs" <<'PY'
 import os, subprocess, sys, time, urllib.request, statistics
 binary, work, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
