@@ -22,11 +22,18 @@ impl PostgresDb {
             .url
             .as_ref()
             .ok_or_else(|| StoreError::Config("database.url: missing".into()))?;
-        let primary = pool(config, url.expose(), "database.url")?;
+        let primary = pool(config, url.expose(), "database.url", "palisade")?;
         let replica = config
             .replica_url
             .as_ref()
-            .map(|u| pool(config, u.expose(), "database.replica_url"))
+            .map(|u| {
+                pool(
+                    config,
+                    u.expose(),
+                    "database.replica_url",
+                    "palisade-replica",
+                )
+            })
             .transpose()?;
         let breaker =
             CircuitBreaker::new("postgres", config.breaker.clone(), SystemClock::shared())
@@ -84,11 +91,17 @@ impl PostgresDb {
     }
 }
 
-fn pool(config: &DatabaseConfig, url: &str, key: &str) -> Result<PgPool, StoreError> {
+/// `application_name` tells a DBA in `pg_stat_activity` which pool a session is from.
+fn pool(
+    config: &DatabaseConfig,
+    url: &str,
+    key: &str,
+    application_name: &str,
+) -> Result<PgPool, StoreError> {
     // The URL may hold a password: the error names the key, never the value.
     let mut options = PgConnectOptions::from_str(url)
         .map_err(|_| StoreError::Config(format!("{key}: not a valid postgres:// URL")))?
-        .application_name("palisade")
+        .application_name(application_name)
         .options([("statement_timeout", config.statement_timeout_ms.to_string())]);
     if let Some(ca) = &config.ssl_root_cert {
         options = options.ssl_root_cert(ca);

@@ -2,6 +2,7 @@
 //!
 //! - [`postgres::TestDatabase`]: a fresh, uniquely named schema on the test
 //!   PostgreSQL server, dropped with the value.
+//! - [`PostgresServer`]: a throwaway TLS-enabled PostgreSQL server.
 //! - [`redis::redis_url`] and [`redis::unique_prefix`]: the shared test Redis
 //!   and a key prefix no other test uses.
 //! - [`redis_server`]: throwaway `redis-server` processes (single, Sentinel,
@@ -20,6 +21,7 @@
 pub mod error;
 pub mod fault_proxy;
 pub mod postgres;
+pub mod postgres_server;
 pub mod redis;
 pub mod redis_server;
 pub mod wait;
@@ -29,5 +31,6 @@ pub use fault_proxy::FaultProxy;
 /// Re-exported so tests need not depend on `palisade-core` just for time control.
 pub use palisade_core::clock::ManualClock;
 pub use postgres::TestDatabase;
+pub use postgres_server::PostgresServer;
 pub use redis_server::{RedisCluster, RedisSentinel, RedisServer};
 pub use wait::{eventually, within};
