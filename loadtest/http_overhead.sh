@@ -26,7 +26,7 @@ for port in 18080 18081; do
 done
 
 key="bench-admin-key-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-(cd "$work" && PALISADE_BOOTSTRAP_ADMIN_KEY="$key" PALISADE_SERVER__LISTEN=127.0.0.1:18080 \
+(cd "$work" && exec env PALISADE_BOOTSTRAP_ADMIN_KEY="$key" PALISADE_SERVER__LISTEN=127.0.0.1:18080 \
   "$bin/palisade" serve >"$work/palisade.out" 2>"$work/palisade.log") &
 pids+=($!)
 "$bin/examples/bare_axum" 127.0.0.1:18081 &
