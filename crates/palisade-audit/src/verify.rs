@@ -166,20 +166,27 @@ impl<'a> Verifier<'a> {
         let mut frontier = Frontier::new();
         let mut last_good = 0;
         let mut start = 0;
-        while start < size {
+        // Reading dominates, so the next chunk is read while this one is hashed.
+        let mut next = (start < size)
+            .then(|| read_chunk(self.store.clone(), start, (start + CHUNK).min(size)));
+        while let Some(reading) = next.take() {
             let end = (start + CHUNK).min(size);
-            let events = self.store.events_range(start, end).await?;
-            let stored_leaves = self.store.hash_range(0, start, end).await?;
+            let (events, stored_leaves) = reading.await.map_err(|e| {
+                AuditStoreError::Corrupt(format!("verifier read task failed: {e}"))
+            })??;
+            if end < size {
+                next = Some(read_chunk(self.store.clone(), end, (end + CHUNK).min(size)));
+            }
             let mut leaf_hashes = Vec::with_capacity(events.len());
-            for (offset, event) in events.iter().enumerate() {
+            for (offset, (index, leaf)) in events.iter().enumerate() {
                 let expected = start + offset as u64;
-                if event.index != expected {
+                if *index != expected {
                     return tampered(Tampering::MissingLeaf {
                         index: expected,
-                        found: Some(event.index),
+                        found: Some(*index),
                     });
                 }
-                let hash = leaf_hash(&event.leaf);
+                let hash = leaf_hash(leaf);
                 if stored_leaves.get(offset) != Some(&hash) {
                     return tampered(Tampering::LeafChanged { index: expected });
                 }
@@ -261,4 +268,20 @@ impl<'a> Verifier<'a> {
         }
         Ok(())
     }
+}
+
+type Chunk = (Vec<(u64, Vec<u8>)>, Vec<Hash>);
+
+/// Reads one chunk's leaves and stored leaf hashes, concurrently, on its own task.
+fn read_chunk(
+    store: AuditStore,
+    start: u64,
+    end: u64,
+) -> tokio::task::JoinHandle<Result<Chunk, AuditStoreError>> {
+    tokio::spawn(async move {
+        tokio::try_join!(
+            store.leaves_range(start, end),
+            store.hash_range(0, start, end)
+        )
+    })
 }

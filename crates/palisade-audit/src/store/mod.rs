@@ -267,6 +267,25 @@ impl AuditStore {
         }
     }
 
+    /// `(index, leaf)` of the events in `[start, end)`, ascending: the verifier's
+    /// read, without the columns it does not need.
+    pub async fn leaves_range(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>, AuditStoreError> {
+        match &self.db {
+            Database::Sqlite(db) => sqlite::leaves_range(db.reader(), start, end).await,
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::leaves_range(db.reader(), start, end),
+                )
+                .await
+            }
+        }
+    }
+
     /// One event by id.
     pub async fn event_by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, AuditStoreError> {
         match &self.db {

@@ -320,3 +320,20 @@ pub(super) async fn hash_range_indexed(
         })
         .collect()
 }
+
+pub(super) async fn leaves_range(
+    pool: &PgPool,
+    start: u64,
+    end: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, AuditStoreError> {
+    let rows = sqlx::query(
+        "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx",
+    )
+    .bind(to_db(start)?)
+    .bind(to_db(end)?)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((to_index(r.try_get("idx")?)?, r.try_get("leaf")?)))
+        .collect()
+}
