@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod event;
+pub mod export;
 pub mod log;
 pub mod merkle;
 pub mod spool;

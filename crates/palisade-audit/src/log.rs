@@ -7,13 +7,16 @@ use crate::checkpoint::NoteSigner;
 use crate::event::{EventLimits, InvalidField, NewEvent, PreparedEvent};
 use crate::merkle::{self, Hash, ProofError};
 use crate::spool::{Spool, SpoolError};
-use crate::store::{AuditStore, AuditStoreError, EventFilter, Page, StoredCheckpoint, StoredEvent};
+use crate::store::{
+    AscendingPage, AuditStore, AuditStoreError, EventFilter, Page, PageAfter, StoredCheckpoint,
+    StoredEvent,
+};
 use palisade_core::principal::TenantId;
 use palisade_core::{SharedClock, new_id};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 /// Most events one group commit takes from the queue.
@@ -22,6 +25,10 @@ const MAX_GROUP_EVENTS: usize = 5000;
 const REPLAY_INTERVAL: Duration = Duration::from_millis(500);
 /// Spooled events replayed per transaction.
 const REPLAY_BATCH: usize = 1000;
+/// Most ascending reads (live streams, exports) running at once. Without a replica
+/// they share the primary's pool with appends; however many subscribers wake after
+/// an append, they hold at most this many connections.
+const ORDERED_READERS: usize = 4;
 
 /// Why an audit operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +104,11 @@ struct Inner {
     clock: SharedClock,
     spool: Option<Arc<Spool>>,
     writer: mpsc::Sender<WriteRequest>,
+    /// The largest tree size this instance has committed, announced after each
+    /// append so live readers wake without polling; sending never waits for them.
+    appended: watch::Sender<u64>,
+    /// Bounds concurrent [`AuditLog::query_after`] reads.
+    ordered_reads: Semaphore,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -125,6 +137,8 @@ impl AuditLog {
             clock,
             spool: spool.map(Arc::new),
             writer,
+            appended: watch::Sender::new(0),
+            ordered_reads: Semaphore::new(ORDERED_READERS),
         });
         tokio::spawn(write_loop(inner.clone(), queue));
         if inner.spool.is_some() {
@@ -165,6 +179,31 @@ impl AuditLog {
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.append_prepared(prepared).await
+    }
+
+    /// Wakes on every append this instance commits, carrying the tree size after it.
+    /// The value is a wake-up hint, not the log's size: it starts at 0 and does not
+    /// see appends made by other instances on the same database, so a reader still
+    /// reads the store and should also poll now and then.
+    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
+        self.inner.appended.subscribe()
+    }
+
+    /// Events matching a filter after a position, oldest first, with how far the read
+    /// got; see [`AuditStore::query_after`]. At most a few run at once, so that many
+    /// live subscribers cannot take the connections appends need.
+    pub async fn query_after(
+        &self,
+        filter: &EventFilter,
+        page: PageAfter,
+    ) -> Result<AscendingPage, AuditError> {
+        let _permit = self
+            .inner
+            .ordered_reads
+            .acquire()
+            .await
+            .map_err(|_| AuditError::Unavailable("the audit log is shutting down".into()))?;
+        Ok(self.inner.store.query_after(filter, page).await?)
     }
 
     /// The limits events are checked against.
@@ -317,6 +356,18 @@ impl Inner {
         })
     }
 
+    /// Announces a committed tree size to live readers (never lowering it: the
+    /// writer and the replayer may finish out of order).
+    fn announce(&self, tree_size: u64) {
+        self.appended.send_if_modified(|size| {
+            let grew = tree_size > *size;
+            if grew {
+                *size = tree_size;
+            }
+            grew
+        });
+    }
+
     fn spool_has_pending(&self) -> bool {
         self.spool.as_ref().is_some_and(|s| !s.is_empty())
     }
@@ -387,6 +438,7 @@ async fn write_group(
             metrics::counter!("palisade_audit_events_appended_total")
                 .increment(events.len() as u64);
             metrics::gauge!("palisade_audit_tree_size").set(appended.tree_size as f64);
+            inner.announce(appended.tree_size);
             Ok(Some((
                 appended.entries.iter().map(|(_, i)| *i).collect(),
                 appended.tree_size,
@@ -452,7 +504,8 @@ async fn replay_loop(inner: std::sync::Weak<Inner>) {
                 )
                 .await
             {
-                Ok(_) => {
+                Ok(appended) => {
+                    inner.announce(appended.tree_size);
                     let acker = spool.clone();
                     match tokio::task::spawn_blocking(move || acker.acknowledge_through(last)).await
                     {

@@ -4,7 +4,7 @@
 use crate::auth;
 use crate::layers::{idempotency, problems, telemetry};
 use crate::problem::Problem;
-use crate::routes::{api_keys, audit, health};
+use crate::routes::{api_keys, audit, audit_export, audit_stream, health};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -56,6 +56,9 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::inclusion))
         .routes(routes!(audit::consistency))
         .routes(routes!(audit::leaf))
+        .routes(routes!(audit_stream::stream))
+        .routes(routes!(audit_stream::websocket))
+        .routes(routes!(audit_export::export))
         .split_for_parts();
     // The tile index is a multi-segment path (x001/x234/067), which the OpenAPI
     // router cannot express as one parameter; it is documented on `audit::tile`.

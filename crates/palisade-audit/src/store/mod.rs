@@ -112,6 +112,59 @@ pub struct Page {
     pub limit: u32,
 }
 
+/// Oldest first, strictly between `after` and `before` when given: the read behind
+/// live streams and exports, which must see every event once, in index order.
+#[derive(Debug, Clone, Copy)]
+pub struct PageAfter {
+    /// Only indexes above this (`None`: from the first event).
+    pub after: Option<u64>,
+    /// Only indexes below this (`None`: up to the newest).
+    pub before: Option<u64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// An ascending page and how far it proves the log was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AscendingPage {
+    /// Matching events, ascending.
+    pub events: Vec<StoredEvent>,
+    /// The position to continue from: every index above the page's `after` and up
+    /// to this one was either returned or does not match the filter. It runs ahead of
+    /// the last returned event when later events did not match, so a reader with a
+    /// rare filter does not rescan the same rows forever. `None` only when nothing
+    /// was read and no `after` was given.
+    pub through: Option<u64>,
+}
+
+/// The direction of a filtered read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// Descending index, for queries (newest first).
+    NewestFirst,
+    /// Ascending index, for streams and exports.
+    OldestFirst,
+}
+
+/// How far an ascending read covered the log. `head` is the tree size seen on the
+/// same connection *before* the page was read: indexes are contiguous and commit in
+/// order, so every index below it was visible to the page read, and a page shorter
+/// than its limit therefore proves that nothing in `(after, head)` is missing.
+pub(crate) fn read_through(events: &[StoredEvent], head: u64, page: PageAfter) -> Option<u64> {
+    let last = events.last().map(|e| e.index);
+    let full = events.len() >= page.limit as usize;
+    let covered = if full {
+        last
+    } else {
+        last.max(head.checked_sub(1))
+    };
+    let covered = match page.before {
+        Some(before) => covered.and_then(|c| before.checked_sub(1).map(|b| c.min(b))),
+        None => covered,
+    };
+    covered.max(page.after)
+}
+
 /// The audit tables on the configured database.
 #[derive(Debug, Clone)]
 pub struct AuditStore {
@@ -300,6 +353,26 @@ impl AuditStore {
         }
     }
 
+    /// Events matching `filter` after a position, oldest first, with how far the
+    /// read got (see [`AscendingPage::through`]). Reads the tree size and the page on
+    /// one connection so that the coverage claim holds even on a lagging replica.
+    pub async fn query_after(
+        &self,
+        filter: &EventFilter,
+        page: PageAfter,
+    ) -> Result<AscendingPage, AuditStoreError> {
+        match &self.db {
+            Database::Sqlite(db) => sqlite::query_after(db.reader(), filter, page).await,
+            Database::Postgres(db) => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres::query_after(db.reader(), filter, page),
+                )
+                .await
+            }
+        }
+    }
+
     /// Events matching `filter`, newest first.
     pub async fn query(
         &self,
@@ -362,10 +435,14 @@ pub(crate) fn action_like(prefix: &str) -> String {
 }
 
 /// The `SELECT ... WHERE` of a filtered, paged query, for either backend: only the
-/// placeholder syntax differs, and `QueryBuilder` takes care of that.
+/// placeholder syntax differs, and `QueryBuilder` takes care of that. Indexes are
+/// bounded by `after < idx < before` and read in `order`.
 pub(crate) fn filtered_query<'a, DB>(
     filter: &EventFilter,
-    page: Page,
+    after: Option<u64>,
+    before: Option<u64>,
+    order: Order,
+    limit: u32,
 ) -> Result<sqlx::QueryBuilder<'a, DB>, AuditStoreError>
 where
     DB: sqlx::Database,
@@ -401,13 +478,77 @@ where
     if let Some(to) = filter.to_ms {
         q.push(" AND received_at_ms < ").push_bind(to);
     }
-    if let Some(before) = page.before {
+    if let Some(after) = after {
+        q.push(" AND idx > ").push_bind(to_db(after)?);
+    }
+    if let Some(before) = before {
         q.push(" AND idx < ").push_bind(to_db(before)?);
     }
-    q.push(" ORDER BY idx DESC LIMIT ")
-        .push_bind(i64::from(page.limit));
+    q.push(match order {
+        Order::NewestFirst => " ORDER BY idx DESC LIMIT ",
+        Order::OldestFirst => " ORDER BY idx ASC LIMIT ",
+    })
+    .push_bind(i64::from(limit));
     Ok(q)
 }
 
 /// Columns every event read selects.
 pub(crate) const EVENT_COLUMNS: &str = "idx, id, tenant, leaf";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(indexes: &[u64]) -> Vec<StoredEvent> {
+        indexes
+            .iter()
+            .map(|&index| StoredEvent {
+                index,
+                id: Uuid::nil(),
+                tenant: "t".into(),
+                leaf: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn page(after: Option<u64>, before: Option<u64>, limit: u32) -> PageAfter {
+        PageAfter {
+            after,
+            before,
+            limit,
+        }
+    }
+
+    #[test]
+    fn a_short_page_covers_everything_below_the_head() {
+        // Indexes 4..10 existed; only 5 and 7 matched.
+        assert_eq!(
+            read_through(&events(&[5, 7]), 10, page(Some(3), None, 10)),
+            Some(9)
+        );
+        // Nothing matched at all: still covered up to the head.
+        assert_eq!(read_through(&[], 10, page(Some(3), None, 10)), Some(9));
+        // Rows appended between the size read and the page read are covered too.
+        assert_eq!(
+            read_through(&events(&[12]), 10, page(None, None, 10)),
+            Some(12)
+        );
+    }
+
+    #[test]
+    fn a_full_page_covers_only_up_to_its_last_event() {
+        assert_eq!(
+            read_through(&events(&[5, 7]), 100, page(Some(3), None, 2)),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn coverage_never_goes_below_after_nor_past_before() {
+        // A replica behind the caller's position proves nothing new.
+        assert_eq!(read_through(&[], 2, page(Some(6), None, 10)), Some(6));
+        assert_eq!(read_through(&[], 0, page(None, None, 10)), None);
+        assert_eq!(read_through(&[], 100, page(Some(3), Some(8), 10)), Some(7));
+        assert_eq!(read_through(&[], 100, page(None, Some(0), 10)), None);
+    }
+}

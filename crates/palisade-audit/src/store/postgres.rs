@@ -2,8 +2,8 @@
 //! statement per table per batch) under an advisory transaction lock.
 
 use super::{
-    Appended, AuditStoreError, EVENT_COLUMNS, EventFilter, Page, StoredCheckpoint, StoredEvent,
-    dedupe, filtered_query, to_db, to_hash, to_index,
+    Appended, AscendingPage, AuditStoreError, EVENT_COLUMNS, EventFilter, Order, Page, PageAfter,
+    StoredCheckpoint, StoredEvent, dedupe, filtered_query, read_through, to_db, to_hash, to_index,
 };
 use crate::checkpoint::{Checkpoint, NoteSigner};
 use crate::event::PreparedEvent;
@@ -294,9 +294,35 @@ pub(super) async fn query(
     filter: &EventFilter,
     page: Page,
 ) -> Result<Vec<StoredEvent>, AuditStoreError> {
-    let mut q = filtered_query::<Postgres>(filter, page)?;
+    let mut q =
+        filtered_query::<Postgres>(filter, None, page.before, Order::NewestFirst, page.limit)?;
     let rows = q.build().fetch_all(pool).await?;
     rows.iter().map(decode_event).collect()
+}
+
+pub(super) async fn query_after(
+    pool: &PgPool,
+    filter: &EventFilter,
+    page: PageAfter,
+) -> Result<AscendingPage, AuditStoreError> {
+    // One connection for both reads: the size read first bounds what the page read
+    // is guaranteed to see (see `read_through`).
+    let mut conn = pool.acquire().await?;
+    let head = size_in(&mut conn).await?;
+    let mut q = filtered_query::<Postgres>(
+        filter,
+        page.after,
+        page.before,
+        Order::OldestFirst,
+        page.limit,
+    )?;
+    let rows = q.build().fetch_all(&mut *conn).await?;
+    let events = rows
+        .iter()
+        .map(decode_event)
+        .collect::<Result<Vec<_>, _>>()?;
+    let through = read_through(&events, head, page);
+    Ok(AscendingPage { events, through })
 }
 
 pub(super) async fn hash_range_indexed(

@@ -3,8 +3,8 @@
 //! writer the sequencer).
 
 use super::{
-    Appended, AuditStoreError, EVENT_COLUMNS, EventFilter, Page, StoredCheckpoint, StoredEvent,
-    dedupe, filtered_query, to_db, to_hash, to_index,
+    Appended, AscendingPage, AuditStoreError, EVENT_COLUMNS, EventFilter, Order, Page, PageAfter,
+    StoredCheckpoint, StoredEvent, dedupe, filtered_query, read_through, to_db, to_hash, to_index,
 };
 use crate::checkpoint::{Checkpoint, NoteSigner};
 use crate::event::PreparedEvent;
@@ -288,9 +288,35 @@ pub(super) async fn query(
     filter: &EventFilter,
     page: Page,
 ) -> Result<Vec<StoredEvent>, AuditStoreError> {
-    let mut q = filtered_query::<Sqlite>(filter, page)?;
+    let mut q =
+        filtered_query::<Sqlite>(filter, None, page.before, Order::NewestFirst, page.limit)?;
     let rows = q.build().fetch_all(pool).await?;
     rows.iter().map(decode_event).collect()
+}
+
+pub(super) async fn query_after(
+    pool: &SqlitePool,
+    filter: &EventFilter,
+    page: PageAfter,
+) -> Result<AscendingPage, AuditStoreError> {
+    // One connection for both reads: the size read first bounds what the page read
+    // is guaranteed to see (see `read_through`).
+    let mut conn = pool.acquire().await?;
+    let head = size_in(&mut conn).await?;
+    let mut q = filtered_query::<Sqlite>(
+        filter,
+        page.after,
+        page.before,
+        Order::OldestFirst,
+        page.limit,
+    )?;
+    let rows = q.build().fetch_all(&mut *conn).await?;
+    let events = rows
+        .iter()
+        .map(decode_event)
+        .collect::<Result<Vec<_>, _>>()?;
+    let through = read_through(&events, head, page);
+    Ok(AscendingPage { events, through })
 }
 
 pub(super) async fn hash_range_indexed(

@@ -365,7 +365,7 @@ pub struct EventView {
     pub event: Value,
 }
 
-fn view(event: StoredEvent) -> EventView {
+pub(crate) fn view(event: &StoredEvent) -> EventView {
     EventView {
         index: event.index,
         id: event.id,
@@ -396,7 +396,7 @@ pub async fn event(
         .await?
         .filter(|e| visible(&caller, e))
         .ok_or_else(not_found)?;
-    Ok(Json(view(event)))
+    Ok(Json(view(&event)))
 }
 
 /// Query filters.
@@ -476,7 +476,7 @@ pub async fn query(
         .then(|| events.last().map(|e| encode_cursor(e.index)))
         .flatten();
     Ok(Json(EventPage {
-        events: events.into_iter().map(view).collect(),
+        events: events.iter().map(view).collect(),
         next_cursor,
     }))
 }

@@ -2,4 +2,6 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod audit_export;
+pub mod audit_stream;
 pub mod health;
