@@ -1,7 +1,10 @@
-//! Observability: structured logs (JSON by default) and the Prometheus metrics registry.
+//! Observability: structured logs (JSON by default), the Prometheus metrics
+//! registry, and OpenTelemetry trace export over OTLP/HTTP when configured.
 
 mod logging;
 mod metrics_registry;
+mod tracing_export;
 
-pub use logging::{LogFormat, LogGuard, LoggingConfig, init_logging};
+pub use logging::{LogFormat, LoggingConfig, ObservabilityGuard, init_logging, init_observability};
 pub use metrics_registry::{Metrics, MetricsError};
+pub use tracing_export::{TelemetryConfig, TelemetryError, join_caller_trace};

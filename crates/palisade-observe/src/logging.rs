@@ -1,10 +1,15 @@
 //! Log set-up: one JSON object per line (what log pipelines ingest) or a readable
-//! text format for a terminal.
+//! text format for a terminal; plus, when configured, the layer that turns spans
+//! into OpenTelemetry spans for export (see `tracing_export`).
 
+use crate::tracing_export::{self, TelemetryConfig, TelemetryError, TraceExport, TraceGuard};
+use opentelemetry_sdk::trace::SdkTracer;
 use serde::Deserialize;
 use std::io::BufWriter;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Layered, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
 
 /// The log line format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -36,19 +41,41 @@ impl Default for LoggingConfig {
     }
 }
 
-/// Keeps the background log writer alive; drop it last (at exit) so every line
-/// already logged reaches stderr.
-#[must_use = "logs are lost if the guard is dropped early"]
+/// Keeps the background log writer and, when trace export is on, the tracer
+/// provider alive. Drop it last (at exit): it first flushes pending spans (waiting
+/// a few seconds at most), then every log line already written reaches stderr.
+#[must_use = "logs and spans are lost if the guard is dropped early"]
 #[derive(Debug)]
-pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+pub struct ObservabilityGuard {
+    // Fields drop in order: spans are flushed while the log writer still runs, so
+    // a failed flush can still be logged.
+    _traces: Option<TraceGuard>,
+    _logs: WorkerGuard,
+}
 
-/// Installs the global subscriber. Call once, early; a second call is a no-op.
+/// Installs the global subscriber with logs only. Call once, early; a second call
+/// is a no-op. Same as [`init_observability`] with trace export off.
+pub fn init_logging(config: &LoggingConfig) -> ObservabilityGuard {
+    install(config, None)
+}
+
+/// Installs the global subscriber: logs as [`init_logging`] does, plus OTLP trace
+/// export when `telemetry` names an endpoint. Call once, early; a second call
+/// installs nothing and starts no exporter.
 ///
 /// Lines are formatted on the calling thread and written by a background thread
 /// through a buffer flushed after each burst, so a request never waits for a write
 /// syscall. The queue applies back-pressure when full rather than dropping lines:
-/// a security service must not lose its logs under load.
-pub fn init_logging(config: &LoggingConfig) -> LogGuard {
+/// a security service must not lose its logs under load. Spans, in contrast, are
+/// dropped when the export queue is full: a slow collector must never slow requests.
+pub fn init_observability(
+    log: &LoggingConfig,
+    telemetry: &TelemetryConfig,
+) -> Result<ObservabilityGuard, TelemetryError> {
+    Ok(install(log, TraceExport::start(telemetry)?))
+}
+
+fn install(config: &LoggingConfig, export: Option<TraceExport>) -> ObservabilityGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -56,17 +83,56 @@ pub fn init_logging(config: &LoggingConfig) -> LogGuard {
         .lossy(false)
         .thread_name("palisade-log")
         .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let _ = match config.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
+    let tracer = export.as_ref().map(TraceExport::tracer);
+    // As the `fmt()` builder used before did: report a failed write on stderr.
+    let layer = fmt::layer().log_internal_errors(true);
+    let installed = match config.format {
+        LogFormat::Json => try_install(
+            filter,
+            layer
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(writer),
+            tracer,
+        ),
+        LogFormat::Text => try_install(filter, layer.with_writer(writer), tracer),
     };
-    LogGuard(guard)
+    let traces = match export {
+        Some(export) if installed => {
+            tracing_export::mark_exporting();
+            tracing::info!(url = export.traces_url(), "exporting traces over OTLP");
+            Some(export.into_guard())
+        }
+        Some(export) => {
+            // Another subscriber was installed first: no span reaches this
+            // exporter, so stop its thread now rather than keep it idle.
+            drop(export.into_guard());
+            None
+        }
+        None => None,
+    };
+    ObservabilityGuard {
+        _traces: traces,
+        _logs: guard,
+    }
+}
+
+/// Installs `filter`, then `fmt_layer`, then the OpenTelemetry layer when there is
+/// a tracer. Generic over the format so each combination is a concrete type, as the
+/// single `fmt()` subscriber was before: no boxed layer, and with export off not
+/// even an empty OpenTelemetry layer.
+fn try_install<F>(filter: EnvFilter, fmt_layer: F, tracer: Option<SdkTracer>) -> bool
+where
+    F: Layer<Layered<EnvFilter, Registry>> + Send + Sync + 'static,
+{
+    let base = tracing_subscriber::registry().with(filter).with(fmt_layer);
+    match tracer {
+        Some(tracer) => base
+            .with(tracing_opentelemetry::layer().with_tracer(tracer))
+            .try_init()
+            .is_ok(),
+        None => base.try_init().is_ok(),
+    }
 }

@@ -2,7 +2,7 @@
 //! that names the key at fault. Secrets are `Secret`s: they never reach a log line.
 
 use palisade_core::Secret;
-use palisade_observe::LoggingConfig;
+use palisade_observe::{LoggingConfig, TelemetryConfig, TelemetryError};
 use palisade_store::{DatabaseConfig, RedisConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -38,6 +38,9 @@ pub struct Config {
     /// `[audit]`.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// `[telemetry]`: OTLP trace export, off unless `otlp_endpoint` is set.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// `[redis]`: optional; without it all shared fast state is in-process.
     #[serde(default)]
     pub redis: Option<RedisConfig>,
@@ -195,6 +198,13 @@ impl Config {
         if let Some(redis) = &self.redis {
             redis.validate().map_err(|e| from_store(&e, "redis"))?;
         }
+        self.telemetry.validate().map_err(|e| match e {
+            TelemetryError::Invalid { key, message } => ConfigError::Invalid {
+                key: format!("telemetry.{key}"),
+                message,
+            },
+            other => invalid("telemetry", &other.to_string()),
+        })?;
         if self.secrets.api_key_pepper.expose().len() < 32 {
             return Err(invalid(
                 "secrets.api_key_pepper",
@@ -410,6 +420,80 @@ mod tests {
             vec![("PALISADE_DATABASE__URL", "mysql://u:pw@h/d")],
         );
         assert!(err.contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn telemetry_is_off_by_default_and_set_from_the_environment() {
+        let dir = tempfile::tempdir().ok();
+        let dir = dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("."));
+        let config = Config::load(&write(dir, &minimal()), Vec::new()).ok();
+        assert_eq!(
+            config.map(|c| c.telemetry),
+            Some(TelemetryConfig::default())
+        );
+        let env = vec![
+            (
+                "PALISADE_TELEMETRY__OTLP_ENDPOINT".to_owned(),
+                "http://127.0.0.1:4318".to_owned(),
+            ),
+            (
+                "PALISADE_TELEMETRY__SAMPLE_RATIO".to_owned(),
+                "0.25".to_owned(),
+            ),
+            (
+                "PALISADE_TELEMETRY__SERVICE_NAME".to_owned(),
+                "edge".to_owned(),
+            ),
+        ];
+        let telemetry = Config::load(&write(dir, &minimal()), env)
+            .ok()
+            .map(|c| c.telemetry);
+        assert_eq!(
+            telemetry.as_ref().and_then(|t| t.endpoint()),
+            Some("http://127.0.0.1:4318")
+        );
+        assert_eq!(telemetry.as_ref().map(|t| t.sample_ratio), Some(0.25));
+        assert_eq!(telemetry.map(|t| t.service_name), Some("edge".into()));
+        // An integer ratio from the environment is a number, not a type error.
+        let err = load_err(&minimal(), vec![("PALISADE_TELEMETRY__SAMPLE_RATIO", "1")]);
+        assert_eq!(err, "");
+    }
+
+    #[test]
+    fn invalid_telemetry_names_the_key() {
+        for endpoint in ["grpc://127.0.0.1:4317", "127.0.0.1:4318", "collector"] {
+            let err = load_err(
+                &minimal(),
+                vec![("PALISADE_TELEMETRY__OTLP_ENDPOINT", endpoint)],
+            );
+            assert!(err.contains("telemetry.otlp_endpoint"), "{endpoint}: {err}");
+        }
+        for ratio in ["1.5", "-0.1", "2"] {
+            let err = load_err(
+                &minimal(),
+                vec![("PALISADE_TELEMETRY__SAMPLE_RATIO", ratio)],
+            );
+            assert!(err.contains("telemetry.sample_ratio"), "{ratio}: {err}");
+        }
+        let err = load_err(
+            &format!("{}[telemetry]\nsample_ratio = \"all\"\n", minimal()),
+            vec![],
+        );
+        assert!(err.contains("telemetry.sample_ratio"), "{err}");
+        let err = load_err(
+            &format!("{}[telemetry]\nendpoint = \"x\"\n", minimal()),
+            vec![],
+        );
+        assert!(err.contains("endpoint"), "{err}");
+        let err = load_err(
+            &minimal(),
+            vec![(
+                "PALISADE_TELEMETRY__OTLP_ENDPOINT",
+                "http://u:hunter2@collector:4318",
+            )],
+        );
+        assert!(err.contains("telemetry.otlp_endpoint"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -154,6 +154,15 @@ format = "json"
 # Filter directives; RUST_LOG overrides.
 level = "info"
 
+# [telemetry]
+# Export traces over OTLP/HTTP (protobuf) to an OpenTelemetry collector; spans are
+# posted to <otlp_endpoint>/v1/traces. Unset: no export. A request carrying a W3C
+# traceparent header joins the caller's trace. Uncomment the section line too.
+# otlp_endpoint = "http://127.0.0.1:4318"
+# service_name = "palisade"
+# Share of new traces exported (0.0 to 1.0); a caller's sampling decision is kept.
+# sample_ratio = 1.0
+
 [secrets]
 # Keys the hashes of API keys. Changing it invalidates every API key.
 api_key_pepper = "{pepper}"

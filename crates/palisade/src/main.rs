@@ -115,7 +115,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("initialised {}", path.display());
             }
             let config = load(&path)?;
-            let _logs = palisade_observe::init_logging(&config.log);
+            // Dropped when `serve` returns: flushes pending spans, then the logs.
+            let _observability =
+                palisade_observe::init_observability(&config.log, &config.telemetry)?;
             if first_start || config.database.url.is_none() {
                 // The embedded database is local: create the first key before serving.
                 let db = open_migrated(&config).await?;

@@ -1,5 +1,6 @@
-//! Per-request logs and metrics: one span per request carrying the request id,
-//! method, matched route and W3C trace id; a log line and metrics when it ends.
+//! Per-request logs, metrics and traces: one span per request carrying the request
+//! id, method, matched route and W3C trace id (and, with trace export on, the
+//! caller's span as its parent); a log line and metrics when it ends.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue};
@@ -31,6 +32,9 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         trace_id = trace_id.as_deref().unwrap_or(""),
         api_key = tracing::field::Empty,
     );
+    // With trace export on, the exported span becomes a child of the caller's, so
+    // the trace joins theirs; must happen before the span is first entered.
+    palisade_observe::join_caller_trace(&span, req.headers());
     let mut response = next.run(req).instrument(span.clone()).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
