@@ -399,6 +399,59 @@ pub async fn event(
     Ok(Json(view(&event)))
 }
 
+/// The filters every audit read shares with `GET /v1/audit/events`.
+#[derive(Debug, Default)]
+pub(crate) struct Filters {
+    /// Tenant named by the caller (admin keys only).
+    pub tenant: Option<String>,
+    /// Exact actor id.
+    pub actor: Option<String>,
+    /// Action prefix on dot boundaries.
+    pub action: Option<String>,
+    /// Resource type.
+    pub resource_type: Option<String>,
+    /// Resource id.
+    pub resource_id: Option<String>,
+    /// Outcome name, checked here.
+    pub outcome: Option<String>,
+    /// Received at or after (Unix ms).
+    pub from: Option<i64>,
+    /// Received before (Unix ms).
+    pub to: Option<i64>,
+}
+
+impl Filters {
+    /// The store filter, with the tenant rule of every audit read: a key reads its
+    /// own tenant, and only an admin key may name another.
+    pub(crate) fn into_filter(self, caller: &Caller) -> Result<EventFilter, Problem> {
+        let tenant = caller.tenant(self.tenant.as_deref())?;
+        let outcome = self
+            .outcome
+            .as_deref()
+            .map(|o| {
+                Outcome::parse(o).ok_or_else(|| {
+                    Problem::bad_request("outcome must be success, failure, denied or error")
+                })
+            })
+            .transpose()?;
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from >= to
+        {
+            return Err(Problem::bad_request("from must be before to"));
+        }
+        Ok(EventFilter {
+            tenant: tenant.to_string(),
+            actor_id: self.actor,
+            action_prefix: self.action,
+            resource_type: self.resource_type,
+            resource_id: self.resource_id,
+            outcome,
+            from_ms: self.from,
+            to_ms: self.to,
+        })
+    }
+}
+
 /// Query filters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -444,33 +497,24 @@ pub async fn query(
     Query(params): Query<QueryParams>,
 ) -> Result<Json<EventPage>, Problem> {
     caller.require(Scope::AUDIT_READ)?;
-    let tenant = caller.tenant(params.tenant.as_deref())?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Problem::bad_request(format!(
             "limit must be 1 to {MAX_PAGE}"
         )));
     }
-    let outcome = params
-        .outcome
-        .as_deref()
-        .map(|o| {
-            Outcome::parse(o).ok_or_else(|| {
-                Problem::bad_request("outcome must be success, failure, denied or error")
-            })
-        })
-        .transpose()?;
     let before = params.cursor.as_deref().map(decode_cursor).transpose()?;
-    let filter = EventFilter {
-        tenant: tenant.to_string(),
-        actor_id: params.actor,
-        action_prefix: params.action,
+    let filter = Filters {
+        tenant: params.tenant,
+        actor: params.actor,
+        action: params.action,
         resource_type: params.resource_type,
         resource_id: params.resource_id,
-        outcome,
-        from_ms: params.from,
-        to_ms: params.to,
-    };
+        outcome: params.outcome,
+        from: params.from,
+        to: params.to,
+    }
+    .into_filter(&caller)?;
     let events = state.audit.query(&filter, Page { before, limit }).await?;
     let next_cursor = (events.len() == limit as usize)
         .then(|| events.last().map(|e| encode_cursor(e.index)))

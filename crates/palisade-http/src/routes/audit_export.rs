@@ -5,7 +5,7 @@
 
 use crate::auth::Caller;
 use crate::problem::Problem;
-use crate::routes::audit_stream::Filters;
+use crate::routes::audit::Filters;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};

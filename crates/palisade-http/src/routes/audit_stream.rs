@@ -20,6 +20,7 @@
 
 use crate::auth::Caller;
 use crate::problem::Problem;
+use crate::routes::audit::Filters;
 use crate::state::AppState;
 use axum::Extension;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -29,7 +30,6 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, Stream, StreamExt};
-use palisade_audit::event::Outcome;
 use palisade_audit::log::{AuditError, AuditLog};
 use palisade_audit::store::{EventFilter, PageAfter, StoredEvent};
 use palisade_auth::Scope;
@@ -86,59 +86,6 @@ impl Default for AuditStreamSettings {
             poll_interval: Duration::from_secs(1),
             close_timeout: Duration::from_secs(10),
         }
-    }
-}
-
-/// The filters every audit read shares with `GET /v1/audit/events`.
-#[derive(Debug, Default)]
-pub(crate) struct Filters {
-    /// Tenant named by the caller (admin keys only).
-    pub tenant: Option<String>,
-    /// Exact actor id.
-    pub actor: Option<String>,
-    /// Action prefix on dot boundaries.
-    pub action: Option<String>,
-    /// Resource type.
-    pub resource_type: Option<String>,
-    /// Resource id.
-    pub resource_id: Option<String>,
-    /// Outcome name, checked here.
-    pub outcome: Option<String>,
-    /// Received at or after (Unix ms).
-    pub from: Option<i64>,
-    /// Received before (Unix ms).
-    pub to: Option<i64>,
-}
-
-impl Filters {
-    /// The store filter, with the tenant rule of every audit read: a key reads its
-    /// own tenant, and only an admin key may name another.
-    pub(crate) fn into_filter(self, caller: &Caller) -> Result<EventFilter, Problem> {
-        let tenant = caller.tenant(self.tenant.as_deref())?;
-        let outcome = self
-            .outcome
-            .as_deref()
-            .map(|o| {
-                Outcome::parse(o).ok_or_else(|| {
-                    Problem::bad_request("outcome must be success, failure, denied or error")
-                })
-            })
-            .transpose()?;
-        if let (Some(from), Some(to)) = (self.from, self.to)
-            && from >= to
-        {
-            return Err(Problem::bad_request("from must be before to"));
-        }
-        Ok(EventFilter {
-            tenant: tenant.to_string(),
-            actor_id: self.actor,
-            action_prefix: self.action,
-            resource_type: self.resource_type,
-            resource_id: self.resource_id,
-            outcome,
-            from_ms: self.from,
-            to_ms: self.to,
-        })
     }
 }
 
