@@ -88,6 +88,108 @@ pub struct AuditConfig {
     pub max_batch: usize,
     /// Largest size of the local spool that keeps events while the database is down.
     pub spool_max_bytes: u64,
+    /// `[audit.syslog]`: optional forwarding of every event to a syslog server.
+    pub syslog: Option<SyslogConfig>,
+}
+
+/// `[audit.syslog]`: forward the audit log to a syslog server as RFC 5424
+/// messages over TCP or TLS (see `palisade_audit::forward`). Only `address` is
+/// required.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// `host:port` of the syslog server (e.g. `logs.internal:6514`).
+    pub address: String,
+    /// `tcp` (default) or `tls`.
+    #[serde(default = "default_transport")]
+    pub transport: palisade_audit::forward::Transport,
+    /// PEM file of the CA certificates that sign the server's; required for `tls`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// APP-NAME of every message.
+    #[serde(default = "default_app_name")]
+    pub app_name: String,
+    /// HOSTNAME of every message. Default: the machine's host name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Facility name (`authpriv`, `auth`, `local0`…) or number. Default `authpriv` (10).
+    #[serde(default = "default_facility")]
+    pub facility: String,
+    /// What MSG holds: `json` (default), `ocsf` or `cef`.
+    #[serde(default = "default_format")]
+    pub format: palisade_audit::forward::MessageFormat,
+}
+
+fn default_transport() -> palisade_audit::forward::Transport {
+    palisade_audit::forward::Transport::Tcp
+}
+
+fn default_app_name() -> String {
+    "palisade".into()
+}
+
+fn default_facility() -> String {
+    "authpriv".into()
+}
+
+fn default_format() -> palisade_audit::forward::MessageFormat {
+    palisade_audit::forward::MessageFormat::Json
+}
+
+impl SyslogConfig {
+    /// The forwarder's settings, with the position file kept in `state_dir`.
+    pub fn settings(&self, state_dir: &Path) -> palisade_audit::forward::ForwarderSettings {
+        use palisade_audit::forward::{Facility, ForwarderSettings, MessageBuilder};
+        let facility = Facility::parse(&self.facility).unwrap_or(Facility::AUTHPRIV);
+        let hostname = self
+            .hostname
+            .clone()
+            .unwrap_or_else(palisade_audit::forward::machine_hostname);
+        ForwarderSettings {
+            address: self.address.clone(),
+            transport: self.transport,
+            ca_file: self.ca_file.clone(),
+            message: MessageBuilder::new(facility, &hostname, &self.app_name, self.format),
+            state_dir: state_dir.to_owned(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        use palisade_audit::forward::{
+            APP_NAME_MAX, Facility, HOSTNAME_MAX, Transport, host_of, is_valid_header_field,
+        };
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: format!("audit.syslog.{key}"),
+            message: message.into(),
+        };
+        if host_of(&self.address).is_none() {
+            return Err(invalid("address", "must be host:port"));
+        }
+        if self.transport == Transport::Tls && self.ca_file.is_none() {
+            return Err(invalid("ca_file", "is required when transport = \"tls\""));
+        }
+        if Facility::parse(&self.facility).is_none() {
+            return Err(invalid(
+                "facility",
+                "must be a syslog facility name (authpriv, auth, local0..local7, ...) or 0..23",
+            ));
+        }
+        if !is_valid_header_field(&self.app_name, APP_NAME_MAX) {
+            return Err(invalid(
+                "app_name",
+                "must be 1 to 48 printable ASCII characters without spaces",
+            ));
+        }
+        if let Some(hostname) = &self.hostname
+            && !is_valid_header_field(hostname, HOSTNAME_MAX)
+        {
+            return Err(invalid(
+                "hostname",
+                "must be 1 to 255 printable ASCII characters without spaces",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl AuditConfig {
@@ -109,6 +211,7 @@ impl Default for AuditConfig {
             max_metadata_depth: 16,
             max_batch: 1000,
             spool_max_bytes: 1024 * 1024 * 1024,
+            syslog: None,
         }
     }
 }
@@ -223,6 +326,9 @@ impl Config {
         }
         if self.audit.origin.is_empty() || self.audit.origin.contains('\n') {
             return Err(invalid("audit.origin", "must be one non-empty line"));
+        }
+        if let Some(syslog) = &self.audit.syslog {
+            syslog.validate()?;
         }
         if self.audit.max_batch == 0 {
             return Err(invalid("audit.max_batch", "must be at least 1"));
@@ -494,6 +600,62 @@ mod tests {
         );
         assert!(err.contains("telemetry.otlp_endpoint"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn syslog_is_off_by_default_and_configured_from_the_environment() {
+        let dir = tempfile::tempdir().ok();
+        let dir = dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("."));
+        let config = Config::load(&write(dir, &minimal()), Vec::new()).ok();
+        assert!(config.is_some_and(|c| c.audit.syslog.is_none()));
+        let env = vec![(
+            "PALISADE_AUDIT__SYSLOG__ADDRESS".to_owned(),
+            "127.0.0.1:5514".to_owned(),
+        )];
+        let syslog = Config::load(&write(dir, &minimal()), env)
+            .ok()
+            .and_then(|c| c.audit.syslog);
+        assert_eq!(
+            syslog.as_ref().map(|s| s.address.as_str()),
+            Some("127.0.0.1:5514")
+        );
+        assert_eq!(
+            syslog.as_ref().map(|s| s.transport),
+            Some(palisade_audit::forward::Transport::Tcp)
+        );
+        assert_eq!(
+            syslog.as_ref().map(|s| s.facility.as_str()),
+            Some("authpriv")
+        );
+        assert_eq!(syslog.map(|s| s.app_name), Some("palisade".into()));
+    }
+
+    #[test]
+    fn invalid_syslog_settings_name_the_key() {
+        let section = |extra: &str| {
+            format!(
+                "{}[audit.syslog]\naddress = \"logs.internal:6514\"\n{extra}",
+                minimal()
+            )
+        };
+        assert_eq!(load_err(&section(""), vec![]), "");
+        for (extra, key) in [
+            ("transport = \"udp\"\n", "audit.syslog.transport"),
+            ("transport = \"tls\"\n", "audit.syslog.ca_file"),
+            ("facility = \"local9\"\n", "audit.syslog.facility"),
+            ("app_name = \"has space\"\n", "audit.syslog.app_name"),
+            ("hostname = \"\"\n", "audit.syslog.hostname"),
+            ("format = \"xml\"\n", "audit.syslog.format"),
+            ("adress = \"x\"\n", "adress"),
+        ] {
+            let err = load_err(&section(extra), vec![]);
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        let err = load_err(
+            &minimal(),
+            vec![("PALISADE_AUDIT__SYSLOG__ADDRESS", "no-port")],
+        );
+        assert!(err.contains("audit.syslog.address"), "{err}");
     }
 
     #[test]

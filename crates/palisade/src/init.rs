@@ -148,6 +148,27 @@ max_batch = 1000
 # this size appends answer 503 rather than accept what cannot be kept.
 spool_max_bytes = 1073741824
 
+# [audit.syslog]
+# Forward every audit event to a syslog server: RFC 5424 messages, octet-counted
+# framing (RFC 6587), over TCP or TLS (RFC 5425), in index order. The position is
+# kept in data_dir/audit-syslog.position, so a restart resumes without gaps;
+# delivery is at least once (after a broken connection or a crash the last few
+# events may arrive twice; the structured data carries their index to dedupe).
+# A syslog server that is down never blocks or fails appends. Uncomment the
+# section line too.
+# address = "logs.internal:6514"
+# "tcp" or "tls"; for "tls", ca_file (PEM) holds the CA that signs the server's
+# certificate, which must name the host of address.
+# transport = "tls"
+# ca_file = "/etc/palisade/syslog-ca.pem"
+# app_name = "palisade"
+# Default: this machine's host name.
+# hostname = "palisade-1"
+# A facility name (authpriv, auth, local0 .. local7, ...) or number.
+# facility = "authpriv"
+# The message body: "json" (the event record with its leaf hash), "ocsf" or "cef".
+# format = "json"
+
 [log]
 # "json" (one object per line) or "text".
 format = "json"

@@ -3,6 +3,7 @@
 use crate::config::Config;
 use anyhow::Context;
 use palisade_audit::checkpoint::NoteSigner;
+use palisade_audit::forward::Forwarder;
 use palisade_audit::log::{AuditLog, AuditSettings};
 use palisade_audit::spool::{Spool, SpoolConfig};
 use palisade_audit::store::AuditStore;
@@ -54,6 +55,15 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         clock.clone(),
     );
     let audit = start_audit(config, &db, clock.clone())?;
+    if let Some(syslog) = &config.audit.syslog {
+        // Reads the log on its own task: appends never wait for the syslog server.
+        let forwarder = Forwarder::start(audit.clone(), syslog.settings(&config.data_dir()))
+            .context("starting audit forwarding to syslog (audit.syslog)")?;
+        health
+            .register(Arc::new(forwarder.health()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tracing::info!(transport = ?syslog.transport, "forwarding the audit log to syslog");
+    }
     let settings = HttpSettings {
         max_body_bytes: config.server.max_body_bytes,
         request_timeout: config.request_timeout(),
