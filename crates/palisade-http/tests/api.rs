@@ -2,113 +2,46 @@
 //! scopes, problem documents for every kind of bad input, idempotency, request ids,
 //! and no API key ever written to a log line.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
-use palisade_audit::checkpoint::NoteSigner;
-use palisade_audit::event::EventLimits;
-use palisade_audit::log::{AuditLog, AuditSettings};
-use palisade_audit::store::AuditStore;
-use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
-use palisade_core::health::HealthRegistry;
-use palisade_core::principal::TenantId;
-use palisade_core::{Secret, SystemClock};
 use palisade_http::{AppState, HttpSettings, api_router};
-use palisade_observe::Metrics;
-use palisade_store::{Database, DatabaseConfig, DatabaseHealth};
-use palisade_testkit::postgres::TestDatabase;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use tower::ServiceExt;
 
-const PEPPER: &str = "test-pepper-test-pepper-test-pepper";
-
-/// One running application on one backend, plus what keeps its storage alive.
+/// One running application on one backend.
 struct Harness {
     app: Router,
     state: AppState,
     admin: String,
-    _sqlite_dir: Option<tempfile::TempDir>,
-    _pg: Option<TestDatabase>,
+    _backend: common::Backend,
+}
+
+fn settings() -> HttpSettings {
+    HttpSettings {
+        max_body_bytes: 64 * 1024,
+        ..HttpSettings::default()
+    }
 }
 
 async fn sqlite() -> Harness {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = Database::connect(&DatabaseConfig::default(), dir.path())
-        .await
-        .expect("open sqlite");
-    harness(db, Some(dir), None).await
+    harness(common::sqlite(settings()).await)
 }
 
 async fn postgres() -> Harness {
-    let pg = TestDatabase::create()
-        .await
-        .expect("test schema on PostgreSQL");
-    let db = Database::connect(
-        &DatabaseConfig::postgres(pg.url()),
-        std::path::Path::new("."),
-    )
-    .await
-    .expect("connect postgres");
-    harness(db, None, Some(pg)).await
+    harness(common::postgres(settings()).await)
 }
 
-async fn harness(
-    db: Database,
-    dir: Option<tempfile::TempDir>,
-    pg: Option<TestDatabase>,
-) -> Harness {
-    db.migrate().await.expect("migrate");
-    let clock = SystemClock::shared();
-    let keys = ApiKeys::new(
-        ApiKeyStore::new(db.clone()),
-        &Secret::new(PEPPER),
-        clock.clone(),
-    );
-    let admin = keys
-        .create(NewApiKey {
-            name: "admin".into(),
-            tenant: TenantId::default_tenant(),
-            scopes: Scopes::admin(),
-            expires_at_ms: None,
-        })
-        .await
-        .expect("admin key");
-    let mut health = HealthRegistry::new(std::time::Duration::from_secs(2));
-    health
-        .register(Arc::new(DatabaseHealth(db.clone())))
-        .expect("register");
-    let settings = HttpSettings {
-        max_body_bytes: 64 * 1024,
-        ..HttpSettings::default()
-    };
-    let audit = AuditLog::start(
-        AuditStore::new(db.clone()),
-        NoteSigner::generate("test-log").expect("signer"),
-        AuditSettings {
-            origin: "test.local/audit".into(),
-            limits: EventLimits::default(),
-        },
-        clock.clone(),
-        None,
-    );
-    let state = AppState::new(
-        db,
-        keys,
-        audit,
-        health,
-        Metrics::install().expect("metrics"),
-        clock,
-        settings,
-    );
-    state.mark_migrated();
+fn harness(backend: common::Backend) -> Harness {
     Harness {
-        app: api_router(state.clone()),
-        state,
-        admin: admin.secret.expose().to_owned(),
-        _sqlite_dir: dir,
-        _pg: pg,
+        app: api_router(backend.state.clone()),
+        state: backend.state.clone(),
+        admin: backend.admin.clone(),
+        _backend: backend,
     }
 }
 

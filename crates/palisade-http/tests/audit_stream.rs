@@ -7,23 +7,18 @@
 //! tests can stall a connection at the socket (a tiny receive buffer, no reads),
 //! which no high-level client allows.
 
+mod common;
+
 use axum::Extension;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use palisade_audit::checkpoint::NoteSigner;
-use palisade_audit::event::{EventLimits, NewEvent};
-use palisade_audit::log::{AuditLog, AuditSettings};
+use palisade_audit::event::NewEvent;
 use palisade_audit::merkle::leaf_hash;
-use palisade_audit::store::AuditStore;
-use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
-use palisade_core::health::HealthRegistry;
+use palisade_auth::{NewApiKey, Scopes};
+use palisade_core::SystemClock;
 use palisade_core::principal::TenantId;
-use palisade_core::{Secret, SystemClock};
 use palisade_http::routes::audit_stream::AuditStreamSettings;
 use palisade_http::{AppState, HttpSettings, api_router};
-use palisade_observe::Metrics;
-use palisade_store::{Database, DatabaseConfig};
-use palisade_testkit::postgres::TestDatabase;
 use palisade_testkit::within;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -31,7 +26,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-const PEPPER: &str = "test-pepper-test-pepper-test-pepper";
 /// The grace period of the test server: short, so a cut-off is quick to provoke.
 const GRACE: Duration = Duration::from_millis(300);
 /// Events the test server buffers per subscriber.
@@ -39,77 +33,24 @@ const BUFFER: usize = 8;
 /// Bound on any single wait for the server.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A running server on one backend, plus what keeps its storage alive.
+/// A running server on one backend.
 struct Harness {
     addr: SocketAddr,
     state: AppState,
     admin: String,
-    _sqlite_dir: Option<tempfile::TempDir>,
-    _pg: Option<TestDatabase>,
+    _backend: common::Backend,
 }
 
 async fn sqlite() -> Harness {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let db = Database::connect(&DatabaseConfig::default(), dir.path())
-        .await
-        .expect("open sqlite");
-    harness(db, Some(dir), None).await
+    harness(common::sqlite(HttpSettings::default()).await).await
 }
 
 async fn postgres() -> Harness {
-    let pg = TestDatabase::create()
-        .await
-        .expect("test schema on PostgreSQL");
-    let db = Database::connect(
-        &DatabaseConfig::postgres(pg.url()),
-        std::path::Path::new("."),
-    )
-    .await
-    .expect("connect postgres");
-    harness(db, None, Some(pg)).await
+    harness(common::postgres(HttpSettings::default()).await).await
 }
 
-async fn harness(
-    db: Database,
-    dir: Option<tempfile::TempDir>,
-    pg: Option<TestDatabase>,
-) -> Harness {
-    db.migrate().await.expect("migrate");
-    let clock = SystemClock::shared();
-    let keys = ApiKeys::new(
-        ApiKeyStore::new(db.clone()),
-        &Secret::new(PEPPER),
-        clock.clone(),
-    );
-    let admin = keys
-        .create(NewApiKey {
-            name: "admin".into(),
-            tenant: TenantId::default_tenant(),
-            scopes: Scopes::admin(),
-            expires_at_ms: None,
-        })
-        .await
-        .expect("admin key");
-    let audit = AuditLog::start(
-        AuditStore::new(db.clone()),
-        NoteSigner::generate("test-log").expect("signer"),
-        AuditSettings {
-            origin: "test.local/audit".into(),
-            limits: EventLimits::default(),
-        },
-        clock.clone(),
-        None,
-    );
-    let state = AppState::new(
-        db,
-        keys,
-        audit,
-        HealthRegistry::new(Duration::from_secs(2)),
-        Metrics::install().expect("metrics"),
-        clock,
-        HttpSettings::default(),
-    );
-    state.mark_migrated();
+async fn harness(backend: common::Backend) -> Harness {
+    let state = backend.state.clone();
     let app = api_router(state.clone()).layer(Extension(AuditStreamSettings {
         buffer: BUFFER,
         grace: GRACE,
@@ -137,9 +78,8 @@ async fn harness(
     Harness {
         addr,
         state,
-        admin: admin.secret.expose().to_owned(),
-        _sqlite_dir: dir,
-        _pg: pg,
+        admin: backend.admin.clone(),
+        _backend: backend,
     }
 }
 

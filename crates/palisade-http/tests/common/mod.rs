@@ -1,0 +1,107 @@
+//! Shared set-up of the HTTP integration tests: a migrated database on one backend,
+//! an admin key, and the application state around them.
+
+#![allow(dead_code)]
+
+use palisade_audit::checkpoint::NoteSigner;
+use palisade_audit::event::EventLimits;
+use palisade_audit::log::{AuditLog, AuditSettings};
+use palisade_audit::store::AuditStore;
+use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
+use palisade_core::health::HealthRegistry;
+use palisade_core::principal::TenantId;
+use palisade_core::{Secret, SystemClock};
+use palisade_http::{AppState, HttpSettings};
+use palisade_observe::Metrics;
+use palisade_store::{Database, DatabaseConfig, DatabaseHealth};
+use palisade_testkit::postgres::TestDatabase;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PEPPER: &str = "test-pepper-test-pepper-test-pepper";
+
+/// Application state on one backend, plus what keeps its storage alive.
+pub struct Backend {
+    pub state: AppState,
+    /// The admin key's secret.
+    pub admin: String,
+    _sqlite_dir: Option<tempfile::TempDir>,
+    _pg: Option<TestDatabase>,
+}
+
+/// State on a fresh embedded SQLite file.
+pub async fn sqlite(settings: HttpSettings) -> Backend {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Database::connect(&DatabaseConfig::default(), dir.path())
+        .await
+        .expect("open sqlite");
+    backend(db, settings, Some(dir), None).await
+}
+
+/// State on a fresh schema of the test PostgreSQL.
+pub async fn postgres(settings: HttpSettings) -> Backend {
+    let pg = TestDatabase::create()
+        .await
+        .expect("test schema on PostgreSQL");
+    let db = Database::connect(
+        &DatabaseConfig::postgres(pg.url()),
+        std::path::Path::new("."),
+    )
+    .await
+    .expect("connect postgres");
+    backend(db, settings, None, Some(pg)).await
+}
+
+async fn backend(
+    db: Database,
+    settings: HttpSettings,
+    dir: Option<tempfile::TempDir>,
+    pg: Option<TestDatabase>,
+) -> Backend {
+    db.migrate().await.expect("migrate");
+    let clock = SystemClock::shared();
+    let keys = ApiKeys::new(
+        ApiKeyStore::new(db.clone()),
+        &Secret::new(PEPPER),
+        clock.clone(),
+    );
+    let admin = keys
+        .create(NewApiKey {
+            name: "admin".into(),
+            tenant: TenantId::default_tenant(),
+            scopes: Scopes::admin(),
+            expires_at_ms: None,
+        })
+        .await
+        .expect("admin key");
+    let mut health = HealthRegistry::new(Duration::from_secs(2));
+    health
+        .register(Arc::new(DatabaseHealth(db.clone())))
+        .expect("register");
+    let audit = AuditLog::start(
+        AuditStore::new(db.clone()),
+        NoteSigner::generate("test-log").expect("signer"),
+        AuditSettings {
+            origin: "test.local/audit".into(),
+            limits: EventLimits::default(),
+        },
+        clock.clone(),
+        None,
+    );
+    let state = AppState::new(
+        db,
+        keys,
+        audit,
+        health,
+        Metrics::install().expect("metrics"),
+        clock,
+        settings,
+    );
+    state.mark_migrated();
+    Backend {
+        state,
+        admin: admin.secret.expose().to_owned(),
+        _sqlite_dir: dir,
+        _pg: pg,
+    }
+}
