@@ -132,6 +132,20 @@ fn stack(c: &mut Criterion) {
             b.iter(|| rt.block_on(call(&app, request(Some(&key)))))
         });
     });
+    // The same lines without the enclosing span's fields, to show what carrying the
+    // request id into every line costs.
+    let without_span = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(without_span, || {
+        group.bench_function("palisade_json_logs_without_span_fields", |b| {
+            b.iter(|| rt.block_on(call(&app, request(Some(&key)))))
+        });
+    });
     group.finish();
 }
 
