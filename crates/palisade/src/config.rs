@@ -88,6 +88,12 @@ pub struct AuditConfig {
     pub max_batch: usize,
     /// Largest size of the local spool that keeps events while the database is down.
     pub spool_max_bytes: u64,
+    /// Events buffered per live subscriber (`/v1/audit/stream`, `/v1/audit/ws`).
+    pub stream_buffer: usize,
+    /// How long a subscriber's buffer may stay full before it is cut off with its cursor.
+    pub stream_grace_ms: u64,
+    /// Interval of keep-alives on idle streams, so proxies keep them open.
+    pub stream_keep_alive_ms: u64,
     /// `[audit.syslog]`: optional forwarding of every event to a syslog server.
     pub syslog: Option<SyslogConfig>,
 }
@@ -193,6 +199,16 @@ impl SyslogConfig {
 }
 
 impl AuditConfig {
+    /// The limits of live subscribers this section configures.
+    pub fn stream_settings(&self) -> palisade_http::routes::audit_stream::AuditStreamSettings {
+        palisade_http::routes::audit_stream::AuditStreamSettings {
+            buffer: self.stream_buffer,
+            grace: Duration::from_millis(self.stream_grace_ms),
+            keep_alive: Duration::from_millis(self.stream_keep_alive_ms),
+            ..Default::default()
+        }
+    }
+
     /// The event limits this section configures.
     pub fn limits(&self) -> palisade_audit::event::EventLimits {
         palisade_audit::event::EventLimits {
@@ -211,6 +227,9 @@ impl Default for AuditConfig {
             max_metadata_depth: 16,
             max_batch: 1000,
             spool_max_bytes: 1024 * 1024 * 1024,
+            stream_buffer: 256,
+            stream_grace_ms: 5_000,
+            stream_keep_alive_ms: 15_000,
             syslog: None,
         }
     }
@@ -329,6 +348,12 @@ impl Config {
         }
         if let Some(syslog) = &self.audit.syslog {
             syslog.validate()?;
+        }
+        if self.audit.stream_buffer == 0 {
+            return Err(invalid("audit.stream_buffer", "must be at least 1"));
+        }
+        if self.audit.stream_grace_ms == 0 {
+            return Err(invalid("audit.stream_grace_ms", "must be at least 1"));
         }
         if self.audit.max_batch == 0 {
             return Err(invalid("audit.max_batch", "must be at least 1"));
@@ -514,6 +539,8 @@ mod tests {
         assert!(err.contains("server.listen"), "{err}");
         let err = load_err(&minimal(), vec![("PALISADE_SERVER__MAX_BODY_BYTES", "12")]);
         assert!(err.contains("server.max_body_bytes"), "{err}");
+        let err = load_err(&minimal(), vec![("PALISADE_AUDIT__STREAM_BUFFER", "0")]);
+        assert!(err.contains("audit.stream_buffer"), "{err}");
         let err = load_err(&minimal(), vec![("PALISADE_SERVER__LISTN", "x")]);
         assert!(err.contains("listn"), "{err}");
         let err = load_err(

@@ -147,6 +147,11 @@ max_batch = 1000
 # While the database is down, accepted events wait in data_dir/audit-spool; past
 # this size appends answer 503 rather than accept what cannot be kept.
 spool_max_bytes = 1073741824
+# Live subscribers (/v1/audit/stream, /v1/audit/ws): events buffered each, and how
+# long a full buffer is tolerated before the subscriber is cut off with its cursor.
+stream_buffer = 256
+stream_grace_ms = 5000
+stream_keep_alive_ms = 15000
 
 # [audit.syslog]
 # Forward every audit event to a syslog server: RFC 5424 messages, octet-counted

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use anyhow::Context;
+use axum::Extension;
 use palisade_audit::checkpoint::NoteSigner;
 use palisade_audit::forward::Forwarder;
 use palisade_audit::log::{AuditLog, AuditSettings};
@@ -132,7 +133,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_secs_f64() * 1000.0,
         "palisade listening"
     );
-    let router = api_router(app.state.clone());
+    let router = api_router(app.state.clone()).layer(Extension(config.audit.stream_settings()));
     palisade_http::serve(
         listener,
         router,
