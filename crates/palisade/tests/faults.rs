@@ -331,3 +331,46 @@ async fn redis_down_is_degraded_not_down_and_recovers() {
     .await;
     server.wait_ready(200).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_spooled_while_the_database_is_down_survive_a_kill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut server, proxy, _pg, key) = postgres_server(dir.path()).await;
+    let client = Client::new(&server.base, &key);
+    // This instance has verified the key once; after that, an outage longer than the
+    // key cache's lifetime must not lock the caller out of the spool.
+    assert_eq!(client.get("/v1/whoami").await.0, 200);
+    proxy.cut();
+    tokio::time::sleep(palisade_auth::api_keys::CACHE_TTL + Duration::from_millis(500)).await;
+    let stranger = Client::new(
+        &server.base,
+        "pal_never-seen-by-this-instance-0000000000000",
+    );
+    assert_ne!(
+        stranger
+            .post("/v1/audit/events", &audit_event(999).1)
+            .await
+            .0,
+        201,
+        "an unknown key is never admitted during an outage"
+    );
+    // Accepted into the spool only: the database is unreachable.
+    let mut acked = HashSet::new();
+    for n in 0..60 {
+        let (id, event) = audit_event(n);
+        let (status, body) = client.post("/v1/audit/events", &event).await;
+        assert_eq!(status, 201, "{body}");
+        acked.insert(id);
+    }
+    server.signal("KILL");
+    let _ = server.wait_exit(Duration::from_secs(10));
+    proxy.resume();
+    let env = server.env.clone();
+    drop(server);
+    let mut restarted = Server::start(dir.path(), env.clone());
+    restarted.wait_ready(200).await;
+    assert_all_present_once(&Client::new(&restarted.base, &key), &acked).await;
+    drop(restarted);
+    let (status, _, err) = run(dir.path(), &env, &["audit", "verify"]);
+    assert!(status.success(), "{err}");
+}

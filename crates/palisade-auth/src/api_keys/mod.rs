@@ -121,6 +121,11 @@ pub struct ApiKeys {
     verify_key: hmac::Key,
     clock: SharedClock,
     verified: Cache<String, Arc<(ApiKey, Vec<u8>)>>,
+    /// The last stored state of every key this instance has verified, kept past
+    /// [`CACHE_TTL`] for one purpose: while the database is unreachable, callers this
+    /// instance already knows keep working (audit events still reach the spool).
+    /// Keys never seen here are refused, so an outage cannot admit a new credential.
+    last_known: Cache<String, Arc<(ApiKey, Vec<u8>)>>,
 }
 
 impl std::fmt::Debug for ApiKeys {
@@ -150,6 +155,10 @@ impl ApiKeys {
             verified: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(CACHE_TTL)
+                .support_invalidation_closures()
+                .build(),
+            last_known: Cache::builder()
+                .max_capacity(10_000)
                 .support_invalidation_closures()
                 .build(),
         }
@@ -200,16 +209,24 @@ impl ApiKeys {
         let lookup = self.lookup(raw);
         let entry = match self.verified.get(&lookup) {
             Some(entry) => entry,
-            None => {
-                let (key, verifier) = self
-                    .store
-                    .find_by_lookup(&lookup)
-                    .await?
-                    .ok_or(ApiKeyError::Invalid)?;
-                let entry = Arc::new((key, verifier));
-                self.verified.insert(lookup, entry.clone());
-                entry
-            }
+            None => match self.store.find_by_lookup(&lookup).await {
+                Ok(found) => {
+                    let entry = Arc::new(found.ok_or(ApiKeyError::Invalid)?);
+                    self.verified.insert(lookup.clone(), entry.clone());
+                    self.last_known.insert(lookup, entry.clone());
+                    entry
+                }
+                Err(e) if e.is_unavailable() => match self.last_known.get(&lookup) {
+                    Some(entry) => {
+                        tracing::debug!(
+                            "database unavailable: using the last known state of an API key"
+                        );
+                        entry
+                    }
+                    None => return Err(e.into()),
+                },
+                Err(e) => return Err(e.into()),
+            },
         };
         let (key, verifier) = entry.as_ref();
         // hmac::verify compares in constant time.
@@ -241,12 +258,13 @@ impl ApiKeys {
         }
         // Drop every cached entry of this key (the cache is keyed by lookup value, so
         // match on the id). Without this, a revoked key would work until the TTL ends.
-        if self
-            .verified
-            .invalidate_entries_if(move |_, entry| entry.0.id == id)
-            .is_err()
-        {
-            self.verified.invalidate_all();
+        for cache in [&self.verified, &self.last_known] {
+            if cache
+                .invalidate_entries_if(move |_, entry| entry.0.id == id)
+                .is_err()
+            {
+                cache.invalidate_all();
+            }
         }
         self.get(id).await
     }
