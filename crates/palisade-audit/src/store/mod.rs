@@ -422,16 +422,31 @@ pub(crate) fn dedupe(batch: &[PreparedEvent]) -> (Vec<&PreparedEvent>, Vec<usize
     (unique, positions)
 }
 
-/// `LIKE` pattern for an action prefix on segment boundaries, with `%`/`_` escaped.
-pub(crate) fn action_like(prefix: &str) -> String {
-    let escaped: String = prefix
-        .chars()
-        .flat_map(|c| match c {
-            '%' | '_' | '\\' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
-    format!("{escaped}.%")
+/// Comparison operators a B-tree index on `action` can serve with bound parameters,
+/// so an action-prefix filter is an index range scan in a prepared (generic) plan,
+/// which a `LIKE $1` is not: PostgreSQL's index uses `text_pattern_ops`, whose
+/// operators are spelled `~>=~`/`~<~`; SQLite's default collation is bytewise.
+pub(crate) trait PrefixRange {
+    /// "Greater than or equal", bytewise.
+    const GE: &'static str;
+    /// "Less than", bytewise.
+    const LT: &'static str;
+}
+
+impl PrefixRange for sqlx::Postgres {
+    const GE: &'static str = "~>=~";
+    const LT: &'static str = "~<~";
+}
+
+impl PrefixRange for sqlx::Sqlite {
+    const GE: &'static str = ">=";
+    const LT: &'static str = "<";
+}
+
+/// The range of actions below `prefix` on a segment boundary: `auth` covers
+/// `auth.` up to (not including) `auth/`, since `/` is the byte after `.`.
+pub(crate) fn action_range(prefix: &str) -> (String, String) {
+    (format!("{prefix}."), format!("{prefix}/"))
 }
 
 /// The `SELECT ... WHERE` of a filtered, paged query, for either backend: only the
@@ -445,7 +460,7 @@ pub(crate) fn filtered_query<'a, DB>(
     limit: u32,
 ) -> Result<sqlx::QueryBuilder<'a, DB>, AuditStoreError>
 where
-    DB: sqlx::Database,
+    DB: sqlx::Database + PrefixRange,
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
@@ -457,10 +472,13 @@ where
         q.push(" AND actor_id = ").push_bind(actor.clone());
     }
     if let Some(prefix) = &filter.action_prefix {
+        let (low, high) = action_range(prefix);
         q.push(" AND (action = ").push_bind(prefix.clone());
-        q.push(" OR action LIKE ")
-            .push_bind(action_like(prefix))
-            .push(" ESCAPE '\\')");
+        q.push(format_args!(" OR (action {} ", DB::GE))
+            .push_bind(low);
+        q.push(format_args!(" AND action {} ", DB::LT))
+            .push_bind(high)
+            .push("))");
     }
     if let Some(kind) = &filter.resource_type {
         q.push(" AND resource_type = ").push_bind(kind.clone());
