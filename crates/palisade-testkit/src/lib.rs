@@ -24,6 +24,7 @@ pub mod postgres;
 pub mod postgres_server;
 pub mod redis;
 pub mod redis_server;
+pub mod tls;
 pub mod wait;
 
 pub use error::TestkitError;

@@ -33,7 +33,7 @@ impl PostgresServer {
         let root = dir.path();
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| TestkitError::io("chmod temp dir", e))?;
-        make_certificates(root)?;
+        crate::tls::write_test_certificates(root)?;
         let data = root.join("data");
         std::fs::create_dir(&data).map_err(|e| TestkitError::io("data dir", e))?;
         for path in [
@@ -218,86 +218,4 @@ fn free_port() -> Result<u16, TestkitError> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| TestkitError::io("find a free port", e))
-}
-
-/// A CA, a server certificate for `localhost` only signed by it, and an unrelated CA.
-fn make_certificates(dir: &Path) -> Result<(), TestkitError> {
-    let run = |args: &[&str]| -> Result<(), TestkitError> {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .map_err(|_| TestkitError::MissingProgram {
-                program: "openssl",
-                hint: "apt-get install openssl",
-            })?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(TestkitError::io(
-                format!("openssl {}", args.join(" ")),
-                std::io::Error::other(String::from_utf8_lossy(&output.stderr).into_owned()),
-            ))
-        }
-    };
-    for ca in ["ca", "other-ca"] {
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=palisade test {ca}"),
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.crt"),
-        ])?;
-    }
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ])?;
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .map_err(|e| TestkitError::io("write san.ext", e))?;
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.crt",
-    ])?;
-    std::fs::set_permissions(
-        dir.join("server.key"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .map_err(|e| TestkitError::io("chmod server.key", e))
 }

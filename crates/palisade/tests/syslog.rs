@@ -343,66 +343,6 @@ async fn forwards_every_event_in_order_and_catches_up_after_the_server_returns()
     }
 }
 
-/// Runs `openssl` in `dir`, failing the test on error.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let output = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (apt-get install openssl)");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A CA and a certificate for `localhost` it signs (`ca.crt`, `server.crt`, `server.key`).
-fn make_certificates(dir: &std::path::Path) {
-    let p256 = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(p256);
-    ca.extend(["-days", "2", "-subj", "/CN=palisade syslog test ca"]);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(p256);
-    csr.extend(["-subj", "/CN=localhost", "-keyout", "server.key"]);
-    csr.extend(["-out", "server.csr"]);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("san.ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-            "-out",
-            "server.crt",
-        ],
-    );
-}
-
 /// Kills the child on drop, so a failed assertion leaves no server behind.
 struct Reaped(std::process::Child);
 
@@ -418,7 +358,7 @@ async fn forwards_over_tls_to_a_server_signed_by_the_configured_ca() {
     let dir = tempfile::tempdir().expect("temp dir");
     let certs = dir.path().join("certs");
     std::fs::create_dir(&certs).expect("certs dir");
-    make_certificates(&certs);
+    palisade_testkit::tls::write_test_certificates(&certs).expect("test certificates");
     let port = support::free_port();
     // `openssl s_server -quiet` prints what the client sends: the framed messages.
     let mut tls_server = Reaped(
