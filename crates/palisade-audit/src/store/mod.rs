@@ -513,6 +513,38 @@ where
 /// Columns every event read selects.
 pub(crate) const EVENT_COLUMNS: &str = "idx, id, tenant, leaf";
 
+/// An `audit_checkpoints` row (`tree_size, root, note`), on either backend.
+pub(crate) fn decode_checkpoint<R: sqlx::Row>(row: &R) -> Result<StoredCheckpoint, AuditStoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> &'a [u8]: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(StoredCheckpoint {
+        tree_size: to_index(row.try_get("tree_size")?)?,
+        root: to_hash(row.try_get::<&[u8], _>("root")?)?,
+        note: row.try_get("note")?,
+    })
+}
+
+/// An `audit_entries` row selected with [`EVENT_COLUMNS`], on either backend.
+pub(crate) fn decode_event<R: sqlx::Row>(row: &R) -> Result<StoredEvent, AuditStoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Uuid: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(StoredEvent {
+        index: to_index(row.try_get("idx")?)?,
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        leaf: row.try_get("leaf")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

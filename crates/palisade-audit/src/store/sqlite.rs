@@ -4,13 +4,13 @@
 
 use super::{
     Appended, AscendingPage, AuditStoreError, EVENT_COLUMNS, EventFilter, Order, Page, PageAfter,
-    StoredCheckpoint, StoredEvent, dedupe, filtered_query, read_through, to_db, to_hash, to_index,
+    StoredCheckpoint, StoredEvent, decode_checkpoint, decode_event, dedupe, filtered_query,
+    read_through, to_db, to_hash, to_index,
 };
 use crate::checkpoint::{Checkpoint, NoteSigner};
 use crate::event::PreparedEvent;
 use crate::merkle::{Frontier, Hash, NodeId, leaf_hash, root_nodes};
 use palisade_store::SqliteDb;
-use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -146,14 +146,7 @@ pub(super) async fn latest_checkpoint(
     )
     .fetch_optional(pool)
     .await?;
-    row.map(|r| {
-        Ok(StoredCheckpoint {
-            tree_size: to_index(r.try_get("tree_size")?)?,
-            root: to_hash(r.try_get::<&[u8], _>("root")?)?,
-            note: r.try_get("note")?,
-        })
-    })
-    .transpose()
+    row.as_ref().map(decode_checkpoint).transpose()
 }
 
 pub(super) async fn read_hashes(
@@ -216,15 +209,7 @@ pub(super) async fn checkpoints(
         sqlx::query("SELECT tree_size, root, note FROM audit_checkpoints ORDER BY tree_size")
             .fetch_all(pool)
             .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(StoredCheckpoint {
-                tree_size: to_index(r.try_get("tree_size")?)?,
-                root: to_hash(r.try_get::<&[u8], _>("root")?)?,
-                note: r.try_get("note")?,
-            })
-        })
-        .collect()
+    rows.iter().map(decode_checkpoint).collect()
 }
 
 pub(super) async fn hash_range(
@@ -244,15 +229,6 @@ pub(super) async fn hash_range(
     rows.iter()
         .map(|r| to_hash(r.try_get::<&[u8], _>("hash")?))
         .collect()
-}
-
-fn decode_event(row: &SqliteRow) -> Result<StoredEvent, AuditStoreError> {
-    Ok(StoredEvent {
-        index: to_index(row.try_get("idx")?)?,
-        id: row.try_get("id")?,
-        tenant: row.try_get("tenant")?,
-        leaf: row.try_get("leaf")?,
-    })
 }
 
 pub(super) async fn events_range(
