@@ -1,0 +1,1 @@
+//! CSRF protection (to be written).
