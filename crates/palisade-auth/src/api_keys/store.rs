@@ -15,29 +15,11 @@ pub struct ApiKeyStore {
 const COLUMNS: &str =
     "id, name, tenant, scopes, created_at_ms, expires_at_ms, revoked_at_ms, secret_hash";
 
-// The two backends differ only in placeholder syntax and row type, so each method is
-// one query (in each dialect) bound once and run on the matching pool; `$post` is
-// expanded in both arms, so generic decoding resolves to each backend's row type.
 // Every query uses the primary/writer, never a replica: a key created or revoked a
 // moment ago must take effect at once.
 macro_rules! run {
-    ($self:ident, $sql_pg:expr, $sql_lite:expr, |$q:ident| $bind:expr, $exec:ident, |$r:ident| $post:expr) => {
-        match &$self.db {
-            Database::Postgres(db) => {
-                let $q = sqlx::query($sql_pg);
-                let $r = db
-                    .guard(StoreError::is_unavailable, async {
-                        Ok::<_, StoreError>($bind.$exec(db.primary()).await?)
-                    })
-                    .await?;
-                $post
-            }
-            Database::Sqlite(db) => {
-                let $q = sqlx::query($sql_lite);
-                let $r = $bind.$exec(db.writer()).await?;
-                $post
-            }
-        }
+    ($self:ident, $($rest:tt)*) => {
+        palisade_store::on_primary!(&$self.db, $($rest)*)
     };
 }
 
