@@ -29,9 +29,17 @@ pub enum GuardError {
     /// treated as limited.
     #[error("the rate limiter tracks its maximum of {0} active keys")]
     Full(usize),
-    /// The rule store failed (database unavailable, bad row).
+    /// The rule store failed: a bad row or statement.
     #[error("rule store: {0}")]
     Store(String),
+    /// The rule store's database is unreachable; trying again later may work
+    /// (over HTTP a 503 with `Retry-After`).
+    #[error("rule store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// The system's cryptography failed (no random bytes): nothing a caller
+    /// did wrong, and nothing to retry at once.
+    #[error("cryptography: {0}")]
+    Crypto(&'static str),
 }
 
 impl GuardError {
