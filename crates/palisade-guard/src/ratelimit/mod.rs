@@ -14,9 +14,23 @@
 //!   but lets through up to twice the limit across a window edge.
 
 mod algorithm;
+mod limiter;
 mod local;
+mod outcomes;
+mod redis;
+mod rules;
+mod store;
+mod sync;
 
+pub use limiter::{
+    BlockReport, BlockReporter, Checked, MAX_INLINE_LIMITS, MAX_KEY_BYTES, RateLimiter,
+    RateLimiterSettings, rules_from_specs,
+};
 pub use local::LocalLimiter;
+pub use redis::RedisLimiter;
+pub use rules::{AdaptiveSpec, KeySource, LimitSpec, Rule, RuleOrigin, RuleSpec};
+pub use store::RuleStore;
+pub use sync::RuleSync;
 
 use crate::GuardError;
 use serde::{Deserialize, Serialize};

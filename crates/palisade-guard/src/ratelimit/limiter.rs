@@ -1,0 +1,475 @@
+//! [`RateLimiter`]: the rules of one Palisade instance, checked in process or
+//! on Redis, with the fallback that keeps requests flowing when Redis is not.
+//!
+//! With Redis, every instance shares one count per key. When Redis is slow or
+//! down (the connection's circuit breaker is open, a call timed out), each
+//! instance enforces its share of every limit on its own:
+//! `ceil(limit / instances)`. So the fleet stays close to the global limit
+//! without any request failing because Redis did. The answer says it was
+//! `degraded`, and the breaker closes again on its own once Redis answers.
+
+use super::outcomes::Tallies;
+use super::redis::RedisLimiter;
+use super::rules::{Rule, RuleSpec};
+use super::{Decision, Limit, LimitSpec, LocalLimiter};
+use crate::GuardError;
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use palisade_core::SharedClock;
+use palisade_store::Redis;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest key accepted, in bytes. Keys are client IPs, ids and short
+/// strings; anything longer is a mistake or an attempt to bloat Redis.
+pub const MAX_KEY_BYTES: usize = 512;
+
+/// Most distinct inline limits (`POST /v1/ratelimit/check` with `"limit"`)
+/// tracked at once, so callers cannot grow the table without bound.
+pub const MAX_INLINE_LIMITS: usize = 1024;
+
+/// How blocks are tallied for reports: per key per minute.
+const BLOCK_REPORT_WINDOW: Duration = Duration::from_secs(60);
+
+/// Settings of a [`RateLimiter`] (`[ratelimit]` in `palisade.toml`).
+#[derive(Debug, Clone)]
+pub struct RateLimiterSettings {
+    /// How many instances share the limits. While Redis is unreachable each
+    /// instance enforces `1 / instances` of every limit.
+    pub instances: u32,
+    /// Most keys each in-process limiter tracks (per rule and tier).
+    pub max_keys: usize,
+    /// Blocks of one key within a minute after which a [`BlockReport`] is
+    /// sent (once per key and minute); 0 turns reports off.
+    pub block_report_threshold: u64,
+}
+
+impl Default for RateLimiterSettings {
+    fn default() -> Self {
+        Self {
+            instances: 1,
+            max_keys: 1_000_000,
+            block_report_threshold: 100,
+        }
+    }
+}
+
+/// The answer to one check, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The decision.
+    pub decision: Decision,
+    /// The policy's name for the `RateLimit-Policy` header: the rule, with
+    /// `/tier` when a tier's limit applied, or `inline` for inline limits.
+    pub policy: String,
+    /// The period of the limit that applied.
+    pub period: Duration,
+    /// Whether Redis was unreachable and the local share decided.
+    pub degraded: bool,
+}
+
+impl Checked {
+    /// The strictest of several answers: a denial (the one with the longest
+    /// wait) over any allowance, otherwise the allowance with the fewest
+    /// units remaining.
+    pub fn strictest(answers: impl IntoIterator<Item = Self>) -> Option<Self> {
+        answers.into_iter().reduce(|a, b| {
+            let key = |c: &Self| (c.decision.allowed, std::cmp::Reverse(c.decision.retry_after), c.decision.remaining);
+            if key(&b) < key(&a) { b } else { a }
+        })
+    }
+}
+
+/// A key that kept being limited, reported once per minute past the threshold
+/// (for the audit log and threat detection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockReport {
+    /// The rule (or `inline`).
+    pub policy: String,
+    /// The limited key.
+    pub key: String,
+    /// Blocks of this key in the current minute.
+    pub blocks: u64,
+}
+
+/// Where block reports go.
+pub type BlockReporter = Arc<dyn Fn(BlockReport) + Send + Sync>;
+
+/// A rule with the in-process state of each of its limits.
+struct ActiveRule {
+    rule: Rule,
+    /// One limiter per tier (`None` = the rule's own limit). Without Redis it
+    /// enforces the whole limit; with Redis, the instance's share.
+    locals: BTreeMap<Option<String>, LocalLimiter>,
+    /// Recent outcomes per key, when the rule is adaptive.
+    outcomes: Option<Tallies>,
+}
+
+/// The rules of an instance and the limiters enforcing them. Cheap to clone.
+#[derive(Clone)]
+pub struct RateLimiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    clock: SharedClock,
+    settings: RateLimiterSettings,
+    shared: Option<RedisLimiter>,
+    rules: ArcSwap<BTreeMap<String, Arc<ActiveRule>>>,
+    inline: DashMap<Limit, Arc<LocalLimiter>, foldhash::fast::RandomState>,
+    blocks: Tallies,
+    reporter: Option<BlockReporter>,
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("shared", &self.inner.shared.is_some())
+            .field("rules", &self.inner.rules.load().len())
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// A limiter with no rules yet; shared through `redis` when given.
+    pub fn new(
+        settings: RateLimiterSettings,
+        clock: SharedClock,
+        redis: Option<Redis>,
+        reporter: Option<BlockReporter>,
+    ) -> Self {
+        let blocks = Tallies::new(BLOCK_REPORT_WINDOW, settings.max_keys);
+        Self {
+            inner: Arc::new(Inner {
+                clock,
+                shared: redis.map(RedisLimiter::new),
+                rules: ArcSwap::from_pointee(BTreeMap::new()),
+                inline: DashMap::default(),
+                blocks,
+                reporter,
+                settings,
+            }),
+        }
+    }
+
+    /// Whether limits are shared through Redis.
+    pub fn is_shared(&self) -> bool {
+        self.inner.shared.is_some()
+    }
+
+    /// Replaces every rule. A rule whose spec did not change keeps its
+    /// in-process counts, so reloading the same rules resets nothing.
+    pub fn replace_rules(&self, rules: Vec<Rule>) -> Result<(), GuardError> {
+        let current = self.inner.rules.load();
+        let mut table = BTreeMap::new();
+        for rule in rules {
+            let name = rule.name().to_owned();
+            let active = match current.get(&name) {
+                Some(existing)
+                    if existing.rule.spec() == rule.spec()
+                        && existing.rule.origin() == rule.origin() =>
+                {
+                    Arc::clone(existing)
+                }
+                _ => Arc::new(self.activate(rule)),
+            };
+            if table.insert(name.clone(), active).is_some() {
+                return Err(GuardError::invalid(
+                    "name",
+                    format!("two rules are named {name:?}"),
+                ));
+            }
+        }
+        self.inner.rules.store(Arc::new(table));
+        Ok(())
+    }
+
+    /// Adds or replaces one rule.
+    pub fn upsert_rule(&self, rule: Rule) {
+        let active = Arc::new(self.activate(rule));
+        self.inner.rules.rcu(|table| {
+            let mut table = BTreeMap::clone(table);
+            table.insert(active.rule.name().to_owned(), Arc::clone(&active));
+            table
+        });
+    }
+
+    /// Removes a rule; returns whether it existed.
+    pub fn remove_rule(&self, name: &str) -> bool {
+        let mut removed = false;
+        self.inner.rules.rcu(|table| {
+            let mut table = BTreeMap::clone(table);
+            removed = table.remove(name).is_some();
+            table
+        });
+        removed
+    }
+
+    /// A rule by name.
+    pub fn rule(&self, name: &str) -> Option<Rule> {
+        self.inner.rules.load().get(name).map(|a| a.rule.clone())
+    }
+
+    /// Every rule, by name.
+    pub fn rules(&self) -> Vec<Rule> {
+        self.inner
+            .rules
+            .load()
+            .values()
+            .map(|a| a.rule.clone())
+            .collect()
+    }
+
+    /// The names of the rules the tower layer applies to `path`.
+    pub fn rules_for_path(&self, path: &str) -> Vec<Rule> {
+        self.inner
+            .rules
+            .load()
+            .values()
+            .filter(|a| a.rule.applies_to(path))
+            .map(|a| a.rule.clone())
+            .collect()
+    }
+
+    /// Takes `cost` units for `key` under the rule `rule_name`, with the
+    /// limit of `tier` when the rule has one for it.
+    pub async fn check(
+        &self,
+        rule_name: &str,
+        key: &str,
+        cost: u64,
+        tier: Option<&str>,
+    ) -> Result<Checked, GuardError> {
+        validate_key(key)?;
+        let active = self
+            .inner
+            .rules
+            .load()
+            .get(rule_name)
+            .cloned()
+            .ok_or_else(|| GuardError::UnknownRule(rule_name.to_owned()))?;
+        let (tier, limit) = active.rule.limit_for(tier);
+        limit.check_cost(cost)?;
+        let cost = self.adaptive_cost(&active, key, cost, limit);
+        let policy = match tier {
+            Some(tier) => format!("{rule_name}/{tier}"),
+            None => rule_name.to_owned(),
+        };
+        let local = active
+            .locals
+            .get(&tier.map(str::to_owned))
+            .ok_or_else(|| GuardError::Store(format!("rule {rule_name:?} has no limiter for its tier")))?;
+        self.decide(&policy, key, limit, local, cost).await
+    }
+
+    /// Takes `cost` units for `key` under an inline limit (not a named rule).
+    /// Keys of different inline limits never share counts.
+    pub async fn check_limit(
+        &self,
+        spec: &LimitSpec,
+        key: &str,
+        cost: u64,
+    ) -> Result<Checked, GuardError> {
+        validate_key(key)?;
+        let limit = spec.to_limit()?;
+        limit.check_cost(cost)?;
+        let local = match self.inner.inline.get(&limit) {
+            Some(local) => Arc::clone(&local),
+            None => {
+                if self.inner.inline.len() >= MAX_INLINE_LIMITS {
+                    return Err(GuardError::invalid(
+                        "limit",
+                        format!(
+                            "more than {MAX_INLINE_LIMITS} distinct inline limits are in use; define a rule instead"
+                        ),
+                    ));
+                }
+                Arc::clone(
+                    &self
+                        .inner
+                        .inline
+                        .entry(limit)
+                        .or_insert_with(|| Arc::new(self.local_limiter(limit))),
+                )
+            }
+        };
+        let namespace = inline_namespace(&limit);
+        let mut checked = self.decide(&namespace, key, &limit, &local, cost).await?;
+        checked.policy = "inline".to_owned();
+        Ok(checked)
+    }
+
+    /// Records the outcome of a request limited by `rule_name` for `key`, for
+    /// adaptive rules: `failed` for 4xx/5xx answers and denials.
+    pub fn record_outcome(&self, rule_name: &str, key: &str, failed: bool) {
+        let rules = self.inner.rules.load();
+        if let Some(outcomes) = rules.get(rule_name).and_then(|a| a.outcomes.as_ref()) {
+            outcomes.record(key, failed, self.inner.clock.monotonic());
+        }
+    }
+
+    /// Drops in-process state that no longer affects any answer. Call it
+    /// periodically; returns how many keys were dropped.
+    pub fn evict_idle(&self) -> usize {
+        let now = self.inner.clock.monotonic();
+        let rules = self.inner.rules.load();
+        let mut evicted = 0;
+        for active in rules.values() {
+            evicted += active.locals.values().map(LocalLimiter::evict_idle).sum::<usize>();
+            if let Some(outcomes) = &active.outcomes {
+                evicted += outcomes.evict_idle(now);
+            }
+        }
+        for local in self.inner.inline.iter() {
+            evicted += local.evict_idle();
+        }
+        evicted + self.inner.blocks.evict_idle(now)
+    }
+
+    fn activate(&self, rule: Rule) -> ActiveRule {
+        let locals = rule
+            .limits()
+            .map(|(tier, limit)| (tier.map(str::to_owned), self.local_limiter(*limit)))
+            .collect();
+        let outcomes = rule.adaptive().map(|adaptive| {
+            Tallies::new(
+                Duration::from_millis(adaptive.window_ms),
+                self.inner.settings.max_keys,
+            )
+        });
+        ActiveRule {
+            rule,
+            locals,
+            outcomes,
+        }
+    }
+
+    /// The in-process limiter for `limit`: the whole limit without Redis, the
+    /// instance's share with it.
+    fn local_limiter(&self, limit: Limit) -> LocalLimiter {
+        let enforced = if self.inner.shared.is_some() {
+            limit.share(self.inner.settings.instances)
+        } else {
+            limit
+        };
+        LocalLimiter::new(
+            enforced,
+            self.inner.clock.clone(),
+            self.inner.settings.max_keys,
+        )
+    }
+
+    /// The cost of a check after adaptive tightening: multiplied by the rule's
+    /// factor while most of the key's recent requests failed, capped at the
+    /// limit's capacity so the check can still pass once the key recovers.
+    fn adaptive_cost(&self, active: &ActiveRule, key: &str, cost: u64, limit: &Limit) -> u64 {
+        let (Some(adaptive), Some(outcomes)) = (active.rule.adaptive(), &active.outcomes) else {
+            return cost;
+        };
+        let (total, failed) = outcomes.recent(key, self.inner.clock.monotonic());
+        if total >= f64::from(adaptive.min_requests) && failed >= total * adaptive.error_ratio {
+            metrics::counter!("palisade_ratelimit_tightened_total", "rule" => active.rule.name().to_owned())
+                .increment(1);
+            cost.saturating_mul(u64::from(adaptive.factor))
+                .min(limit.capacity())
+        } else {
+            cost
+        }
+    }
+
+    async fn decide(
+        &self,
+        namespace: &str,
+        key: &str,
+        limit: &Limit,
+        local: &LocalLimiter,
+        cost: u64,
+    ) -> Result<Checked, GuardError> {
+        let (decision, degraded) = match &self.inner.shared {
+            None => (local.check(key, cost)?, false),
+            Some(shared) => match shared.check(namespace, key, limit, cost).await {
+                Ok(decision) => (decision, false),
+                Err(error) => {
+                    if !error.is_unavailable() {
+                        // A script or reply error is a bug, not an outage; it
+                        // is still no reason to fail the caller's request.
+                        tracing::error!(%error, "rate-limit script failed; using the local share");
+                    }
+                    metrics::counter!("palisade_ratelimit_fallback_total").increment(1);
+                    (local.check(key, cost)?, true)
+                }
+            },
+        };
+        let checked = Checked {
+            decision,
+            policy: namespace.to_owned(),
+            period: limit.period(),
+            degraded,
+        };
+        if !decision.allowed {
+            self.report_block(namespace, key);
+        }
+        Ok(checked)
+    }
+
+    fn report_block(&self, policy: &str, key: &str) {
+        metrics::counter!("palisade_ratelimit_blocked_total", "policy" => policy.to_owned())
+            .increment(1);
+        let threshold = self.inner.settings.block_report_threshold;
+        let Some(reporter) = self.inner.reporter.as_ref().filter(|_| threshold > 0) else {
+            return;
+        };
+        let tally_key = format!("{policy}\u{0}{key}");
+        let blocks = self
+            .inner
+            .blocks
+            .record(&tally_key, true, self.inner.clock.monotonic());
+        if blocks == threshold {
+            reporter(BlockReport {
+                policy: policy.to_owned(),
+                key: key.to_owned(),
+                blocks,
+            });
+        }
+    }
+}
+
+/// The Redis namespace of an inline limit: its canonical form, so equal
+/// inline limits share counts across instances and different ones never do.
+fn inline_namespace(limit: &Limit) -> String {
+    format!(
+        "inline:{}:{}:{}:{}",
+        limit.algorithm().as_str(),
+        limit.limit(),
+        limit.period().as_millis(),
+        limit.capacity()
+    )
+}
+
+/// Rejects empty keys and keys over [`MAX_KEY_BYTES`].
+fn validate_key(key: &str) -> Result<(), GuardError> {
+    if key.is_empty() {
+        return Err(GuardError::invalid("key", "must not be empty"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(GuardError::invalid(
+            "key",
+            format!("must be at most {MAX_KEY_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Builds [`Rule`]s from specs of one origin, naming the first bad one.
+pub fn rules_from_specs(
+    specs: impl IntoIterator<Item = RuleSpec>,
+    origin: super::RuleOrigin,
+) -> Result<Vec<Rule>, GuardError> {
+    specs
+        .into_iter()
+        .map(|spec| Rule::new(spec, origin))
+        .collect()
+}
