@@ -18,6 +18,7 @@ use palisade_audit::log::{AuditLog, AuditSettings};
 use palisade_audit::store::AuditStore;
 use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
 use palisade_core::health::HealthRegistry;
+use palisade_guard::ratelimit::{RateLimiter, RateLimiterSettings};
 use palisade_core::principal::TenantId;
 use palisade_core::{Secret, SystemClock};
 use palisade_http::{AppState, HttpSettings, api_router};
@@ -63,6 +64,7 @@ fn palisade(rt: &Runtime, dir: &std::path::Path) -> (Router, String) {
             db,
             keys,
             audit,
+            RateLimiter::new(RateLimiterSettings::default(), clock.clone(), None, None),
             HealthRegistry::new(Duration::from_secs(1)),
             metrics,
             clock,

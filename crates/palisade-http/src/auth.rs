@@ -1,5 +1,6 @@
 //! Authentication of Palisade's own API: `Authorization: Bearer <api key>`.
 
+use crate::layers::rate_limit::RateLimitIdentity;
 use crate::problem::Problem;
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, Request, State};
@@ -59,6 +60,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     match state.api_keys.verify(&presented).await {
         Ok(key) => {
             tracing::Span::current().record("api_key", tracing::field::display(key.id));
+            req.extensions_mut().insert(RateLimitIdentity {
+                subject: None,
+                api_key: Some(key.id.to_string()),
+                tenant: Some(key.tenant.to_string()),
+                tier: None,
+            });
             req.extensions_mut().insert(Caller { key });
             next.run(req).await
         }

@@ -2,6 +2,7 @@
 
 use crate::problem::Problem;
 use palisade_auth::ApiKeyError;
+use palisade_guard::GuardError;
 use palisade_store::StoreError;
 
 impl From<StoreError> for Problem {
@@ -28,6 +29,38 @@ impl From<ApiKeyError> for Problem {
             }
             ApiKeyError::NotFound => Problem::not_found("no API key with that id"),
             ApiKeyError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<GuardError> for Problem {
+    fn from(e: GuardError) -> Self {
+        match e {
+            GuardError::Invalid { field, .. } => {
+                Problem::unprocessable(e.to_string()).field(field, e.to_string())
+            }
+            GuardError::CostExceedsCapacity { .. } => {
+                Problem::unprocessable(e.to_string()).field("cost", e.to_string())
+            }
+            GuardError::UnknownRule(_) => Problem::not_found(e.to_string()),
+            GuardError::Full(_) => {
+                tracing::warn!(error = %e, "rate limiter full; limiting new keys");
+                Problem::new(
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    "rate-limited",
+                    "Too Many Requests",
+                )
+                .detail("too many keys are being limited at once")
+                .retry_after(1)
+            }
+            GuardError::StoreUnavailable(_) => {
+                tracing::warn!(error = %e, "rule store unavailable");
+                Problem::unavailable("the database is unavailable", 2)
+            }
+            other => {
+                tracing::error!(error = %other, "request protection error");
+                Problem::internal()
+            }
         }
     }
 }

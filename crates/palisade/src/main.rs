@@ -3,6 +3,7 @@
 mod audit_verify;
 mod config;
 mod init;
+mod ratelimit_config;
 mod serve;
 
 use anyhow::Context;

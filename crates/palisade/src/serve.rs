@@ -4,6 +4,9 @@ use crate::config::Config;
 use anyhow::Context;
 use axum::Extension;
 use palisade_audit::checkpoint::NoteSigner;
+use palisade_audit::event::{Actor, NewEvent, Outcome, Resource};
+use palisade_core::principal::TenantId;
+use palisade_guard::ratelimit::{BlockReport, BlockReporter, RateLimiter, RuleSync};
 use palisade_audit::forward::Forwarder;
 use palisade_audit::log::{AuditLog, AuditSettings};
 use palisade_audit::spool::{Spool, SpoolConfig};
@@ -17,6 +20,9 @@ use palisade_store::{Backend, Database, DatabaseHealth, Redis, RedisHealth};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+
+/// How often idle rate-limit keys are dropped.
+const EVICTION_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How long one health check may take before the dependency counts as down.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,13 +49,17 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     health
         .register(Arc::new(DatabaseHealth(db.clone())))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(redis) = &config.redis {
-        // Optional and never required for readiness: Palisade runs without it.
-        let redis = Redis::new(redis, clock.clone()).context("configuring Redis")?;
-        health
-            .register(Arc::new(RedisHealth(redis)))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
+    // Optional and never required for readiness: Palisade runs without it.
+    let redis = match &config.redis {
+        Some(redis) => {
+            let redis = Redis::new(redis, clock.clone()).context("configuring Redis")?;
+            health
+                .register(Arc::new(RedisHealth(redis.clone())))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Some(redis)
+        }
+        None => None,
+    };
     let api_keys = ApiKeys::new(
         ApiKeyStore::new(db.clone()),
         &config.secrets.api_key_pepper,
@@ -68,11 +78,14 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
     let settings = HttpSettings {
         max_body_bytes: config.server.max_body_bytes,
         request_timeout: config.request_timeout(),
+        rate_limit_headers: config.ratelimit.headers(),
     };
+    let ratelimit = rate_limiter(config, redis.clone(), clock.clone(), audit.clone());
     let state = AppState::new(
         db.clone(),
         api_keys,
         audit,
+        ratelimit,
         health,
         metrics,
         clock,
@@ -89,8 +102,90 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
             tokio::spawn(migrate_until_done(db.clone(), state.clone()));
         }
     }
+    let rule_sync = RuleSync::new(
+        state.ratelimit.clone(),
+        state.ratelimit_rules.clone(),
+        config.ratelimit.rules()?,
+    );
+    rule_sync
+        .install_configured()
+        .context("installing the rate-limit rules of ratelimit.rules")?;
+    tokio::spawn(sync_rules(
+        rule_sync,
+        state.clone(),
+        config.ratelimit.rules_refresh(),
+    ));
     tokio::spawn(housekeeping(state.clone()));
     Ok(App { state, db })
+}
+
+/// The rate limiter: shared through Redis when configured, reporting keys
+/// that keep being limited to the audit log.
+fn rate_limiter(
+    config: &Config,
+    redis: Option<Redis>,
+    clock: SharedClock,
+    audit: AuditLog,
+) -> RateLimiter {
+    let reporter: BlockReporter = Arc::new(move |report: BlockReport| {
+        let audit = audit.clone();
+        // Reports come from inside a request; never make it wait for the log.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = audit.append(TenantId::default_tenant(), blocked_event(&report)).await {
+                    tracing::warn!(%error, "could not audit a rate-limit block report");
+                }
+            });
+        }
+    });
+    RateLimiter::new(config.ratelimit.settings(), clock, redis, Some(reporter))
+}
+
+/// The audit event of a key that kept being limited.
+fn blocked_event(report: &BlockReport) -> NewEvent {
+    NewEvent {
+        id: None,
+        tenant: None,
+        action: "security.ratelimit.blocked".to_owned(),
+        actor: Actor {
+            id: report.key.clone(),
+            kind: Some("ratelimit_key".into()),
+            ip: None,
+            user_agent: None,
+        },
+        resource: Some(Resource {
+            kind: "ratelimit_policy".into(),
+            id: Some(report.policy.clone()),
+        }),
+        outcome: Outcome::Denied,
+        occurred_at: None,
+        request_id: None,
+        metadata: Some(serde_json::Map::from_iter([(
+            "blocks_this_minute".to_owned(),
+            serde_json::Value::from(report.blocks),
+        )])),
+    }
+}
+
+/// Re-reads rules created over the API, once the schema exists, so a rule
+/// put on one instance reaches all of them; also drops idle limiter state.
+async fn sync_rules(sync: RuleSync, state: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_eviction = Instant::now();
+    loop {
+        tick.tick().await;
+        if state.is_migrated() {
+            if let Err(error) = sync.reload().await {
+                tracing::debug!(%error, "rate-limit rules not reloaded; keeping the current ones");
+            }
+        }
+        if last_eviction.elapsed() >= EVICTION_INTERVAL {
+            last_eviction = Instant::now();
+            let evicted = state.ratelimit.evict_idle();
+            tracing::debug!(evicted, "idle rate-limit keys dropped");
+        }
+    }
 }
 
 /// The audit log with its spool in `data_dir/audit-spool`.

@@ -164,37 +164,22 @@ async fn record(
     action: &str,
     key: &ApiKey,
 ) -> Result<(), Problem> {
-    let event = palisade_audit::event::NewEvent {
-        id: None,
-        tenant: None,
-        action: action.to_owned(),
-        actor: palisade_audit::event::Actor {
-            id: caller.key.id.to_string(),
-            kind: Some("api_key".into()),
-            ip: None,
-            user_agent: None,
-        },
-        resource: Some(palisade_audit::event::Resource {
-            kind: "api_key".into(),
-            id: Some(key.id.to_string()),
-        }),
-        outcome: palisade_audit::event::Outcome::Success,
-        occurred_at: None,
-        request_id: None,
-        metadata: Some(serde_json::Map::from_iter([
-            ("name".to_owned(), serde_json::Value::from(key.name.clone())),
-            (
-                "key_tenant".to_owned(),
-                serde_json::Value::from(key.tenant.to_string()),
-            ),
-            (
-                "scopes".to_owned(),
-                serde_json::Value::from(key.scopes.to_stored()),
-            ),
-        ])),
+    let resource = palisade_audit::event::Resource {
+        kind: "api_key".into(),
+        id: Some(key.id.to_string()),
     };
-    state.audit.append(caller.key.tenant.clone(), event).await?;
-    Ok(())
+    let metadata = serde_json::Map::from_iter([
+        ("name".to_owned(), serde_json::Value::from(key.name.clone())),
+        (
+            "key_tenant".to_owned(),
+            serde_json::Value::from(key.tenant.to_string()),
+        ),
+        (
+            "scopes".to_owned(),
+            serde_json::Value::from(key.scopes.to_stored()),
+        ),
+    ]);
+    super::changes::record_change(state, caller, action, resource, Some(metadata)).await
 }
 
 /// The API key making this request: lets a caller check its credentials and scopes.

@@ -9,6 +9,7 @@ use palisade_audit::log::{AuditLog, AuditSettings};
 use palisade_audit::store::AuditStore;
 use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
 use palisade_core::health::HealthRegistry;
+use palisade_guard::ratelimit::{RateLimiter, RateLimiterSettings};
 use palisade_core::principal::TenantId;
 use palisade_core::{Secret, SystemClock};
 use palisade_http::{AppState, HttpSettings};
@@ -92,6 +93,7 @@ async fn backend(
         db,
         keys,
         audit,
+        RateLimiter::new(RateLimiterSettings::default(), clock.clone(), None, None),
         health,
         Metrics::install().expect("metrics"),
         clock,
