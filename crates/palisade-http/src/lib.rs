@@ -3,11 +3,13 @@
 //! speaks HTTP; it calls the domain crates' plain Rust APIs.
 
 pub mod auth;
+pub mod client_ip;
 mod errors;
 pub mod json;
 pub mod layers;
 pub mod openapi;
 pub mod problem;
+pub mod protection;
 pub mod routes;
 pub mod server;
 pub mod state;
@@ -15,5 +17,6 @@ pub mod state;
 pub use auth::Caller;
 pub use openapi::{api_router, openapi_document};
 pub use problem::Problem;
+pub use protection::RequestProtection;
 pub use server::serve;
 pub use state::{AppState, HttpSettings};

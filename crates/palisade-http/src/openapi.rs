@@ -2,14 +2,16 @@
 //! so an endpoint missing from the document cannot exist.
 
 use crate::auth;
+use crate::layers::rate_limit::RateLimitLayer;
 use crate::layers::{idempotency, problems, telemetry};
 use crate::problem::Problem;
-use crate::routes::{api_keys, audit, audit_export, audit_stream, health};
+use crate::routes::csrf;
+use crate::routes::{api_keys, audit, audit_export, audit_stream, health, ratelimit};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
+use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -28,6 +30,8 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "health", description = "Probes and metrics"),
         (name = "api-keys", description = "API keys of Palisade's own API"),
         (name = "audit", description = "The tamper-evident audit log"),
+        (name = "csrf", description = "CSRF tokens and verdicts for services in other languages"),
+        (name = "ratelimit", description = "Rate-limit checks and rules"),
     )
 )]
 struct ApiDoc;
@@ -59,6 +63,11 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit_stream::stream))
         .routes(routes!(audit_stream::websocket))
         .routes(routes!(audit_export::export))
+        .routes(routes!(csrf::issue_token))
+        .routes(routes!(csrf::verify))
+        .routes(routes!(ratelimit::check))
+        .routes(routes!(ratelimit::list_rules))
+        .routes(routes!(ratelimit::get_rule, ratelimit::put_rule, ratelimit::delete_rule))
         .split_for_parts();
     // The tile index is a multi-segment path (x001/x234/067), which the OpenAPI
     // router cannot express as one parameter; it is documented on `audit::tile`.
@@ -67,11 +76,16 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         axum::routing::get(audit::tile),
     );
     // Layers run outside-in in the reverse order of `.layer` calls: authenticate first,
-    // then idempotency (which needs the caller to scope its records).
+    // then rate limits (which may count by API key or tenant), then idempotency
+    // (which needs the caller to scope its records).
     let v1 = v1
         .layer(from_fn_with_state(
             state.clone(),
             idempotency::idempotent_posts,
+        ))
+        .layer(RateLimitLayer::new(
+            state.ratelimit.clone(),
+            state.settings.rate_limit_headers,
         ))
         .layer(from_fn_with_state(state.clone(), auth::authenticate));
     let (root, root_api) = OpenApiRouter::new()
@@ -90,10 +104,12 @@ pub fn openapi_document(state: &AppState) -> utoipa::openapi::OpenApi {
 }
 
 /// The complete application: every route, `/openapi.json`, `/docs`, and the layer stack
-/// (request id, panic catching, logs and metrics, problem bodies, timeout, body limit).
+/// (request id, panic catching, logs and metrics, problem bodies, timeout, body limit,
+/// CORS when origins are configured, security headers on every response).
 pub fn api_router(state: AppState) -> Router {
     let (routes, api) = routers(&state);
     let settings = state.settings.clone();
+    let protection = state.protection.clone();
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(|| async { Problem::not_found("no such route") })
@@ -113,6 +129,13 @@ pub fn api_router(state: AppState) -> Router {
                 axum::response::IntoResponse::into_response(Problem::internal())
             },
         ))
+        // Preflights are answered here, inside the request log and outside
+        // authentication, which a browser's preflight never carries.
+        .layer(tower::util::option_layer(protection.cors))
         .layer(from_fn(telemetry::observe))
+        // Outermost, so every response carries them: 404s, timeouts, panics.
+        .layer(protection.security_headers)
+        // For the client address of rate limits and audit records.
+        .layer(Extension(protection.trusted_proxies))
         .with_state(state)
 }

@@ -1,9 +1,12 @@
 //! What every handler can reach: the domain services, the database, health and metrics.
 
+use crate::layers::rate_limit::RateLimitHeaders;
+use crate::protection::RequestProtection;
 use palisade_audit::log::AuditLog;
 use palisade_auth::ApiKeys;
 use palisade_core::SharedClock;
 use palisade_core::health::HealthRegistry;
+use palisade_guard::ratelimit::{RateLimiter, RuleStore};
 use palisade_observe::Metrics;
 use palisade_store::Database;
 use palisade_store::idempotency::IdempotencyStore;
@@ -18,6 +21,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Longest a request may take before it is answered 408.
     pub request_timeout: Duration,
+    /// Which rate-limit headers responses carry.
+    pub rate_limit_headers: RateLimitHeaders,
 }
 
 impl Default for HttpSettings {
@@ -25,6 +30,7 @@ impl Default for HttpSettings {
         Self {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            rate_limit_headers: RateLimitHeaders::default(),
         }
     }
 }
@@ -44,6 +50,10 @@ pub struct Inner {
     pub db: Database,
     /// Stored responses for `Idempotency-Key`.
     pub idempotency: IdempotencyStore,
+    /// Rate-limit rules and the limiters enforcing them.
+    pub ratelimit: RateLimiter,
+    /// Rate-limit rules created over the API.
+    pub ratelimit_rules: RuleStore,
     /// Dependency health checks.
     pub health: HealthRegistry,
     /// Metrics registry.
@@ -52,6 +62,8 @@ pub struct Inner {
     pub clock: SharedClock,
     /// HTTP limits.
     pub settings: HttpSettings,
+    /// CSRF, security headers, CORS and trusted proxies.
+    pub protection: RequestProtection,
     started: Instant,
     migrated: AtomicBool,
 }
@@ -63,6 +75,7 @@ impl AppState {
         db: Database,
         api_keys: ApiKeys,
         audit: AuditLog,
+        ratelimit: RateLimiter,
         health: HealthRegistry,
         metrics: Metrics,
         clock: SharedClock,
@@ -72,14 +85,31 @@ impl AppState {
             api_keys,
             audit,
             idempotency: IdempotencyStore::new(db.clone()),
+            ratelimit,
+            ratelimit_rules: RuleStore::new(db.clone()),
             db,
             health,
             metrics,
             clock,
             settings,
+            protection: RequestProtection::default(),
             started: Instant::now(),
             migrated: AtomicBool::new(false),
         }))
+    }
+
+    /// Replaces the default [`RequestProtection`] (random CSRF key, strict
+    /// headers, no CORS, no trusted proxies) with the configured one.
+    ///
+    /// Call it right after [`AppState::new`], before the state is cloned:
+    /// configuration set on one clone only would leave the others with the
+    /// defaults, so that is refused with a panic at start-up.
+    pub fn with_protection(mut self, protection: RequestProtection) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.protection = protection,
+            None => panic!("AppState::with_protection called after the state was cloned"),
+        }
+        self
     }
 
     /// Records that the schema is up to date; readiness may now turn green.

@@ -1,5 +1,9 @@
 //! Tower layers and middleware of the HTTP stack.
 
+pub mod cors;
+pub mod csrf;
 pub mod idempotency;
 pub mod problems;
+pub mod rate_limit;
+pub mod security_headers;
 pub mod telemetry;

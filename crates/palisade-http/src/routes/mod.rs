@@ -4,4 +4,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod audit_export;
 pub mod audit_stream;
+mod changes;
+pub mod csrf;
 pub mod health;
+pub mod ratelimit;
