@@ -44,6 +44,18 @@ pub struct Config {
     /// `[redis]`: optional; without it all shared fast state is in-process.
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// `[ratelimit]`: limiter settings and rules.
+    #[serde(default)]
+    pub ratelimit: crate::ratelimit_config::RateLimitConfig,
+    /// `[security_headers]`: response headers of Palisade's own answers.
+    #[serde(default)]
+    pub security_headers: palisade_http::layers::security_headers::SecurityHeaders,
+    /// `[cors]`: browser origins allowed to call the API; off when empty.
+    #[serde(default)]
+    pub cors: palisade_http::layers::cors::CorsSettings,
+    /// `[csrf]`: the CSRF policy of `/v1/csrf` and its token cookie.
+    #[serde(default)]
+    pub csrf: palisade_http::layers::csrf::CsrfSettings,
     /// `[secrets]`, written by `palisade init`.
     pub secrets: SecretsConfig,
 }
@@ -60,6 +72,9 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// On SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_grace_ms: u64,
+    /// Proxies (CIDRs or addresses) whose `Forwarded` / `X-Forwarded-For`
+    /// are believed for the client address. Empty: the socket peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +84,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -244,6 +260,11 @@ pub struct SecretsConfig {
     /// Ed25519 key that signs audit checkpoints, in the signed-note format
     /// `PRIVATE+KEY+<name>+<keyid>+<base64>`.
     pub audit_signing_key: Secret,
+    /// Key of CSRF tokens, base64 of at least 32 bytes. Optional: without it
+    /// the key is derived from `api_key_pepper` by HKDF-SHA-256, so tokens
+    /// survive restarts and are shared by instances with the same pepper.
+    #[serde(default)]
+    pub csrf_key: Option<Secret>,
 }
 
 /// Why the configuration cannot be used. The message names the key.
@@ -320,6 +341,7 @@ impl Config {
         if let Some(redis) = &self.redis {
             redis.validate().map_err(|e| from_store(&e, "redis"))?;
         }
+        self.ratelimit.validate()?;
         self.telemetry.validate().map_err(|e| match e {
             TelemetryError::Invalid { key, message } => ConfigError::Invalid {
                 key: format!("telemetry.{key}"),
@@ -364,7 +386,42 @@ impl Config {
         if self.server.request_timeout_ms == 0 {
             return Err(invalid("server.request_timeout_ms", "must be at least 1"));
         }
+        self.protection()?;
         Ok(())
+    }
+
+    /// CSRF, security headers, CORS and trusted proxies, checked and built.
+    /// The CSRF key is `secrets.csrf_key`, or else derived from
+    /// `secrets.api_key_pepper` (HKDF-SHA-256, info `palisade csrf v1`): a key
+    /// of its own, never the pepper itself, so neither use can weaken the other.
+    pub fn protection(&self) -> Result<palisade_http::RequestProtection, ConfigError> {
+        let tokens = match &self.secrets.csrf_key {
+            Some(key) => palisade_guard::csrf::CsrfTokens::from_base64(key).map_err(|e| {
+                ConfigError::Invalid {
+                    key: "secrets.csrf_key".into(),
+                    message: match e {
+                        palisade_guard::GuardError::Invalid { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                }
+            })?,
+            None => palisade_guard::csrf::CsrfTokens::derive_from(&self.secrets.api_key_pepper)
+                .map_err(|e| ConfigError::Invalid {
+                    key: "secrets.api_key_pepper".into(),
+                    message: e.to_string(),
+                })?,
+        };
+        palisade_http::RequestProtection::new(
+            tokens,
+            &self.csrf,
+            &self.security_headers,
+            &self.cors,
+            &self.server.trusted_proxies,
+        )
+        .map_err(|e| ConfigError::Invalid {
+            key: e.key().to_owned(),
+            message: e.reason(),
+        })
     }
 
     /// The data directory.
@@ -702,5 +759,88 @@ mod tests {
             vec![],
         );
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn request_protection_has_strict_defaults() {
+        let dir = tempfile::tempdir().ok();
+        let dir = dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("."));
+        let config = Config::load(&write(dir, &minimal()), Vec::new()).ok();
+        let config = config.as_ref();
+        assert!(config.is_some_and(|c| c.server.trusted_proxies.is_empty()));
+        assert!(config.is_some_and(|c| c.cors.allowed_origins.is_empty()));
+        assert!(config.is_some_and(|c| c.csrf.exempt_bearer));
+        assert_eq!(
+            config.map(|c| c.security_headers.x_frame_options.as_str()),
+            Some("DENY")
+        );
+        let protection = config.and_then(|c| c.protection().ok());
+        assert!(protection.is_some_and(|p| p.cors.is_none()));
+    }
+
+    #[test]
+    fn invalid_request_protection_names_the_key() {
+        let cases = [
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy\"]\n",
+                "server.trusted_proxies",
+            ),
+            (
+                "[cors]\nallowed_origins = [\"*\"]\nallow_credentials = true\n",
+                "cors.allowed_origins",
+            ),
+            (
+                "[cors]\nallowed_origins = [\"https://app.example/path\"]\n",
+                "cors.allowed_origins",
+            ),
+            (
+                "[csrf]\ntrusted_origins = [\"app.example\"]\n",
+                "csrf.trusted_origins",
+            ),
+            ("[csrf]\ncookie_name = \"bad name\"\n", "csrf.cookie_name"),
+            ("[csrf]\nsame_site = \"sometimes\"\n", "csrf.same_site"),
+            (
+                "[security_headers]\nreferrer_policy = \"a\\u0001b\"\n",
+                "security_headers.referrer_policy",
+            ),
+            (
+                "[security_headers]\nx_powered_by = \"me\"\n",
+                "security_headers",
+            ),
+        ];
+        for (section, key) in cases {
+            let err = load_err(&format!("{}{section}", minimal()), vec![]);
+            assert!(err.contains(key), "{section}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_configured_csrf_key_must_be_base64_of_32_bytes_and_is_never_shown() {
+        let secret = "c2hvcnQtYnV0LXNlY3JldA";
+        let text = format!(
+            "[secrets]\napi_key_pepper = \"{PEPPER}\"\naudit_signing_key = \"{SIGNER}\"\ncsrf_key = \"{secret}\"\n"
+        );
+        let err = load_err(&text, vec![]);
+        assert!(err.contains("secrets.csrf_key"), "{err}");
+        assert!(!err.contains(secret), "{err}");
+        let good = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8";
+        let text = text.replace(secret, good);
+        assert_eq!(load_err(&text, vec![]), "");
+    }
+
+    #[test]
+    fn the_derived_csrf_key_is_stable_for_one_pepper() {
+        let dir = tempfile::tempdir().ok();
+        let dir = dir.as_ref().map(|d| d.path()).unwrap_or(Path::new("."));
+        let config = Config::load(&write(dir, &minimal()), Vec::new()).ok();
+        let first = config.as_ref().and_then(|c| c.protection().ok());
+        let second = config.as_ref().and_then(|c| c.protection().ok());
+        let clock = palisade_core::ManualClock::new();
+        let token = first
+            .as_ref()
+            .and_then(|p| p.csrf.tokens().issue("s", &clock).ok())
+            .unwrap_or_default();
+        let verified = second.map(|p| p.csrf.tokens().verify(&token, "s", None, &clock));
+        assert_eq!(verified, Some(Ok(())));
     }
 }

@@ -90,7 +90,8 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         metrics,
         clock,
         settings,
-    );
+    )
+    .with_protection(config.protection()?);
     match db.backend() {
         Backend::Sqlite => {
             db.migrate()
