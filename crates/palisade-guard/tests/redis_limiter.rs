@@ -60,7 +60,13 @@ fn current_hour() -> u64 {
 
 /// Runs `tasks` concurrent tasks of `per_task` checks of `key` under `rule`
 /// and returns how many were allowed.
-async fn hammer(limiter: &RateLimiter, rule: &str, key: &str, tasks: usize, per_task: usize) -> usize {
+async fn hammer(
+    limiter: &RateLimiter,
+    rule: &str,
+    key: &str,
+    tasks: usize,
+    per_task: usize,
+) -> usize {
     let mut handles = Vec::new();
     for _ in 0..tasks {
         let limiter = limiter.clone();
@@ -152,8 +158,15 @@ async fn two_instances_sharing_redis_enforce_one_global_limit() {
         )
     })
     .await;
-    assert_eq!(from_a + from_b, 50, "{from_a} + {from_b} allowed, one global limit of 50");
-    assert!(from_a > 0 && from_b > 0, "both instances drew on one budget");
+    assert_eq!(
+        from_a + from_b,
+        50,
+        "{from_a} + {from_b} allowed, one global limit of 50"
+    );
+    assert!(
+        from_a > 0 && from_b > 0,
+        "both instances drew on one budget"
+    );
 }
 
 #[tokio::test]
@@ -165,19 +178,47 @@ async fn inline_limits_share_counts_only_with_equal_inline_limits() {
         period_ms: HOUR_MS,
         burst: None,
     };
-    let six = LimitSpec { limit: 6, ..five.clone() };
+    let six = LimitSpec {
+        limit: 6,
+        ..five.clone()
+    };
     for _ in 0..5 {
-        assert!(limiter.check_limit(&five, "k", 1).await.unwrap().decision.allowed);
+        assert!(
+            limiter
+                .check_limit(&five, "k", 1)
+                .await
+                .unwrap()
+                .decision
+                .allowed
+        );
     }
-    assert!(!limiter.check_limit(&five, "k", 1).await.unwrap().decision.allowed);
-    assert!(limiter.check_limit(&six, "k", 1).await.unwrap().decision.allowed);
+    assert!(
+        !limiter
+            .check_limit(&five, "k", 1)
+            .await
+            .unwrap()
+            .decision
+            .allowed
+    );
+    assert!(
+        limiter
+            .check_limit(&six, "k", 1)
+            .await
+            .unwrap()
+            .decision
+            .allowed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn works_on_a_three_master_cluster_with_keys_in_every_slot_range() {
-    let cluster = within(Duration::from_secs(60), "start cluster", RedisCluster::start(3))
-        .await
-        .expect("start cluster");
+    let cluster = within(
+        Duration::from_secs(60),
+        "start cluster",
+        RedisCluster::start(3),
+    )
+    .await
+    .expect("start cluster");
     let redis = Redis::new(
         &RedisConfig::cluster(cluster.node_urls()),
         SystemClock::shared(),
@@ -197,7 +238,10 @@ async fn works_on_a_three_master_cluster_with_keys_in_every_slot_range() {
                 let mut allowed = 0;
                 for _ in 0..4 {
                     let checked = limiter.check(name, &key, 1, None).await.expect("check");
-                    assert!(!checked.degraded, "{name} {key} fell back: the cluster is up");
+                    assert!(
+                        !checked.degraded,
+                        "{name} {key} fell back: the cluster is up"
+                    );
                     allowed += u32::from(checked.decision.allowed);
                 }
                 assert_eq!(allowed, 3, "{name} {key}");

@@ -67,7 +67,11 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(csrf::verify))
         .routes(routes!(ratelimit::check))
         .routes(routes!(ratelimit::list_rules))
-        .routes(routes!(ratelimit::get_rule, ratelimit::put_rule, ratelimit::delete_rule))
+        .routes(routes!(
+            ratelimit::get_rule,
+            ratelimit::put_rule,
+            ratelimit::delete_rule
+        ))
         .split_for_parts();
     // The tile index is a multi-segment path (x001/x234/067), which the OpenAPI
     // router cannot express as one parameter; it is documented on `audit::tile`.

@@ -24,7 +24,12 @@ async fn send(app: &Router, req: Request<Body>) -> Answer {
     let response = app.clone().oneshot(req).await.expect("infallible");
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     let body = if bytes.is_empty() {
         Value::Null
     } else {
@@ -61,13 +66,22 @@ fn from_peer(mut req: Request<Body>, peer: &str) -> Request<Body> {
 async fn put_rule(app: &Router, admin: &str, name: &str, rule: Value) -> Answer {
     send(
         app,
-        request("PUT", &format!("/v1/ratelimit/rules/{name}"), admin, Some(rule)),
+        request(
+            "PUT",
+            &format!("/v1/ratelimit/rules/{name}"),
+            admin,
+            Some(rule),
+        ),
     )
     .await
 }
 
 async fn check(app: &Router, admin: &str, body: Value) -> Answer {
-    send(app, request("POST", "/v1/ratelimit/check", admin, Some(body))).await
+    send(
+        app,
+        request("POST", "/v1/ratelimit/check", admin, Some(body)),
+    )
+    .await
 }
 
 macro_rules! on_both_backends {
@@ -102,7 +116,13 @@ on_both_backends!(
 async fn checks_a_rule_until_denied_and_always_answers_200(backend: common::Backend) {
     let app = api_router(backend.state.clone());
     let admin = &backend.admin;
-    let created = put_rule(&app, admin, "login", json!({"limit": 2, "period_ms": 60000, "key": "custom"})).await;
+    let created = put_rule(
+        &app,
+        admin,
+        "login",
+        json!({"limit": 2, "period_ms": 60000, "key": "custom"}),
+    )
+    .await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.body);
 
     for remaining in [1, 0] {
@@ -115,9 +135,15 @@ async fn checks_a_rule_until_denied_and_always_answers_200(backend: common::Back
         assert_eq!(answer.body["degraded"], false);
     }
     let denied = check(&app, admin, json!({"key": "alice", "rule": "login"})).await;
-    assert_eq!(denied.status, StatusCode::OK, "the check itself never answers 429");
+    assert_eq!(
+        denied.status,
+        StatusCode::OK,
+        "the check itself never answers 429"
+    );
     assert_eq!(denied.body["allowed"], false);
-    let retry = denied.body["retry_after_ms"].as_u64().expect("retry_after_ms");
+    let retry = denied.body["retry_after_ms"]
+        .as_u64()
+        .expect("retry_after_ms");
     assert!(retry > 29_000 && retry <= 30_000, "{retry}");
     // Another key has its own budget.
     let bob = check(&app, admin, json!({"key": "bob", "rule": "login"})).await;
@@ -139,7 +165,10 @@ async fn rules_api_creates_lists_replaces_and_deletes_stored_rules(backend: comm
     let admin = &backend.admin;
     let rule = json!({"algorithm": "sliding_window", "limit": 100, "period_ms": 60000, "key": "tenant",
                       "tiers": {"pro": {"limit": 1000, "period_ms": 60000}}, "routes": ["/v1/audit/"]});
-    assert_eq!(put_rule(&app, admin, "tenant-quota", rule).await.status, StatusCode::OK);
+    assert_eq!(
+        put_rule(&app, admin, "tenant-quota", rule).await.status,
+        StatusCode::OK
+    );
     let listed = send(&app, request("GET", "/v1/ratelimit/rules", admin, None)).await;
     assert_eq!(listed.status, StatusCode::OK);
     let rules = listed.body["rules"].as_array().expect("rules");
@@ -149,26 +178,62 @@ async fn rules_api_creates_lists_replaces_and_deletes_stored_rules(backend: comm
     assert_eq!(rules[0]["tiers"]["pro"]["limit"], 1000);
 
     // Stored, so it survives a restart and reaches other instances.
-    let stored = backend.state.ratelimit_rules.list().await.expect("list stored rules");
+    let stored = backend
+        .state
+        .ratelimit_rules
+        .list()
+        .await
+        .expect("list stored rules");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].limit, 100);
 
-    let replaced = put_rule(&app, admin, "tenant-quota", json!({"limit": 5, "period_ms": 1000})).await;
+    let replaced = put_rule(
+        &app,
+        admin,
+        "tenant-quota",
+        json!({"limit": 5, "period_ms": 1000}),
+    )
+    .await;
     assert_eq!(replaced.status, StatusCode::OK);
     assert_eq!(replaced.body["limit"], 5);
-    let one = send(&app, request("GET", "/v1/ratelimit/rules/tenant-quota", admin, None)).await;
+    let one = send(
+        &app,
+        request("GET", "/v1/ratelimit/rules/tenant-quota", admin, None),
+    )
+    .await;
     assert_eq!(one.body["algorithm"], "gcra");
 
-    let deleted = send(&app, request("DELETE", "/v1/ratelimit/rules/tenant-quota", admin, None)).await;
+    let deleted = send(
+        &app,
+        request("DELETE", "/v1/ratelimit/rules/tenant-quota", admin, None),
+    )
+    .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    let again = send(&app, request("DELETE", "/v1/ratelimit/rules/tenant-quota", admin, None)).await;
+    let again = send(
+        &app,
+        request("DELETE", "/v1/ratelimit/rules/tenant-quota", admin, None),
+    )
+    .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
-    assert!(backend.state.ratelimit_rules.list().await.expect("list").is_empty());
+    assert!(
+        backend
+            .state
+            .ratelimit_rules
+            .list()
+            .await
+            .expect("list")
+            .is_empty()
+    );
 
     // Every change is in the audit log.
     let events = send(
         &app,
-        request("GET", "/v1/audit/events?action=palisade.ratelimit", admin, None),
+        request(
+            "GET",
+            "/v1/audit/events?action=palisade.ratelimit",
+            admin,
+            None,
+        ),
     )
     .await;
     let actions: Vec<&str> = events.body["events"]
@@ -177,15 +242,32 @@ async fn rules_api_creates_lists_replaces_and_deletes_stored_rules(backend: comm
         .iter()
         .filter_map(|e| e["event"]["action"].as_str())
         .collect();
-    assert_eq!(actions.iter().filter(|a| **a == "palisade.ratelimit.rule.put").count(), 2, "{actions:?}");
-    assert_eq!(actions.iter().filter(|a| **a == "palisade.ratelimit.rule.delete").count(), 1, "{actions:?}");
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "palisade.ratelimit.rule.put")
+            .count(),
+        2,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "palisade.ratelimit.rule.delete")
+            .count(),
+        1,
+        "{actions:?}"
+    );
 }
 
 async fn layer_answers_429_with_retry_after_and_ratelimit_headers(backend: common::Backend) {
     let app = api_router(backend.state.clone());
     let admin = &backend.admin;
     let rule = json!({"limit": 2, "period_ms": 60000, "key": "api_key", "routes": ["/v1/whoami"]});
-    assert_eq!(put_rule(&app, admin, "whoami", rule).await.status, StatusCode::OK);
+    assert_eq!(
+        put_rule(&app, admin, "whoami", rule).await.status,
+        StatusCode::OK
+    );
 
     for remaining in [1, 0] {
         let ok = send(&app, request("GET", "/v1/whoami", admin, None)).await;
@@ -199,7 +281,10 @@ async fn layer_answers_429_with_retry_after_and_ratelimit_headers(backend: commo
     let limited = send(&app, request("GET", "/v1/whoami", admin, None)).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.headers[header::RETRY_AFTER], "30");
-    assert_eq!(limited.headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(
+        limited.headers[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
     assert_eq!(limited.body["status"], 429);
     assert!(limited.headers.contains_key("ratelimit"));
     // Routes the rule does not name are not limited by it.
@@ -213,43 +298,123 @@ async fn bad_input_gets_a_clear_4xx_naming_the_field() {
     let backend = common::sqlite(palisade_http::HttpSettings::default()).await;
     let app = api_router(backend.state.clone());
     let admin = &backend.admin;
-    put_rule(&app, admin, "api", json!({"limit": 10, "period_ms": 1000, "key": "custom"})).await;
+    put_rule(
+        &app,
+        admin,
+        "api",
+        json!({"limit": 10, "period_ms": 1000, "key": "custom"}),
+    )
+    .await;
     let cases = [
-        (json!({"key": "k", "rule": "api", "cost": -1}), StatusCode::UNPROCESSABLE_ENTITY, "cost"),
-        (json!({"key": "k", "rule": "api", "cost": 0}), StatusCode::UNPROCESSABLE_ENTITY, "cost"),
-        (json!({"key": "k", "rule": "api", "cost": 11}), StatusCode::UNPROCESSABLE_ENTITY, "cost"),
-        (json!({"key": "k", "rule": "api", "cost": u64::MAX}), StatusCode::UNPROCESSABLE_ENTITY, "cost"),
-        (json!({"key": "", "rule": "api"}), StatusCode::UNPROCESSABLE_ENTITY, "key"),
-        (json!({"key": "x".repeat(10_240), "rule": "api"}), StatusCode::UNPROCESSABLE_ENTITY, "key"),
-        (json!({"key": "k"}), StatusCode::UNPROCESSABLE_ENTITY, "rule"),
-        (json!({"key": "k", "rule": "api", "limit": {"limit": 1, "period_ms": 1}}), StatusCode::UNPROCESSABLE_ENTITY, "rule"),
-        (json!({"key": "k", "rule": "api", "colour": "red"}), StatusCode::UNPROCESSABLE_ENTITY, "colour"),
-        (json!({"key": "k", "limit": {"limit": 1, "period_ms": 0}}), StatusCode::UNPROCESSABLE_ENTITY, "period_ms"),
-        (json!({"key": "k", "limit": {"limit": 0, "period_ms": 10}}), StatusCode::UNPROCESSABLE_ENTITY, "limit"),
-        (json!({"key": "k", "limit": {"limit": 5, "period_ms": 10, "algorithm": "leaky"}}), StatusCode::UNPROCESSABLE_ENTITY, "limit.algorithm"),
+        (
+            json!({"key": "k", "rule": "api", "cost": -1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cost",
+        ),
+        (
+            json!({"key": "k", "rule": "api", "cost": 0}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cost",
+        ),
+        (
+            json!({"key": "k", "rule": "api", "cost": 11}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cost",
+        ),
+        (
+            json!({"key": "k", "rule": "api", "cost": u64::MAX}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cost",
+        ),
+        (
+            json!({"key": "", "rule": "api"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key",
+        ),
+        (
+            json!({"key": "x".repeat(10_240), "rule": "api"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "key",
+        ),
+        (
+            json!({"key": "k"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rule",
+        ),
+        (
+            json!({"key": "k", "rule": "api", "limit": {"limit": 1, "period_ms": 1}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rule",
+        ),
+        (
+            json!({"key": "k", "rule": "api", "colour": "red"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "colour",
+        ),
+        (
+            json!({"key": "k", "limit": {"limit": 1, "period_ms": 0}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "period_ms",
+        ),
+        (
+            json!({"key": "k", "limit": {"limit": 0, "period_ms": 10}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit",
+        ),
+        (
+            json!({"key": "k", "limit": {"limit": 5, "period_ms": 10, "algorithm": "leaky"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit.algorithm",
+        ),
     ];
     for (body, status, field) in cases {
         let answer = check(&app, admin, body.clone()).await;
         assert_eq!(answer.status, status, "{body}: {}", answer.body);
-        let named = answer.body["errors"]
-            .as_array()
-            .is_some_and(|errors| errors.iter().any(|e| e["field"].as_str().is_some_and(|f| f.contains(field))));
-        assert!(named, "{body}: the problem should name {field}: {}", answer.body);
+        let named = answer.body["errors"].as_array().is_some_and(|errors| {
+            errors
+                .iter()
+                .any(|e| e["field"].as_str().is_some_and(|f| f.contains(field)))
+        });
+        assert!(
+            named,
+            "{body}: the problem should name {field}: {}",
+            answer.body
+        );
     }
     let unknown = check(&app, admin, json!({"key": "k", "rule": "nope"})).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 
     let bad_rules = [
-        ("Bad Name", json!({"limit": 1, "period_ms": 1000}), StatusCode::NOT_FOUND),
-        ("ok", json!({"limit": 1, "period_ms": 1000, "routes": ["no-slash"]}), StatusCode::UNPROCESSABLE_ENTITY),
-        ("ok", json!({"limit": 1, "period_ms": 1000, "name": "other"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "Bad Name",
+            json!({"limit": 1, "period_ms": 1000}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "ok",
+            json!({"limit": 1, "period_ms": 1000, "routes": ["no-slash"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "ok",
+            json!({"limit": 1, "period_ms": 1000, "name": "other"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         ("ok", json!({"limit": 1}), StatusCode::UNPROCESSABLE_ENTITY),
-        ("ok", json!({"limit": 1, "period_ms": 1000, "key": "cookie"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            "ok",
+            json!({"limit": 1, "period_ms": 1000, "key": "cookie"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ];
     for (name, rule, status) in bad_rules {
         let uri_name = name.replace(' ', "%20");
         let answer = put_rule(&app, admin, &uri_name, rule.clone()).await;
-        let expected = if name == "Bad Name" { StatusCode::UNPROCESSABLE_ENTITY } else { status };
+        let expected = if name == "Bad Name" {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            status
+        };
         assert_eq!(answer.status, expected, "{name} {rule}: {}", answer.body);
     }
     // Nothing bad was stored.
@@ -262,28 +427,62 @@ async fn checks_need_the_guard_scope_and_tenants_never_share_counts() {
     let backend = common::sqlite(palisade_http::HttpSettings::default()).await;
     let app = api_router(backend.state.clone());
     let admin = &backend.admin;
-    put_rule(&app, admin, "api", json!({"limit": 1, "period_ms": 60000, "key": "custom"})).await;
+    put_rule(
+        &app,
+        admin,
+        "api",
+        json!({"limit": 1, "period_ms": 60000, "key": "custom"}),
+    )
+    .await;
     let mut keys = Vec::new();
-    for (tenant, scopes) in [("acme", vec!["guard:check"]), ("globex", vec!["guard:check"]), ("acme", vec!["audit:read"])] {
+    for (tenant, scopes) in [
+        ("acme", vec!["guard:check"]),
+        ("globex", vec!["guard:check"]),
+        ("acme", vec!["audit:read"]),
+    ] {
         let created = send(
             &app,
-            request("POST", "/v1/api-keys", admin, Some(json!({"name": "svc", "tenant": tenant, "scopes": scopes}))),
+            request(
+                "POST",
+                "/v1/api-keys",
+                admin,
+                Some(json!({"name": "svc", "tenant": tenant, "scopes": scopes})),
+            ),
         )
         .await;
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
         keys.push(created.body["secret"].as_str().expect("secret").to_owned());
     }
     let body = json!({"key": "1.2.3.4", "rule": "api"});
-    assert_eq!(check(&app, &keys[0], body.clone()).await.body["allowed"], true);
-    assert_eq!(check(&app, &keys[0], body.clone()).await.body["allowed"], false);
+    assert_eq!(
+        check(&app, &keys[0], body.clone()).await.body["allowed"],
+        true
+    );
+    assert_eq!(
+        check(&app, &keys[0], body.clone()).await.body["allowed"],
+        false
+    );
     assert_eq!(
         check(&app, &keys[1], body.clone()).await.body["allowed"],
         true,
         "another tenant's use of the same key is its own"
     );
-    assert_eq!(check(&app, &keys[2], body.clone()).await.status, StatusCode::FORBIDDEN);
-    let put = put_rule(&app, &keys[0], "mine", json!({"limit": 1, "period_ms": 1000})).await;
-    assert_eq!(put.status, StatusCode::FORBIDDEN, "managing rules needs guard:admin");
+    assert_eq!(
+        check(&app, &keys[2], body.clone()).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let put = put_rule(
+        &app,
+        &keys[0],
+        "mine",
+        json!({"limit": 1, "period_ms": 1000}),
+    )
+    .await;
+    assert_eq!(
+        put.status,
+        StatusCode::FORBIDDEN,
+        "managing rules needs guard:admin"
+    );
 }
 
 #[tokio::test]
@@ -291,20 +490,39 @@ async fn a_forged_x_forwarded_for_from_an_untrusted_peer_does_not_escape_an_ip_l
     let backend = common::sqlite(palisade_http::HttpSettings::default()).await;
     let app = api_router(backend.state.clone());
     let admin = &backend.admin;
-    put_rule(&app, admin, "per-ip", json!({"limit": 1, "period_ms": 60000, "key": "ip", "routes": ["/v1/whoami"]})).await;
+    put_rule(
+        &app,
+        admin,
+        "per-ip",
+        json!({"limit": 1, "period_ms": 60000, "key": "ip", "routes": ["/v1/whoami"]}),
+    )
+    .await;
     let mut first = request("GET", "/v1/whoami", admin, None);
-    first.headers_mut().insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
+    first
+        .headers_mut()
+        .insert("x-forwarded-for", "198.51.100.1".parse().unwrap());
     let first = send(&app, from_peer(first, "203.0.113.9:5000")).await;
     assert_eq!(first.status, StatusCode::OK);
     let mut forged = request("GET", "/v1/whoami", admin, None);
-    forged.headers_mut().insert("x-forwarded-for", "198.51.100.2".parse().unwrap());
-    forged.headers_mut().insert("forwarded", "for=198.51.100.3".parse().unwrap());
+    forged
+        .headers_mut()
+        .insert("x-forwarded-for", "198.51.100.2".parse().unwrap());
+    forged
+        .headers_mut()
+        .insert("forwarded", "for=198.51.100.3".parse().unwrap());
     let forged = send(&app, from_peer(forged, "203.0.113.9:5001")).await;
     assert_eq!(
         forged.status,
         StatusCode::TOO_MANY_REQUESTS,
         "the peer is not a trusted proxy, so its forwarding headers are ignored"
     );
-    let other_peer = send(&app, from_peer(request("GET", "/v1/whoami", admin, None), "203.0.113.10:5000")).await;
+    let other_peer = send(
+        &app,
+        from_peer(
+            request("GET", "/v1/whoami", admin, None),
+            "203.0.113.10:5000",
+        ),
+    )
+    .await;
     assert_eq!(other_peer.status, StatusCode::OK);
 }

@@ -51,10 +51,16 @@ impl RateLimitConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: String, message: String| ConfigError::Invalid { key, message };
         if self.instances == 0 {
-            return Err(invalid("ratelimit.instances".into(), "must be at least 1".into()));
+            return Err(invalid(
+                "ratelimit.instances".into(),
+                "must be at least 1".into(),
+            ));
         }
         if self.max_keys == 0 {
-            return Err(invalid("ratelimit.max_keys".into(), "must be at least 1".into()));
+            return Err(invalid(
+                "ratelimit.max_keys".into(),
+                "must be at least 1".into(),
+            ));
         }
         if self.rules_refresh_ms < 100 {
             return Err(invalid(
@@ -148,8 +154,12 @@ mod tests {
 
     #[test]
     fn invalid_rules_name_the_key() {
-        let bad_limit = parse("[[rules]]\nname = \"a\"\nlimit = 0\nperiod_ms = 1000\n").unwrap_err();
-        assert!(bad_limit.contains("ratelimit.rules[0].limit"), "{bad_limit}");
+        let bad_limit =
+            parse("[[rules]]\nname = \"a\"\nlimit = 0\nperiod_ms = 1000\n").unwrap_err();
+        assert!(
+            bad_limit.contains("ratelimit.rules[0].limit"),
+            "{bad_limit}"
+        );
         let twice = parse(
             "[[rules]]\nname = \"a\"\nlimit = 1\nperiod_ms = 1000\n[[rules]]\nname = \"a\"\nlimit = 2\nperiod_ms = 1000\n",
         )

@@ -5,15 +5,15 @@ use anyhow::Context;
 use axum::Extension;
 use palisade_audit::checkpoint::NoteSigner;
 use palisade_audit::event::{Actor, NewEvent, Outcome, Resource};
-use palisade_core::principal::TenantId;
-use palisade_guard::ratelimit::{BlockReport, BlockReporter, RateLimiter, RuleSync};
 use palisade_audit::forward::Forwarder;
 use palisade_audit::log::{AuditLog, AuditSettings};
 use palisade_audit::spool::{Spool, SpoolConfig};
 use palisade_audit::store::AuditStore;
 use palisade_auth::{ApiKeyStore, ApiKeys};
 use palisade_core::health::HealthRegistry;
+use palisade_core::principal::TenantId;
 use palisade_core::{SharedClock, SystemClock};
+use palisade_guard::ratelimit::{BlockReport, BlockReporter, RateLimiter, RuleSync};
 use palisade_http::{AppState, HttpSettings, api_router};
 use palisade_observe::Metrics;
 use palisade_store::{Backend, Database, DatabaseHealth, Redis, RedisHealth};
@@ -133,7 +133,10 @@ fn rate_limiter(
         // Reports come from inside a request; never make it wait for the log.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(error) = audit.append(TenantId::default_tenant(), blocked_event(&report)).await {
+                if let Err(error) = audit
+                    .append(TenantId::default_tenant(), blocked_event(&report))
+                    .await
+                {
                     tracing::warn!(%error, "could not audit a rate-limit block report");
                 }
             });
@@ -176,10 +179,10 @@ async fn sync_rules(sync: RuleSync, state: AppState, every: Duration) {
     let mut last_eviction = Instant::now();
     loop {
         tick.tick().await;
-        if state.is_migrated() {
-            if let Err(error) = sync.reload().await {
-                tracing::debug!(%error, "rate-limit rules not reloaded; keeping the current ones");
-            }
+        if state.is_migrated()
+            && let Err(error) = sync.reload().await
+        {
+            tracing::debug!(%error, "rate-limit rules not reloaded; keeping the current ones");
         }
         if last_eviction.elapsed() >= EVICTION_INTERVAL {
             last_eviction = Instant::now();

@@ -64,7 +64,10 @@ async fn two_instances_sharing_postgres_and_redis_enforce_one_limit_and_share_ru
         unique_prefix("two_instances_rate_limit"),
     );
     env.insert("PALISADE_RATELIMIT__INSTANCES".to_owned(), "2".to_owned());
-    env.insert("PALISADE_RATELIMIT__RULES_REFRESH_MS".to_owned(), "200".to_owned());
+    env.insert(
+        "PALISADE_RATELIMIT__RULES_REFRESH_MS".to_owned(),
+        "200".to_owned(),
+    );
     let (status, out, err) = run(first_dir.path(), &env, &["init"]);
     assert!(status.success(), "{err}");
     let key = printed_key(&out).expect("admin key");
@@ -79,7 +82,10 @@ async fn two_instances_sharing_postgres_and_redis_enforce_one_limit_and_share_ru
     let mut second = Server::start(second_dir.path(), env);
     first.wait_ready(200).await;
     second.wait_ready(200).await;
-    let (a, b) = (Client::new(&first.base, &key), Client::new(&second.base, &key));
+    let (a, b) = (
+        Client::new(&first.base, &key),
+        Client::new(&second.base, &key),
+    );
 
     // A rule created on one instance reaches the other.
     let rule = json!({"limit": 20, "period_ms": 3_600_000, "key": "custom"});
@@ -93,7 +99,11 @@ async fn two_instances_sharing_postgres_and_redis_enforce_one_limit_and_share_ru
         allowed_of(&a, "global", "user-7", 30),
         allowed_of(&b, "global", "user-7", 30)
     );
-    assert_eq!(from_a + from_b, 20, "{from_a} + {from_b}: one global limit of 20");
+    assert_eq!(
+        from_a + from_b,
+        20,
+        "{from_a} + {from_b}: one global limit of 20"
+    );
     assert!(from_a > 0 && from_b > 0);
 }
 
@@ -102,13 +112,22 @@ async fn a_redis_cut_mid_traffic_gives_no_5xx_and_limiting_recovers() {
     let proxy = FaultProxy::start(redis_addr()).await.expect("proxy");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut env = HashMap::new();
-    env.insert("PALISADE_REDIS__URL".to_owned(), format!("redis://{}", proxy.addr()));
+    env.insert(
+        "PALISADE_REDIS__URL".to_owned(),
+        format!("redis://{}", proxy.addr()),
+    );
     env.insert(
         "PALISADE_REDIS__KEY_PREFIX".to_owned(),
         unique_prefix("redis_cut_rate_limit"),
     );
-    env.insert("PALISADE_REDIS__BREAKER__OPEN_DURATION_MS".to_owned(), "300".to_owned());
-    env.insert("PALISADE_REDIS__BREAKER__MINIMUM_CALLS".to_owned(), "2".to_owned());
+    env.insert(
+        "PALISADE_REDIS__BREAKER__OPEN_DURATION_MS".to_owned(),
+        "300".to_owned(),
+    );
+    env.insert(
+        "PALISADE_REDIS__BREAKER__MINIMUM_CALLS".to_owned(),
+        "2".to_owned(),
+    );
     env.insert("PALISADE_RATELIMIT__INSTANCES".to_owned(), "4".to_owned());
     let mut server = Server::start(dir.path(), env);
     server.wait_ready(200).await;
@@ -135,7 +154,10 @@ async fn a_redis_cut_mid_traffic_gives_no_5xx_and_limiting_recovers() {
     }
     assert!(degraded >= 140, "only {degraded} of 150 checks fell back");
     // A quarter of 400 is this instance's share while Redis is away.
-    assert!(allowed_while_cut <= 100, "{allowed_while_cut} allowed beyond the local share");
+    assert!(
+        allowed_while_cut <= 100,
+        "{allowed_while_cut} allowed beyond the local share"
+    );
     let (_, health) = client.get("/health").await;
     assert_eq!(health["status"], "degraded", "{health}");
 

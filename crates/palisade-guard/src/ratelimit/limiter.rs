@@ -76,7 +76,13 @@ impl Checked {
     /// units remaining.
     pub fn strictest(answers: impl IntoIterator<Item = Self>) -> Option<Self> {
         answers.into_iter().reduce(|a, b| {
-            let key = |c: &Self| (c.decision.allowed, std::cmp::Reverse(c.decision.retry_after), c.decision.remaining);
+            let key = |c: &Self| {
+                (
+                    c.decision.allowed,
+                    std::cmp::Reverse(c.decision.retry_after),
+                    c.decision.remaining,
+                )
+            };
             if key(&b) < key(&a) { b } else { a }
         })
     }
@@ -258,10 +264,9 @@ impl RateLimiter {
             Some(tier) => format!("{rule_name}/{tier}"),
             None => rule_name.to_owned(),
         };
-        let local = active
-            .locals
-            .get(&tier.map(str::to_owned))
-            .ok_or_else(|| GuardError::Store(format!("rule {rule_name:?} has no limiter for its tier")))?;
+        let local = active.locals.get(&tier.map(str::to_owned)).ok_or_else(|| {
+            GuardError::Store(format!("rule {rule_name:?} has no limiter for its tier"))
+        })?;
         self.decide(&policy, key, limit, local, cost).await
     }
 
@@ -318,7 +323,11 @@ impl RateLimiter {
         let rules = self.inner.rules.load();
         let mut evicted = 0;
         for active in rules.values() {
-            evicted += active.locals.values().map(LocalLimiter::evict_idle).sum::<usize>();
+            evicted += active
+                .locals
+                .values()
+                .map(LocalLimiter::evict_idle)
+                .sum::<usize>();
             if let Some(outcomes) = &active.outcomes {
                 evicted += outcomes.evict_idle(now);
             }

@@ -112,7 +112,7 @@ impl Tallies {
         let (window, _) = self.window_of(now);
         let before = self.keys.len();
         self.keys.retain(|_, tally| {
-            let tally = tally.lock().unwrap_or_else(|e| e.into_inner());
+            let tally = tally.get_mut().unwrap_or_else(|e| e.into_inner());
             tally.window + 1 >= window
         });
         before.saturating_sub(self.keys.len())
@@ -149,7 +149,11 @@ mod tests {
         assert_eq!(tallies.record("k", true, Duration::ZERO), 1);
         assert_eq!(tallies.record("k", false, Duration::ZERO), 1);
         assert_eq!(tallies.record("k", true, Duration::ZERO), 2);
-        assert_eq!(tallies.record("k", true, SECOND), 1, "a new window starts at zero");
+        assert_eq!(
+            tallies.record("k", true, SECOND),
+            1,
+            "a new window starts at zero"
+        );
     }
 
     #[test]

@@ -177,9 +177,7 @@ fn decode(limit: &Limit, reply: &[i64]) -> Result<Decision, RedisError> {
     Ok(Decision {
         allowed: *allowed == 1,
         limit: limit.limit(),
-        remaining: u64::try_from(*remaining)
-            .unwrap_or(0)
-            .min(limit.capacity()),
+        remaining: u64::try_from(*remaining).unwrap_or(0).min(limit.capacity()),
         reset_after: micros(*reset_us),
         retry_after: micros(*retry_us),
     })

@@ -372,9 +372,9 @@ impl Rule {
 pub(crate) fn validate_name(field: &'static str, name: &str) -> Result<(), GuardError> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'));
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+        });
     if valid {
         Ok(())
     } else {
@@ -390,7 +390,8 @@ mod tests {
     use super::*;
 
     fn spec(json: &str) -> Result<Rule, GuardError> {
-        let spec: RuleSpec = serde_json::from_str(json).map_err(|e| GuardError::invalid("spec", e.to_string()))?;
+        let spec: RuleSpec =
+            serde_json::from_str(json).map_err(|e| GuardError::invalid("spec", e.to_string()))?;
         Rule::new(spec, RuleOrigin::Api)
     }
 
@@ -413,7 +414,15 @@ mod tests {
 
     #[test]
     fn key_sources_round_trip_and_bad_ones_name_the_field() {
-        for text in ["ip", "subject", "api_key", "tenant", "route", "custom", "header:x-device-id"] {
+        for text in [
+            "ip",
+            "subject",
+            "api_key",
+            "tenant",
+            "route",
+            "custom",
+            "header:x-device-id",
+        ] {
             let source: KeySource = text.parse().unwrap();
             assert_eq!(source.to_string(), text);
         }
@@ -435,10 +444,22 @@ mod tests {
             (r#"{"name":"Bad Name","limit":1,"period_ms":1000}"#, "name"),
             (r#"{"name":"a","limit":0,"period_ms":1000}"#, "limit"),
             (r#"{"name":"a","limit":1,"period_ms":0}"#, "period_ms"),
-            (r#"{"name":"a","limit":5,"period_ms":1000,"algorithm":"fixed_window","burst":9}"#, "burst"),
-            (r#"{"name":"a","limit":1,"period_ms":1000,"routes":["v1"]}"#, "routes"),
-            (r#"{"name":"a","limit":1,"period_ms":1000,"adaptive":{"factor":1}}"#, "adaptive.factor"),
-            (r#"{"name":"a","limit":1,"period_ms":1000,"adaptive":{"error_ratio":1.5}}"#, "adaptive.error_ratio"),
+            (
+                r#"{"name":"a","limit":5,"period_ms":1000,"algorithm":"fixed_window","burst":9}"#,
+                "burst",
+            ),
+            (
+                r#"{"name":"a","limit":1,"period_ms":1000,"routes":["v1"]}"#,
+                "routes",
+            ),
+            (
+                r#"{"name":"a","limit":1,"period_ms":1000,"adaptive":{"factor":1}}"#,
+                "adaptive.factor",
+            ),
+            (
+                r#"{"name":"a","limit":1,"period_ms":1000,"adaptive":{"error_ratio":1.5}}"#,
+                "adaptive.error_ratio",
+            ),
         ];
         for (json, field) in cases {
             match spec(json) {
@@ -450,7 +471,9 @@ mod tests {
 
     #[test]
     fn routes_select_where_the_layer_applies_a_rule() {
-        let rule = spec(r#"{"name":"login","limit":5,"period_ms":60000,"routes":["/login","/v1/auth/"]}"#).unwrap();
+        let rule =
+            spec(r#"{"name":"login","limit":5,"period_ms":60000,"routes":["/login","/v1/auth/"]}"#)
+                .unwrap();
         assert!(rule.applies_to("/login"));
         assert!(rule.applies_to("/v1/auth/tokens"));
         assert!(!rule.applies_to("/v1/audit/events"));
@@ -460,7 +483,12 @@ mod tests {
 
     #[test]
     fn limit_spec_round_trips_through_limit() {
-        let spec = LimitSpec { algorithm: Algorithm::Gcra, limit: 10, period_ms: 1000, burst: Some(3) };
+        let spec = LimitSpec {
+            algorithm: Algorithm::Gcra,
+            limit: 10,
+            period_ms: 1000,
+            burst: Some(3),
+        };
         assert_eq!(LimitSpec::from(&spec.to_limit().unwrap()), spec);
     }
 }

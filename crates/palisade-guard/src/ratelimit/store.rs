@@ -69,9 +69,9 @@ impl RuleStore {
         let pg = "DELETE FROM ratelimit_rules WHERE name = $1";
         let lite = "DELETE FROM ratelimit_rules WHERE name = ?";
         let result: Result<bool, StoreError> = async {
-            on_primary!(&self.db, pg, lite, |q| q.bind(name), execute, |r| Ok(
-                r.rows_affected() > 0
-            ))
+            on_primary!(&self.db, pg, lite, |q| q.bind(name), execute, |r| Ok(r
+                .rows_affected()
+                > 0))
         }
         .await;
         result.map_err(store_error)

@@ -205,16 +205,29 @@ fn bounded(key: String) -> String {
         return key;
     }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
-    format!("sha256:{}", base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest.as_ref()))
+    format!(
+        "sha256:{}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            digest.as_ref()
+        )
+    )
 }
 
 /// The 429 answer: a problem document with `Retry-After` and the limit headers.
-fn limited_response(checked: Option<&Checked>, headers: RateLimitHeaders) -> Response<axum::body::Body> {
+fn limited_response(
+    checked: Option<&Checked>,
+    headers: RateLimitHeaders,
+) -> Response<axum::body::Body> {
     let retry_after = checked.map_or(1, |c| seconds_up(c.decision.retry_after).max(1));
-    let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too Many Requests")
-        .detail("rate limit exceeded; retry later")
-        .retry_after(retry_after)
-        .into_response();
+    let mut response = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too Many Requests",
+    )
+    .detail("rate limit exceeded; retry later")
+    .retry_after(retry_after)
+    .into_response();
     if let Some(checked) = checked {
         insert_headers(response.headers_mut(), checked, headers);
     }
@@ -250,7 +263,10 @@ pub fn insert_headers(map: &mut HeaderMap, checked: &Checked, which: RateLimitHe
     }
     if which.x_ratelimit {
         put("x-ratelimit-limit", checked.decision.limit.to_string());
-        put("x-ratelimit-remaining", checked.decision.remaining.to_string());
+        put(
+            "x-ratelimit-remaining",
+            checked.decision.remaining.to_string(),
+        );
         put("x-ratelimit-reset", reset.to_string());
     }
 }
@@ -293,7 +309,10 @@ mod tests {
     #[test]
     fn writes_x_ratelimit_headers_when_asked() {
         let mut map = HeaderMap::new();
-        let which = RateLimitHeaders { ietf: false, x_ratelimit: true };
+        let which = RateLimitHeaders {
+            ietf: false,
+            x_ratelimit: true,
+        };
         insert_headers(&mut map, &checked(true), which);
         assert_eq!(map["x-ratelimit-limit"], "100");
         assert_eq!(map["x-ratelimit-remaining"], "7");

@@ -163,7 +163,12 @@ pub async fn list_rules(
     caller: Caller,
 ) -> Result<Json<RuleList>, Problem> {
     caller.require(CHECK_SCOPE)?;
-    let rules = state.ratelimit.rules().into_iter().map(Into::into).collect();
+    let rules = state
+        .ratelimit
+        .rules()
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(Json(RuleList { rules }))
 }
 
@@ -205,8 +210,10 @@ pub async fn put_rule(
         }
         Some(given) if given.as_str() == Some(name.as_str()) => {}
         Some(_) => {
-            return Err(Problem::unprocessable("the body's name differs from the path's")
-                .field("name", "must equal the name in the path"));
+            return Err(
+                Problem::unprocessable("the body's name differs from the path's")
+                    .field("name", "must equal the name in the path"),
+            );
         }
     }
     let spec: RuleSpec = serde_path_to_error::deserialize(serde_json::Value::Object(body))
@@ -257,7 +264,12 @@ fn refuse_configured(state: &AppState, name: &str) -> Result<(), Problem> {
 }
 
 /// Rule changes are audit events.
-async fn record(state: &AppState, caller: &Caller, action: &str, rule: &str) -> Result<(), Problem> {
+async fn record(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    rule: &str,
+) -> Result<(), Problem> {
     let resource = palisade_audit::event::Resource {
         kind: "ratelimit_rule".into(),
         id: Some(rule.to_owned()),
