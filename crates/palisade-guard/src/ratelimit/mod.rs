@@ -27,7 +27,7 @@ pub use limiter::{
     RateLimiterSettings, rules_from_specs,
 };
 pub use local::LocalLimiter;
-pub use redis::RedisLimiter;
+pub use redis::{RedisLimiter, script_source};
 pub use rules::{AdaptiveSpec, KeySource, LimitSpec, Rule, RuleOrigin, RuleSpec};
 pub use store::RuleStore;
 pub use sync::RuleSync;

@@ -22,9 +22,7 @@ use std::time::Duration;
 
 /// GCRA: the key holds the theoretical arrival time (TAT) in µs.
 /// ARGV: period µs, limit, burst, cost. Returns {allowed, remaining, reset µs, retry µs}.
-static GCRA: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const GCRA_SOURCE: &str = r"
 local period, limit, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -43,15 +41,12 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', ttl_ms)
 local remaining = math.floor((now + burst * interval - new_tat) / interval)
 if remaining < 0 then remaining = 0 end
 return {1, remaining, math.ceil(new_tat - now), 0}
-",
-    )
-});
+";
+static GCRA: LazyLock<Script> = LazyLock::new(|| Script::new(GCRA_SOURCE));
 
 /// Sliding window: a hash {w = window index, c = its count, p = the count of
 /// window w-1}. ARGV: period µs, limit, cost.
-static SLIDING_WINDOW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const SLIDING_WINDOW_SOURCE: &str = r"
 local period, limit, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -87,14 +82,11 @@ redis.call('PEXPIRE', KEYS[1], math.ceil((2 * period - e) / 1000) + 1)
 local remaining = math.floor(limit - (prev * weight + cur))
 if remaining < 0 then remaining = 0 end
 return {1, remaining, math.ceil(reset(cur, prev)), 0}
-",
-    )
-});
+";
+static SLIDING_WINDOW: LazyLock<Script> = LazyLock::new(|| Script::new(SLIDING_WINDOW_SOURCE));
 
 /// Fixed window: a hash {w = window index, c = its count}. ARGV: period µs, limit, cost.
-static FIXED_WINDOW: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+const FIXED_WINDOW_SOURCE: &str = r"
 local period, limit, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -110,9 +102,18 @@ count = count + cost
 redis.call('HSET', KEYS[1], 'w', w, 'c', count)
 redis.call('PEXPIRE', KEYS[1], math.ceil(left / 1000) + 1)
 return {1, limit - count, math.ceil(left), 0}
-",
-    )
-});
+";
+static FIXED_WINDOW: LazyLock<Script> = LazyLock::new(|| Script::new(FIXED_WINDOW_SOURCE));
+
+/// The Lua source of `algorithm`'s script, for operators and benchmarks
+/// (`redis-benchmark EVALSHA` of the same script).
+pub fn script_source(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::Gcra => GCRA_SOURCE,
+        Algorithm::SlidingWindow => SLIDING_WINDOW_SOURCE,
+        Algorithm::FixedWindow => FIXED_WINDOW_SOURCE,
+    }
+}
 
 /// Checks limits on Redis. Cheap to clone.
 #[derive(Debug, Clone)]
