@@ -482,3 +482,211 @@ pub fn rules_from_specs(
         .map(|spec| Rule::new(spec, origin))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ratelimit::{AdaptiveSpec, Algorithm, KeySource, RuleOrigin};
+    use palisade_core::ManualClock;
+    use std::sync::Mutex;
+
+    fn spec(name: &str, limit: u64) -> RuleSpec {
+        RuleSpec {
+            name: name.into(),
+            key: KeySource::Custom,
+            algorithm: Algorithm::FixedWindow,
+            limit,
+            period_ms: 60_000,
+            burst: None,
+            tiers: BTreeMap::new(),
+            routes: Vec::new(),
+            adaptive: None,
+        }
+    }
+
+    fn rule(spec: RuleSpec) -> Rule {
+        Rule::new(spec, RuleOrigin::Config).unwrap()
+    }
+
+    fn local(clock: &ManualClock, reporter: Option<BlockReporter>, threshold: u64) -> RateLimiter {
+        RateLimiter::new(
+            RateLimiterSettings {
+                block_report_threshold: threshold,
+                ..RateLimiterSettings::default()
+            },
+            Arc::new(clock.clone()),
+            None,
+            reporter,
+        )
+    }
+
+    async fn allowed(
+        limiter: &RateLimiter,
+        rule: &str,
+        key: &str,
+        tier: Option<&str>,
+        n: usize,
+    ) -> usize {
+        let mut allowed = 0;
+        for _ in 0..n {
+            allowed += usize::from(
+                limiter
+                    .check(rule, key, 1, tier)
+                    .await
+                    .unwrap()
+                    .decision
+                    .allowed,
+            );
+        }
+        allowed
+    }
+
+    #[tokio::test]
+    async fn a_tier_gets_its_own_limit_and_an_unknown_tier_the_rules() {
+        let clock = ManualClock::new();
+        let limiter = local(&clock, None, 0);
+        let mut with_tiers = spec("api", 2);
+        with_tiers.tiers.insert(
+            "pro".into(),
+            LimitSpec {
+                algorithm: Algorithm::FixedWindow,
+                limit: 5,
+                period_ms: 60_000,
+                burst: None,
+            },
+        );
+        limiter.replace_rules(vec![rule(with_tiers)]).unwrap();
+        assert_eq!(allowed(&limiter, "api", "a", Some("pro"), 10).await, 5);
+        assert_eq!(allowed(&limiter, "api", "b", Some("gold"), 10).await, 2);
+        assert_eq!(allowed(&limiter, "api", "c", None, 10).await, 2);
+        let checked = limiter.check("api", "d", 1, Some("pro")).await.unwrap();
+        assert_eq!(checked.policy, "api/pro");
+    }
+
+    #[tokio::test]
+    async fn adaptive_rules_tighten_for_keys_whose_requests_mostly_fail() {
+        let clock = ManualClock::new();
+        let limiter = local(&clock, None, 0);
+        let mut adaptive = spec("api", 40);
+        adaptive.adaptive = Some(AdaptiveSpec {
+            error_ratio: 0.5,
+            min_requests: 10,
+            factor: 4,
+            window_ms: 60_000,
+        });
+        limiter.replace_rules(vec![rule(adaptive)]).unwrap();
+        for _ in 0..10 {
+            limiter.record_outcome("api", "bad", true);
+            limiter.record_outcome("api", "good", false);
+        }
+        // 40 units: a failing key pays 4 per request, a healthy one 1.
+        assert_eq!(allowed(&limiter, "api", "bad", None, 40).await, 10);
+        assert_eq!(allowed(&limiter, "api", "good", None, 40).await, 40);
+    }
+
+    #[tokio::test]
+    async fn reports_a_key_once_per_minute_when_its_blocks_reach_the_threshold() {
+        let clock = ManualClock::new();
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&reports);
+        let reporter: BlockReporter = Arc::new(move |r| sink.lock().unwrap().push(r));
+        let limiter = local(&clock, Some(reporter), 3);
+        limiter.replace_rules(vec![rule(spec("login", 1))]).unwrap();
+        assert_eq!(allowed(&limiter, "login", "mallory", None, 10).await, 1);
+        assert_eq!(
+            *reports.lock().unwrap(),
+            vec![BlockReport {
+                policy: "login".into(),
+                key: "mallory".into(),
+                blocks: 3
+            }],
+            "nine blocks, one report"
+        );
+        clock.advance(Duration::from_secs(60));
+        assert_eq!(allowed(&limiter, "login", "mallory", None, 10).await, 1);
+        assert_eq!(
+            reports.lock().unwrap().len(),
+            2,
+            "a new minute, a new report"
+        );
+    }
+
+    #[tokio::test]
+    async fn reloading_unchanged_rules_keeps_counts_and_changed_ones_start_afresh() {
+        let clock = ManualClock::new();
+        let limiter = local(&clock, None, 0);
+        limiter.replace_rules(vec![rule(spec("api", 3))]).unwrap();
+        assert_eq!(allowed(&limiter, "api", "k", None, 2).await, 2);
+        limiter.replace_rules(vec![rule(spec("api", 3))]).unwrap();
+        assert_eq!(
+            allowed(&limiter, "api", "k", None, 5).await,
+            1,
+            "the count survived the reload"
+        );
+        limiter.replace_rules(vec![rule(spec("api", 4))]).unwrap();
+        assert_eq!(allowed(&limiter, "api", "k", None, 5).await, 4);
+        assert!(limiter.remove_rule("api"));
+        assert!(matches!(
+            limiter.check("api", "k", 1, None).await,
+            Err(GuardError::UnknownRule(_))
+        ));
+        let twice = limiter.replace_rules(vec![rule(spec("a", 1)), rule(spec("a", 2))]);
+        assert!(matches!(
+            twice,
+            Err(GuardError::Invalid { field: "name", .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn keys_are_bounded_and_the_strictest_answer_wins() {
+        let clock = ManualClock::new();
+        let limiter = local(&clock, None, 0);
+        limiter.replace_rules(vec![rule(spec("api", 3))]).unwrap();
+        assert!(matches!(
+            limiter.check("api", "", 1, None).await,
+            Err(GuardError::Invalid { field: "key", .. })
+        ));
+        let long = "k".repeat(MAX_KEY_BYTES + 1);
+        assert!(matches!(
+            limiter.check("api", &long, 1, None).await,
+            Err(GuardError::Invalid { field: "key", .. })
+        ));
+
+        let loose = limiter.check("api", "a", 1, None).await.unwrap();
+        let tight = limiter.check("api", "b", 3, None).await.unwrap();
+        let denied = limiter.check("api", "b", 1, None).await.unwrap();
+        assert_eq!(
+            Checked::strictest([loose.clone(), tight.clone()]),
+            Some(tight.clone())
+        );
+        assert_eq!(
+            Checked::strictest([tight, denied.clone(), loose]),
+            Some(denied)
+        );
+    }
+
+    #[tokio::test]
+    async fn inline_limits_are_capped_in_number() {
+        let clock = ManualClock::new();
+        let limiter = local(&clock, None, 0);
+        for n in 1..=MAX_INLINE_LIMITS as u64 {
+            let spec = LimitSpec {
+                algorithm: Algorithm::Gcra,
+                limit: n,
+                period_ms: 1_000,
+                burst: None,
+            };
+            limiter.check_limit(&spec, "k", 1).await.unwrap();
+        }
+        let one_more = LimitSpec {
+            algorithm: Algorithm::Gcra,
+            limit: 5_000,
+            period_ms: 1_000,
+            burst: None,
+        };
+        assert!(matches!(
+            limiter.check_limit(&one_more, "k", 1).await,
+            Err(GuardError::Invalid { field: "limit", .. })
+        ));
+    }
+}
