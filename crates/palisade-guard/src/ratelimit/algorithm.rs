@@ -90,6 +90,7 @@ impl Params {
     ///
     /// `tat = max(stored, now)`, `new_tat = tat + cost*T`; the check passes
     /// unless `now < new_tat - burst*T`.
+    #[inline]
     pub(crate) fn gcra(&self, stored: u64, now: u64, cost: u64) -> (Decision, Option<u64>) {
         let now_ns = u128::from(now);
         let tat = (u128::from(stored) << self.tat_shift).max(now_ns);

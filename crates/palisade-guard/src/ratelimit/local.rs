@@ -146,6 +146,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> LocalLimiter<K> {
         self.evict_at(nanos(self.clock.monotonic()))
     }
 
+    #[inline]
     fn check_nanos<Q>(&self, key: &Q, cost: u64, now: u64) -> Result<Decision, GuardError>
     where
         K: Borrow<Q>,
@@ -158,7 +159,10 @@ impl<K: Hash + Eq + Send + Sync + 'static> LocalLimiter<K> {
         self.insert_and_apply(key, cost, now)
     }
 
-    /// The slow path: the key was not found under the read lock.
+    /// The slow path: the key was not found under the read lock. Kept out of
+    /// line so the hot path stays small.
+    #[cold]
+    #[inline(never)]
     fn insert_and_apply<Q>(&self, key: &Q, cost: u64, now: u64) -> Result<Decision, GuardError>
     where
         K: Borrow<Q>,
@@ -241,6 +245,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> LocalLimiter<K> {
 
     /// One check against one key's state: a compare-and-swap loop around the
     /// algorithm's arithmetic. A denied check stores nothing.
+    #[inline]
     fn apply(&self, state: &KeyState, now: u64, cost: u64) -> Decision {
         match self.limit.algorithm() {
             Algorithm::Gcra => self.apply_gcra(&state.words[0], now, cost),
@@ -249,6 +254,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> LocalLimiter<K> {
         }
     }
 
+    #[inline]
     fn apply_gcra(&self, word: &AtomicU64, now: u64, cost: u64) -> Decision {
         let mut current = word.load(Ordering::Acquire);
         loop {
