@@ -69,7 +69,7 @@ if estimate + cost > limit then
   if prev > 0 and limit - cur - cost >= 0 then
     retry = period * (1 - (limit - cur - cost) / prev) - e
   elseif cur > 0 then
-    retry = (period - e) + period * (1 - (limit - cost) / cur)
+    retry = (period - e) + math.max(0, period * (1 - (limit - cost) / cur))
   else
     retry = period - e
   end
