@@ -63,7 +63,7 @@ pub struct Checked {
     pub decision: Decision,
     /// The policy's name for the `RateLimit-Policy` header: the rule, with
     /// `/tier` when a tier's limit applied, or `inline` for inline limits.
-    pub policy: String,
+    pub policy: Arc<str>,
     /// The period of the limit that applied.
     pub period: Duration,
     /// Whether Redis was unreachable and the local share decided.
@@ -103,12 +103,22 @@ pub struct BlockReport {
 /// Where block reports go.
 pub type BlockReporter = Arc<dyn Fn(BlockReport) + Send + Sync>;
 
+/// One limit of a rule (its own, or a tier's) with its in-process state.
+struct LimitState {
+    /// `rule` or `rule/tier`: the policy name and the Redis namespace.
+    policy: Arc<str>,
+    /// Without Redis it enforces the whole limit; with Redis, the instance's
+    /// share while Redis is unreachable.
+    local: LocalLimiter,
+}
+
 /// A rule with the in-process state of each of its limits.
 struct ActiveRule {
     rule: Rule,
-    /// One limiter per tier (`None` = the rule's own limit). Without Redis it
-    /// enforces the whole limit; with Redis, the instance's share.
-    locals: BTreeMap<Option<String>, LocalLimiter>,
+    /// The rule's own limit.
+    own: LimitState,
+    /// The limit of each tier.
+    tiers: BTreeMap<String, LimitState>,
     /// Recent outcomes per key, when the rule is adaptive.
     outcomes: Option<Tallies>,
 }
@@ -127,6 +137,7 @@ struct Inner {
     inline: DashMap<Limit, Arc<LocalLimiter>, foldhash::fast::RandomState>,
     blocks: Tallies,
     reporter: Option<BlockReporter>,
+    inline_policy: Arc<str>,
 }
 
 impl fmt::Debug for RateLimiter {
@@ -157,6 +168,7 @@ impl RateLimiter {
                 blocks,
                 reporter,
                 settings,
+                inline_policy: Arc::from("inline"),
             }),
         }
     }
@@ -260,14 +272,11 @@ impl RateLimiter {
         let (tier, limit) = active.rule.limit_for(tier);
         limit.check_cost(cost)?;
         let cost = self.adaptive_cost(&active, key, cost, limit);
-        let policy = match tier {
-            Some(tier) => format!("{rule_name}/{tier}"),
-            None => rule_name.to_owned(),
-        };
-        let local = active.locals.get(&tier.map(str::to_owned)).ok_or_else(|| {
-            GuardError::Store(format!("rule {rule_name:?} has no limiter for its tier"))
-        })?;
-        self.decide(&policy, key, limit, local, cost).await
+        let state = tier
+            .and_then(|tier| active.tiers.get(tier))
+            .unwrap_or(&active.own);
+        self.decide(&state.policy, key, limit, &state.local, cost)
+            .await
     }
 
     /// Takes `cost` units for `key` under an inline limit (not a named rule).
@@ -301,9 +310,9 @@ impl RateLimiter {
                 )
             }
         };
-        let namespace = inline_namespace(&limit);
+        let namespace: Arc<str> = inline_namespace(&limit).into();
         let mut checked = self.decide(&namespace, key, &limit, &local, cost).await?;
-        checked.policy = "inline".to_owned();
+        checked.policy = Arc::clone(&self.inner.inline_policy);
         Ok(checked)
     }
 
@@ -323,10 +332,9 @@ impl RateLimiter {
         let rules = self.inner.rules.load();
         let mut evicted = 0;
         for active in rules.values() {
-            evicted += active
-                .locals
-                .values()
-                .map(LocalLimiter::evict_idle)
+            evicted += std::iter::once(&active.own)
+                .chain(active.tiers.values())
+                .map(|state| state.local.evict_idle())
                 .sum::<usize>();
             if let Some(outcomes) = &active.outcomes {
                 evicted += outcomes.evict_idle(now);
@@ -339,9 +347,21 @@ impl RateLimiter {
     }
 
     fn activate(&self, rule: Rule) -> ActiveRule {
-        let locals = rule
+        let state = |policy: String, limit: &Limit| LimitState {
+            policy: policy.into(),
+            local: self.local_limiter(*limit),
+        };
+        let (_, own_limit) = rule.limit_for(None);
+        let own = state(rule.name().to_owned(), own_limit);
+        let tiers = rule
             .limits()
-            .map(|(tier, limit)| (tier.map(str::to_owned), self.local_limiter(*limit)))
+            .filter_map(|(tier, limit)| {
+                let tier = tier?;
+                Some((
+                    tier.to_owned(),
+                    state(format!("{}/{tier}", rule.name()), limit),
+                ))
+            })
             .collect();
         let outcomes = rule.adaptive().map(|adaptive| {
             Tallies::new(
@@ -351,7 +371,8 @@ impl RateLimiter {
         });
         ActiveRule {
             rule,
-            locals,
+            own,
+            tiers,
             outcomes,
         }
     }
@@ -391,7 +412,7 @@ impl RateLimiter {
 
     async fn decide(
         &self,
-        namespace: &str,
+        namespace: &Arc<str>,
         key: &str,
         limit: &Limit,
         local: &LocalLimiter,
@@ -414,7 +435,7 @@ impl RateLimiter {
         };
         let checked = Checked {
             decision,
-            policy: namespace.to_owned(),
+            policy: Arc::clone(namespace),
             period: limit.period(),
             degraded,
         };
@@ -560,7 +581,7 @@ mod tests {
         assert_eq!(allowed(&limiter, "api", "b", Some("gold"), 10).await, 2);
         assert_eq!(allowed(&limiter, "api", "c", None, 10).await, 2);
         let checked = limiter.check("api", "d", 1, Some("pro")).await.unwrap();
-        assert_eq!(checked.policy, "api/pro");
+        assert_eq!(&*checked.policy, "api/pro");
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest rule or tier name.
@@ -271,7 +272,12 @@ pub enum RuleOrigin {
 
 /// A validated rule.
 #[derive(Debug, Clone)]
-pub struct Rule {
+pub struct Rule(Arc<RuleData>);
+
+/// What a [`Rule`] shares between its clones: the tower layer clones the
+/// rules that apply to every request, so a clone must cost one increment.
+#[derive(Debug)]
+struct RuleData {
     spec: RuleSpec,
     origin: RuleOrigin,
     limit: Limit,
@@ -313,58 +319,58 @@ impl Rule {
         if let Some(adaptive) = &spec.adaptive {
             adaptive.validate()?;
         }
-        Ok(Self {
+        Ok(Self(Arc::new(RuleData {
             spec,
             origin,
             limit,
             tiers,
-        })
+        })))
     }
 
     /// The rule's name.
     pub fn name(&self) -> &str {
-        &self.spec.name
+        &self.0.spec.name
     }
 
     /// The spec it was built from, for listing.
     pub fn spec(&self) -> &RuleSpec {
-        &self.spec
+        &self.0.spec
     }
 
     /// Where it came from.
     pub fn origin(&self) -> RuleOrigin {
-        self.origin
+        self.0.origin
     }
 
     /// What it counts by.
     pub fn key_source(&self) -> &KeySource {
-        &self.spec.key
+        &self.0.spec.key
     }
 
     /// The limit for `tier`, falling back to the rule's own limit for no tier
     /// or a tier the rule does not list (so an unknown plan never escapes the
     /// limit). Returns the tier name actually used.
     pub fn limit_for(&self, tier: Option<&str>) -> (Option<&str>, &Limit) {
-        match tier.and_then(|t| self.tiers.get_key_value(t)) {
+        match tier.and_then(|t| self.0.tiers.get_key_value(t)) {
             Some((name, limit)) => (Some(name.as_str()), limit),
-            None => (None, &self.limit),
+            None => (None, &self.0.limit),
         }
     }
 
     /// Every (tier, limit) of the rule, the rule's own first (tier `None`).
     pub fn limits(&self) -> impl Iterator<Item = (Option<&str>, &Limit)> {
-        std::iter::once((None, &self.limit))
-            .chain(self.tiers.iter().map(|(t, l)| (Some(t.as_str()), l)))
+        std::iter::once((None, &self.0.limit))
+            .chain(self.0.tiers.iter().map(|(t, l)| (Some(t.as_str()), l)))
     }
 
     /// Whether the tower layer applies this rule to `path`.
     pub fn applies_to(&self, path: &str) -> bool {
-        self.spec.routes.is_empty() || self.spec.routes.iter().any(|r| path.starts_with(r))
+        self.0.spec.routes.is_empty() || self.0.spec.routes.iter().any(|r| path.starts_with(r))
     }
 
     /// The adaptive settings, when the rule tightens for failing keys.
     pub fn adaptive(&self) -> Option<&AdaptiveSpec> {
-        self.spec.adaptive.as_ref()
+        self.0.spec.adaptive.as_ref()
     }
 }
 

@@ -126,7 +126,7 @@ where
                 .get::<RateLimitIdentity>()
                 .and_then(|i| i.tier.clone());
             let mut answers = Vec::with_capacity(rules.len());
-            let mut applied = Vec::with_capacity(rules.len());
+            let mut applied = Vec::new();
             for rule in &rules {
                 let Some(key) = request_key(rule.key_source(), &req) else {
                     continue;
@@ -141,7 +141,10 @@ where
                         continue;
                     }
                 }
-                applied.push((rule.clone(), key));
+                // Only adaptive rules need the outcome afterwards.
+                if rule.adaptive().is_some() {
+                    applied.push((rule.clone(), key));
+                }
             }
             let Some(strictest) = Checked::strictest(answers) else {
                 return inner.call(req).await;
@@ -161,7 +164,7 @@ where
 
 /// Feeds adaptive rules the outcome of a request they limited.
 fn record_outcomes(limiter: &RateLimiter, applied: &[(Rule, String)], failed: bool) {
-    for (rule, key) in applied.iter().filter(|(rule, _)| rule.adaptive().is_some()) {
+    for (rule, key) in applied {
         limiter.record_outcome(rule.name(), key, failed);
     }
 }

@@ -79,7 +79,7 @@ impl From<Checked> for CheckResponse {
             } else {
                 ms(checked.decision.retry_after).max(1)
             },
-            policy: checked.policy,
+            policy: checked.policy.to_string(),
             degraded: checked.degraded,
         }
     }
