@@ -1,6 +1,8 @@
 //! The crate's one error type. Every variant is something a caller can act on;
-//! the HTTP layer maps them to problem types in one place (`Cycle` → 409, the
-//! rest of the policy errors → 422, `InvalidRequest` → 400).
+//! the HTTP layer maps them to problem types in one place (`Cycle` and
+//! `VersionConflict` → 409, the rest of the policy errors → 422,
+//! `InvalidRequest` → 400, `StoreUnavailable` → 503, `Store` and
+//! `CorruptPolicy` → 500).
 
 use std::fmt;
 
@@ -115,6 +117,28 @@ pub enum AuthzError {
         /// 1-based line number in the policy CSV.
         line: usize,
         /// Why it was rejected.
+        reason: String,
+    },
+    /// The policy store failed in a way a retry will not fix (a bad query, a
+    /// constraint violated).
+    #[error("policy store error: {0}")]
+    Store(String),
+    /// The policy store cannot be reached (connection refused, circuit
+    /// breaker open); worth retrying later.
+    #[error("policy store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// Another writer changed the tenant's policy since it was read; the
+    /// write was not applied. Read again and retry.
+    #[error("the policy was changed concurrently; read it again and retry")]
+    VersionConflict,
+    /// A stored policy cannot be used: it does not parse, names another
+    /// tenant, or no longer compiles (written by a newer version, edited by
+    /// hand). The tenant keeps whatever policy the engine already had.
+    #[error("stored policy of tenant {tenant:?} is unusable: {reason}")]
+    CorruptPolicy {
+        /// The tenant whose row is bad.
+        tenant: String,
+        /// What is wrong with it.
         reason: String,
     },
 }

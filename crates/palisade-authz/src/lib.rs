@@ -7,8 +7,12 @@
 //! into an immutable `CompiledPolicy` (validated, cycles rejected, indexes
 //! built), held by the `Engine` with a version per tenant and swapped
 //! atomically on change. Checks are default deny; an unknown tenant, subject,
-//! role or action is a deny, never an error. Storage, the L2 cache, pub/sub
-//! invalidation and HTTP routes build on this API; this crate knows no HTTP.
+//! role or action is a deny, never an error.
+//!
+//! Policies are stored per tenant with a version (`PolicyStore`, on SQLite or
+//! PostgreSQL), written with optimistic concurrency. Keeping the engine in
+//! step with the store, the L2 cache, pub/sub invalidation and HTTP routes
+//! build on this API; this crate knows no HTTP.
 
 mod cache;
 pub mod casbin;
@@ -21,6 +25,7 @@ mod explain;
 mod graph;
 mod model;
 mod pattern;
+mod store;
 
 pub use cache::{CachedDecision, DecisionCache};
 pub use casbin::{CasbinOptions, import_casbin};
@@ -34,3 +39,4 @@ pub use explain::{
 };
 pub use model::{Binding, Condition, Effect, Grant, Membership, PolicySet, RoleDef};
 pub use pattern::{ActionPattern, ResourcePattern};
+pub use store::PolicyStore;
