@@ -75,6 +75,12 @@ impl Engine {
         &self.limits
     }
 
+    /// The clock decisions are stamped with; the service layer uses it for
+    /// the time of policy writes, so tests with a manual clock control both.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// Compiles `set` and makes it its tenant's policy, replacing any previous
     /// one. Returns the new version. On error nothing changes.
     pub fn put_policy(&self, set: PolicySet) -> Result<u64> {

@@ -10,9 +10,10 @@
 //! role or action is a deny, never an error.
 //!
 //! Policies are stored per tenant with a version (`PolicyStore`, on SQLite or
-//! PostgreSQL), written with optimistic concurrency. Keeping the engine in
-//! step with the store, the L2 cache, pub/sub invalidation and HTTP routes
-//! build on this API; this crate knows no HTTP.
+//! PostgreSQL); the `Authz` service writes through the store with optimistic
+//! concurrency and keeps the engine in step with it (warm-up, version
+//! polling, refresh on a change notification). The L2 cache, pub/sub and the
+//! HTTP routes build on that API; this crate knows no HTTP.
 
 mod cache;
 pub mod casbin;
@@ -25,6 +26,7 @@ mod explain;
 mod graph;
 mod model;
 mod pattern;
+mod service;
 mod store;
 
 pub use cache::{CachedDecision, DecisionCache};
@@ -39,4 +41,5 @@ pub use explain::{
 };
 pub use model::{Binding, Condition, Effect, Grant, Membership, PolicySet, RoleDef};
 pub use pattern::{ActionPattern, ResourcePattern};
+pub use service::Authz;
 pub use store::PolicyStore;

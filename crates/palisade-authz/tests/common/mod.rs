@@ -3,9 +3,14 @@
 
 #![allow(dead_code)]
 
-use palisade_authz::{Binding, Grant, PolicySet, PolicyStore, RoleDef};
+use palisade_authz::{
+    Authz, Binding, DecisionCache, Engine, Grant, PolicySet, PolicyStore, RoleDef,
+};
+use palisade_core::ManualClock;
 use palisade_store::{Database, DatabaseConfig, on_primary};
 use palisade_testkit::postgres::TestDatabase;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A migrated database and what keeps it alive (the temp dir, the schema).
 pub struct Backend {
@@ -52,6 +57,16 @@ pub async fn postgres() -> Backend {
 }
 
 impl Backend {
+    /// A fresh `Authz` instance on this database, as another server process
+    /// sharing it would have (its own engine and cache).
+    pub fn instance(&self) -> Authz {
+        Authz::new(
+            Engine::new(Arc::new(ManualClock::new())),
+            PolicyStore::new(self.db.clone()),
+            DecisionCache::new(10_000, Duration::from_secs(600)),
+        )
+    }
+
     /// Writes a row directly, bypassing every check of the store.
     pub async fn write_raw_row(&self, tenant: &str, version: i64, policy: &str) {
         let pg = "INSERT INTO authz_policies (tenant, version, policy, updated_at_ms) VALUES ($1, $2, $3, 0)";
