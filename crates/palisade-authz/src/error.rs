@@ -108,6 +108,15 @@ pub enum AuthzError {
     /// empty field). Unknown tenants, subjects and roles are denies, not this.
     #[error("invalid request: {0}")]
     InvalidRequest(Box<AuthzError>),
+    /// A change names a role the tenant does not define.
+    #[error("no role named {0:?}")]
+    UnknownRoleName(String),
+    /// A change names a binding id the tenant does not have.
+    #[error("no binding with id {0:?}")]
+    UnknownBinding(String),
+    /// A change names a group membership the tenant does not have.
+    #[error("no such group membership")]
+    UnknownMembership,
     /// A Casbin model file Palisade cannot represent faithfully.
     #[error("unsupported Casbin model: {0}")]
     CasbinModel(String),

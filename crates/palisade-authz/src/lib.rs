@@ -24,6 +24,7 @@ mod engine;
 mod error;
 mod explain;
 mod graph;
+pub mod invalidation;
 mod model;
 mod pattern;
 mod service;

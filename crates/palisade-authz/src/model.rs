@@ -24,6 +24,7 @@ pub enum Effect {
 /// The whole policy of one tenant (a domain in Casbin terms). Nothing in one
 /// tenant's policy can grant anything in another tenant.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PolicySet {
     /// The tenant this policy belongs to.
     pub tenant: String,
@@ -42,6 +43,7 @@ pub struct PolicySet {
 /// A named bundle of grants that may inherit other roles. Inheritance forms a
 /// DAG; a role holds the grants of every role it inherits, transitively.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RoleDef {
     /// The role name, unique in the tenant.
     pub name: String,
@@ -55,6 +57,7 @@ pub struct RoleDef {
 
 /// One permission held by a role: an action pattern on a resource pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Grant {
     /// `resource_type:action`, `type:*`, `*:action`, `*`, or a plain action name.
     pub action: String,
@@ -99,6 +102,7 @@ fn any_resource() -> String {
 /// `member` belongs to the group subject `group` and so receives every binding
 /// made to the group. Groups may be nested; nesting must not be cyclic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Membership {
     /// The member subject (user, service account, API key or group).
     pub member: String,
@@ -109,6 +113,7 @@ pub struct Membership {
 /// Assigns a role to a subject in the tenant, everywhere (`scope` = `*`) or on
 /// one resource or subtree, optionally under conditions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Binding {
     /// Stable id, unique in the tenant, so a binding can be revoked and an
     /// explanation can point at it.
@@ -167,7 +172,7 @@ impl Binding {
 /// When the attribute a condition needs is missing, an allow binding does not
 /// apply and a deny binding does (fail closed both ways).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Condition {
     /// The client IP is inside one of these CIDRs (`10.0.0.0/8`, `2001:db8::/32`).
     IpIn {

@@ -11,6 +11,7 @@ use crate::cache::DecisionCache;
 use crate::compile::CompiledPolicy;
 use crate::engine::Engine;
 use crate::error::{AuthzError, Result};
+use crate::invalidation;
 use crate::model::PolicySet;
 use crate::store::PolicyStore;
 use std::collections::HashSet;
@@ -171,9 +172,20 @@ impl Authz {
     pub async fn delete(&self, tenant: &str) -> Result<bool> {
         let now = self.inner.engine.clock().now_unix_ms();
         let existed = self.inner.store.delete(tenant, now).await?;
-        let _apply = self.inner.apply.lock().await;
-        self.inner.engine.remove_tenant(tenant);
+        {
+            let _apply = self.inner.apply.lock().await;
+            self.inner.engine.remove_tenant(tenant);
+        }
+        self.announce(tenant).await;
         Ok(existed)
+    }
+
+    /// Tells other instances that `tenant` changed. The change is stored
+    /// already; if the announcement fails they learn it from their poll.
+    async fn announce(&self, tenant: &str) {
+        if let Err(error) = invalidation::announce(self.inner.store.database(), tenant).await {
+            tracing::debug!(%error, tenant, "policy change not announced; other instances will poll");
+        }
     }
 
     /// Brings the engine in step with the store: one `versions()` query, then
@@ -222,9 +234,13 @@ impl Authz {
                 return Err(e);
             }
         };
-        let _apply = self.inner.apply.lock().await;
-        // `false` only when a refresh already installed this version or a newer one.
-        self.inner.engine.install(compiled, version);
+        let tenant = compiled.source().tenant.clone();
+        {
+            let _apply = self.inner.apply.lock().await;
+            // `false` only when a refresh already installed this version or a newer one.
+            self.inner.engine.install(compiled, version);
+        }
+        self.announce(&tenant).await;
         Ok(version)
     }
 

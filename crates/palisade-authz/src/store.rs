@@ -23,6 +23,11 @@ pub struct PolicyStore {
 }
 
 impl PolicyStore {
+    /// The database the policies live in (change notifications travel on it).
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// The store on `db` (migrated: the table comes from `0004_authz.sql`).
     pub fn new(db: Database) -> Self {
         Self { db }

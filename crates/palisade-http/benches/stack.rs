@@ -17,6 +17,7 @@ use palisade_audit::event::EventLimits;
 use palisade_audit::log::{AuditLog, AuditSettings};
 use palisade_audit::store::AuditStore;
 use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
+use palisade_authz::{Authz, DecisionCache, Engine, PolicyStore};
 use palisade_core::health::HealthRegistry;
 use palisade_core::principal::TenantId;
 use palisade_core::{Secret, SystemClock};
@@ -61,10 +62,15 @@ fn palisade(rt: &Runtime, dir: &std::path::Path) -> (Router, String) {
         );
         let metrics = Metrics::install().unwrap_or_else(|e| panic!("{e}"));
         let state = AppState::new(
-            db,
+            db.clone(),
             keys,
             audit,
             RateLimiter::new(RateLimiterSettings::default(), clock.clone(), None, None),
+            Authz::new(
+                Engine::new(clock.clone()),
+                PolicyStore::new(db.clone()),
+                DecisionCache::new(10_000, Duration::from_secs(60)),
+            ),
             HealthRegistry::new(Duration::from_secs(1)),
             metrics,
             clock,

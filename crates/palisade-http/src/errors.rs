@@ -64,3 +64,26 @@ impl From<GuardError> for Problem {
         }
     }
 }
+
+impl From<palisade_authz::AuthzError> for Problem {
+    fn from(e: palisade_authz::AuthzError) -> Self {
+        use palisade_authz::AuthzError as E;
+        match e {
+            E::Cycle { .. } | E::VersionConflict => Problem::conflict(e.to_string()),
+            E::UnknownRoleName(_) | E::UnknownBinding(_) | E::UnknownMembership => {
+                Problem::not_found(e.to_string())
+            }
+            E::InvalidRequest(_) => Problem::bad_request(e.to_string()),
+            E::StoreUnavailable(_) => {
+                tracing::warn!(error = %e, "policy store unavailable");
+                Problem::unavailable("the database is unavailable", 2)
+            }
+            E::Store(_) | E::CorruptPolicy { .. } => {
+                tracing::error!(error = %e, "policy store error");
+                Problem::internal()
+            }
+            // Every other error is about the policy or import the caller sent.
+            other => Problem::unprocessable(other.to_string()),
+        }
+    }
+}

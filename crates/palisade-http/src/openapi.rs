@@ -6,7 +6,7 @@ use crate::layers::rate_limit::RateLimitLayer;
 use crate::layers::{idempotency, problems, telemetry};
 use crate::problem::Problem;
 use crate::routes::csrf;
-use crate::routes::{api_keys, audit, audit_export, audit_stream, health, ratelimit};
+use crate::routes::{api_keys, audit, audit_export, audit_stream, authz, health, ratelimit};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -31,6 +31,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "api-keys", description = "API keys of Palisade's own API"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "csrf", description = "CSRF tokens and verdicts for services in other languages"),
+        (name = "authz", description = "Authorization decisions, explanations and policy"),
         (name = "ratelimit", description = "Rate-limit checks and rules"),
     )
 )]
@@ -65,6 +66,16 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit_export::export))
         .routes(routes!(csrf::issue_token))
         .routes(routes!(csrf::verify))
+        .routes(routes!(authz::check))
+        .routes(routes!(authz::check_batch))
+        .routes(routes!(authz::explain))
+        .routes(routes!(authz::policy))
+        .routes(routes!(authz::put_role, authz::delete_role))
+        .routes(routes!(authz::create_binding))
+        .routes(routes!(authz::delete_binding))
+        .routes(routes!(authz::add_membership, authz::remove_membership))
+        .routes(routes!(authz::import_casbin))
+        .routes(routes!(authz::subject_permissions))
         .routes(routes!(ratelimit::check))
         .routes(routes!(ratelimit::list_rules))
         .routes(routes!(

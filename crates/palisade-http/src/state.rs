@@ -4,6 +4,7 @@ use crate::layers::rate_limit::RateLimitHeaders;
 use crate::protection::RequestProtection;
 use palisade_audit::log::AuditLog;
 use palisade_auth::ApiKeys;
+use palisade_authz::Authz;
 use palisade_core::SharedClock;
 use palisade_core::health::HealthRegistry;
 use palisade_guard::ratelimit::{RateLimiter, RuleStore};
@@ -23,6 +24,9 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Which rate-limit headers responses carry.
     pub rate_limit_headers: RateLimitHeaders,
+    /// Share of allowed authorization decisions written to the audit log
+    /// (denied ones always are): 0 for none, 1 for all.
+    pub authz_audit_allowed_ratio: f64,
 }
 
 impl Default for HttpSettings {
@@ -31,6 +35,7 @@ impl Default for HttpSettings {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             rate_limit_headers: RateLimitHeaders::default(),
+            authz_audit_allowed_ratio: 0.0,
         }
     }
 }
@@ -52,6 +57,8 @@ pub struct Inner {
     pub idempotency: IdempotencyStore,
     /// Rate-limit rules and the limiters enforcing them.
     pub ratelimit: RateLimiter,
+    /// Authorization policies and decisions.
+    pub authz: Authz,
     /// Rate-limit rules created over the API.
     pub ratelimit_rules: RuleStore,
     /// Dependency health checks.
@@ -76,6 +83,7 @@ impl AppState {
         api_keys: ApiKeys,
         audit: AuditLog,
         ratelimit: RateLimiter,
+        authz: Authz,
         health: HealthRegistry,
         metrics: Metrics,
         clock: SharedClock,
@@ -86,6 +94,7 @@ impl AppState {
             audit,
             idempotency: IdempotencyStore::new(db.clone()),
             ratelimit,
+            authz,
             ratelimit_rules: RuleStore::new(db.clone()),
             db,
             health,

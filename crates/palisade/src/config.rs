@@ -44,6 +44,9 @@ pub struct Config {
     /// `[redis]`: optional; without it all shared fast state is in-process.
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// `[authz]`: decision cache, decision audit and policy refresh.
+    #[serde(default)]
+    pub authz: crate::authz_config::AuthzConfig,
     /// `[ratelimit]`: limiter settings and rules.
     #[serde(default)]
     pub ratelimit: crate::ratelimit_config::RateLimitConfig,
@@ -342,6 +345,7 @@ impl Config {
             redis.validate().map_err(|e| from_store(&e, "redis"))?;
         }
         self.ratelimit.validate()?;
+        self.authz.validate()?;
         self.telemetry.validate().map_err(|e| match e {
             TelemetryError::Invalid { key, message } => ConfigError::Invalid {
                 key: format!("telemetry.{key}"),

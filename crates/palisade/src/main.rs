@@ -1,6 +1,7 @@
 //! The `palisade` command: initialise, migrate and serve.
 
 mod audit_verify;
+mod authz_config;
 mod config;
 mod init;
 mod ratelimit_config;

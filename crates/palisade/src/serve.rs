@@ -10,6 +10,7 @@ use palisade_audit::log::{AuditLog, AuditSettings};
 use palisade_audit::spool::{Spool, SpoolConfig};
 use palisade_audit::store::AuditStore;
 use palisade_auth::{ApiKeyStore, ApiKeys};
+use palisade_authz::{Authz, DecisionCache, Engine, PolicyStore};
 use palisade_core::health::HealthRegistry;
 use palisade_core::principal::TenantId;
 use palisade_core::{SharedClock, SystemClock};
@@ -79,13 +80,20 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         max_body_bytes: config.server.max_body_bytes,
         request_timeout: config.request_timeout(),
         rate_limit_headers: config.ratelimit.headers(),
+        authz_audit_allowed_ratio: config.authz.audit_allowed_ratio,
     };
     let ratelimit = rate_limiter(config, redis.clone(), clock.clone(), audit.clone());
+    let authz = Authz::new(
+        Engine::new(clock.clone()),
+        PolicyStore::new(db.clone()),
+        DecisionCache::new(config.authz.cache_max_entries, config.authz.cache_ttl()),
+    );
     let state = AppState::new(
         db.clone(),
         api_keys,
         audit,
         ratelimit,
+        authz,
         health,
         metrics,
         clock,
@@ -115,6 +123,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         rule_sync,
         state.clone(),
         config.ratelimit.rules_refresh(),
+    ));
+    tokio::spawn(refresh_policies(state.clone(), config.authz.refresh()));
+    tokio::spawn(palisade_authz::invalidation::listen(
+        state.authz.clone(),
+        db.clone(),
     ));
     tokio::spawn(housekeeping(state.clone()));
     Ok(App { state, db })
@@ -188,6 +201,33 @@ async fn sync_rules(sync: RuleSync, state: AppState, every: Duration) {
             last_eviction = Instant::now();
             let evicted = state.ratelimit.evict_idle();
             tracing::debug!(evicted, "idle rate-limit keys dropped");
+        }
+    }
+}
+
+/// Keeps this instance's authorization policies in step with the database:
+/// loads them all once the schema exists, then compares versions on every
+/// tick and re-reads the tenants that changed elsewhere. The poll bounds how
+/// long a stale decision can be served, whatever happens to notifications.
+async fn refresh_policies(state: AppState, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut loaded = false;
+    loop {
+        tick.tick().await;
+        if !state.is_migrated() {
+            continue;
+        }
+        let result = if loaded {
+            state.authz.refresh().await.map(|_| ())
+        } else {
+            state.authz.load_all().await.map(|tenants| {
+                tracing::info!(tenants, "authorization policies loaded");
+            })
+        };
+        match result {
+            Ok(()) => loaded = true,
+            Err(error) => tracing::debug!(%error, "authorization policies not refreshed; retrying"),
         }
     }
 }

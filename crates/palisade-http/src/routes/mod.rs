@@ -4,6 +4,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod audit_export;
 pub mod audit_stream;
+pub mod authz;
 mod changes;
 pub mod csrf;
 pub mod health;
