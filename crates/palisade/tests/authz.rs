@@ -1,0 +1,169 @@
+//! Authorization across real `palisade serve` processes sharing PostgreSQL:
+//! a binding revoked on one instance stops granting on the other within one
+//! second, by notification, and after the other instance's database link
+//! (its listener among it) was cut and restored.
+
+mod support;
+
+use palisade_testkit::{FaultProxy, TestDatabase};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use support::{Client, Server, printed_key, run};
+
+const PROMPT: Duration = Duration::from_secs(15);
+
+async fn put(client: &Client, path: &str, body: &Value) -> u16 {
+    client
+        .http
+        .put(format!("{}{path}", client.base))
+        .bearer_auth(&client.key)
+        .json(body)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn delete(client: &Client, path: &str) -> u16 {
+    client
+        .http
+        .delete(format!("{}{path}", client.base))
+        .bearer_auth(&client.key)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+}
+
+async fn allowed(client: &Client) -> bool {
+    let (status, body) = client
+        .post(
+            "/v1/authz/check",
+            &json!({"subject": "user:alice", "action": "document:read", "resource": "doc/1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["allowed"] == true
+}
+
+/// How long until `client` answers `expected`, polling every 10 ms.
+async fn time_until(client: &Client, expected: bool) -> Duration {
+    let started = Instant::now();
+    while allowed(client).await != expected {
+        assert!(
+            started.elapsed() < PROMPT,
+            "still not {expected} after {PROMPT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+fn upstream(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").map_or(url, |x| x.1);
+    let rest = rest.split_once('@').map_or(rest, |x| x.1);
+    let host = rest.split('/').next().unwrap_or("127.0.0.1:5432");
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    host.replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("host:port")
+}
+
+/// Two instances on one database; the second's link to it goes through
+/// `proxy` when given.
+async fn two_instances(
+    pg: &TestDatabase,
+    proxy: Option<&FaultProxy>,
+) -> (Server, Server, Client, Client, Vec<tempfile::TempDir>) {
+    let dirs = vec![
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    let mut env = HashMap::new();
+    env.insert("PALISADE_DATABASE__URL".to_owned(), pg.url());
+    let (status, out, err) = run(dirs[0].path(), &env, &["init"]);
+    assert!(status.success(), "{err}");
+    let key = printed_key(&out).expect("admin key");
+    std::fs::create_dir_all(dirs[1].path().join("palisade-data")).expect("data dir");
+    std::fs::copy(
+        dirs[0].path().join("palisade-data/palisade.toml"),
+        dirs[1].path().join("palisade-data/palisade.toml"),
+    )
+    .expect("copy config");
+    let mut second_env = env.clone();
+    if let Some(proxy) = proxy {
+        let url = pg
+            .url()
+            .replace(&upstream(&pg.url()).to_string(), &proxy.addr().to_string());
+        second_env.insert("PALISADE_DATABASE__URL".to_owned(), url);
+    }
+    let mut first = Server::start(dirs[0].path(), env);
+    let mut second = Server::start(dirs[1].path(), second_env);
+    first.wait_ready(200).await;
+    second.wait_ready(200).await;
+    let (a, b) = (
+        Client::new(&first.base, &key),
+        Client::new(&second.base, &key),
+    );
+    (first, second, a, b, dirs)
+}
+
+async fn grant(a: &Client) {
+    let role = json!({"permissions": [{"action": "document:read"}]});
+    assert_eq!(put(a, "/v1/authz/roles/reader", &role).await, 200);
+    let (status, body) = a
+        .post(
+            "/v1/authz/bindings",
+            &json!({"id": "alice", "subject": "user:alice", "role": "reader"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_binding_stops_granting_on_the_other_instance_within_a_second() {
+    let pg = TestDatabase::create().await.expect("test schema");
+    let (_first, _second, a, b, _dirs) = two_instances(&pg, None).await;
+    let mut revocations = Vec::new();
+    for _ in 0..5 {
+        grant(&a).await;
+        time_until(&b, true).await;
+        assert_eq!(delete(&a, "/v1/authz/bindings/alice").await, 200);
+        assert!(
+            !allowed(&a).await,
+            "the instance that changed it denies at once"
+        );
+        revocations.push(time_until(&b, false).await);
+    }
+    eprintln!("revocation reached the other instance after {revocations:?}");
+    let slowest = revocations.iter().max().copied().unwrap_or_default();
+    assert!(
+        slowest < Duration::from_secs(1),
+        "revocations took {revocations:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_its_database_link_is_cut_and_restored_an_instance_still_stops_granting_within_a_second()
+ {
+    let pg = TestDatabase::create().await.expect("test schema");
+    let proxy = FaultProxy::start(upstream(&pg.url())).await.expect("proxy");
+    let (_first, _second, a, b, _dirs) = two_instances(&pg, Some(&proxy)).await;
+    grant(&a).await;
+    time_until(&b, true).await;
+    // Drop every connection of the second instance (its LISTEN among them),
+    // then let new ones through: the listener is gone for a while, the pool
+    // reconnects at once.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.resume();
+    assert_eq!(delete(&a, "/v1/authz/bindings/alice").await, 200);
+    let took = time_until(&b, false).await;
+    assert!(took < Duration::from_secs(1), "revocation took {took:?}");
+}
