@@ -1,5 +1,6 @@
 //! Tower layers and middleware of the HTTP stack.
 
+pub mod authorize;
 pub mod cors;
 pub mod csrf;
 pub mod idempotency;

@@ -187,7 +187,18 @@ fn decide(
     let decision = if explained {
         engine.explain(&request)?
     } else {
-        engine.check(&request)?
+        // The L1 decision cache: keyed by the tenant's policy version, so a
+        // change (here or on another instance) makes old answers unreachable.
+        let cached = state.authz.cache().check(engine, &request)?;
+        let cache = if cached.hit { "hit" } else { "miss" };
+        metrics::counter!("palisade_authz_decisions_total", "cache" => cache, "allowed" => if cached.allowed { "true" } else { "false" })
+            .increment(1);
+        Decision {
+            id: palisade_core::new_id(state.clock.as_ref()),
+            allowed: cached.allowed,
+            policy_version: cached.policy_version,
+            explanation: None,
+        }
     };
     audit_decision(state, caller, tenant, body, &decision);
     Ok(decision)
