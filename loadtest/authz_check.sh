@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# POST /v1/authz/check under oha on loopback, on the embedded defaults:
+# a policy of 1,000 roles (depth-5 chains) and 10,000 bindings in one tenant,
+# an allowed and a denied question, and GET /v1/whoami as the floor of an
+# authenticated request on the same server, all in the same run.
+# Usage: loadtest/authz_check.sh [seconds per run] [connections]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-10}"
+connections="${2:-50}"
+command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/palisade-target}"
+cargo build --release -q -p palisade --bin palisade
+bin="$CARGO_TARGET_DIR/release"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+key="bench-admin-key-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+port=18095
+(cd "$work" && exec env PALISADE_BOOTSTRAP_ADMIN_KEY="$key" PALISADE_SERVER__LISTEN="127.0.0.1:$port" \
+  PALISADE_LOG__LEVEL=warn "$bin/palisade" serve >"$work/out" 2>"$work/log") &
+pids+=($!)
+for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/health/ready" && break; sleep 0.1; done
+
+# The policy, written as a Casbin import (1,000 roles in chains of 5, 10,000 users).
+python3 - >"$work/import.json" <<'PY'
+import json
+model = """[request_definition]
+r = sub, obj, act
+[policy_definition]
+p = sub, obj, act
+[role_definition]
+g = _, _
+[policy_effect]
+e = some(where (p.eft == allow))
+[matchers]
+m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act
+"""
+lines = []
+for r in range(1000):
+    for a in range(10):
+        lines.append(f"p, role{r}, doc{r}_{a}, read")
+    if r % 5:
+        lines.append(f"g, role{r}, role{r-1}")
+for u in range(10000):
+    lines.append(f"g, user{u}, role{(u * 7) % 1000}")
+print(json.dumps({"model": model, "policy": "\n".join(lines)}))
+PY
+curl -sf -o /dev/null -X POST "http://127.0.0.1:$port/v1/authz/import/casbin" -H "Authorization: Bearer $key" \
+  -H 'content-type: application/json' --data-binary @"$work/import.json"
+
+run() { # name url [oha args]
+  local name="$1" url="$2"; shift 2
+  oha -z 2s -c "$connections" --no-tui "$@" "$url" >/dev/null # warm-up
+  oha -z "${duration}s" -c "$connections" --no-tui --output-format json "$@" "$url" >"$work/$name.json"
+}
+post=(-m POST -H "Authorization: Bearer $key" -H 'content-type: application/json')
+run whoami "http://127.0.0.1:$port/v1/whoami" -H "Authorization: Bearer $key"
+# user7 has role49 (7*7), which inherits role48..role45: doc45_3 is granted through the chain.
+run allow "http://127.0.0.1:$port/v1/authz/check" "${post[@]}" -d '{"subject":"user7","action":"read","resource":"doc45_3"}'
+run deny "http://127.0.0.1:$port/v1/authz/check" "${post[@]}" -d '{"subject":"user7","action":"read","resource":"doc500_3"}'
+curl -sf "http://127.0.0.1:$port/metrics" | grep '^palisade_authz_decisions_total' >"$work/cache" || true
+
+python3 - "$work" "$duration" "$connections" <<'PY'
+import json, sys
+work, duration, connections = sys.argv[1], sys.argv[2], sys.argv[3]
+print(f"oha -z {duration}s -c {connections}, loopback, request logs at warn, same run")
+print("| request | requests/s | p50 ms | p99 ms | status codes |")
+print("|---|---|---|---|---|")
+for name, label in (("whoami", "GET /v1/whoami (authentication only)"),
+                    ("allow", "POST /v1/authz/check, allowed through a 5-role chain"),
+                    ("deny", "POST /v1/authz/check, denied (audited in the background)")):
+    with open(f"{work}/{name}.json") as f:
+        d = json.load(f)
+    s, p = d["summary"], d["latencyPercentiles"]
+    codes = d.get("statusCodeDistribution", {})
+    if set(codes) != {"200"}:
+        raise SystemExit(f"{label} answered {codes}: not a valid measurement")
+    print(f"| {label} | {s['requestsPerSec']:,.0f} | {p['p50']*1e3:.3f} | {p['p99']*1e3:.3f} | {codes} |")
+print(open(f"{work}/cache").read())
+PY
