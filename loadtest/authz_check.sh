@@ -14,6 +14,7 @@ cargo build --release -q -p palisade --bin palisade
 bin="$CARGO_TARGET_DIR/release"
 
 work="$(mktemp -d)"
+. loadtest/lib.sh
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -52,33 +53,14 @@ PY
 curl -sf -o /dev/null -X POST "http://127.0.0.1:$port/v1/authz/import/casbin" -H "Authorization: Bearer $key" \
   -H 'content-type: application/json' --data-binary @"$work/import.json"
 
-run() { # name url [oha args]
-  local name="$1" url="$2"; shift 2
-  oha -z 2s -c "$connections" --no-tui "$@" "$url" >/dev/null # warm-up
-  oha -z "${duration}s" -c "$connections" --no-tui --output-format json "$@" "$url" >"$work/$name.json"
-}
 post=(-m POST -H "Authorization: Bearer $key" -H 'content-type: application/json')
-run whoami "http://127.0.0.1:$port/v1/whoami" -H "Authorization: Bearer $key"
+oha_run whoami "http://127.0.0.1:$port/v1/whoami" -H "Authorization: Bearer $key"
 # user7 has role49 (7*7), which inherits role48..role45: doc45_3 is granted through the chain.
-run allow "http://127.0.0.1:$port/v1/authz/check" "${post[@]}" -d '{"subject":"user7","action":"read","resource":"doc45_3"}'
-run deny "http://127.0.0.1:$port/v1/authz/check" "${post[@]}" -d '{"subject":"user7","action":"read","resource":"doc500_3"}'
+oha_run allow "http://127.0.0.1:$port/v1/authz/check" "${post[@]}" -d '{"subject":"user7","action":"read","resource":"doc45_3"}'
+oha_run deny "http://127.0.0.1:$port/v1/authz/check" "${post[@]}" -d '{"subject":"user7","action":"read","resource":"doc500_3"}'
 curl -sf "http://127.0.0.1:$port/metrics" | grep '^palisade_authz_decisions_total' >"$work/cache" || true
 
-python3 - "$work" "$duration" "$connections" <<'PY'
-import json, sys
-work, duration, connections = sys.argv[1], sys.argv[2], sys.argv[3]
-print(f"oha -z {duration}s -c {connections}, loopback, request logs at warn, same run")
-print("| request | requests/s | p50 ms | p99 ms | status codes |")
-print("|---|---|---|---|---|")
-for name, label in (("whoami", "GET /v1/whoami (authentication only)"),
-                    ("allow", "POST /v1/authz/check, allowed through a 5-role chain"),
-                    ("deny", "POST /v1/authz/check, denied (audited in the background)")):
-    with open(f"{work}/{name}.json") as f:
-        d = json.load(f)
-    s, p = d["summary"], d["latencyPercentiles"]
-    codes = d.get("statusCodeDistribution", {})
-    if set(codes) != {"200"}:
-        raise SystemExit(f"{label} answered {codes}: not a valid measurement")
-    print(f"| {label} | {s['requestsPerSec']:,.0f} | {p['p50']*1e3:.3f} | {p['p99']*1e3:.3f} | {codes} |")
-print(open(f"{work}/cache").read())
-PY
+oha_table "whoami=GET /v1/whoami (authentication only)" \
+  "allow=POST /v1/authz/check, allowed through a 5-role chain" \
+  "deny=POST /v1/authz/check, denied (audited in the background)"
+cat "$work/cache"

@@ -15,6 +15,7 @@ cargo build --release -q -p palisade --bin palisade
 bin="$CARGO_TARGET_DIR/release"
 
 work="$(mktemp -d)"
+. loadtest/lib.sh
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -33,31 +34,12 @@ start() { # name port [env...]
 start embedded 18090
 start redis 18091 PALISADE_REDIS__URL="$redis_url" PALISADE_REDIS__KEY_PREFIX="palisade-bench-$$:"
 
-run() { # name url [oha args]
-  local name="$1" url="$2"; shift 2
-  oha -z 2s -c "$connections" --no-tui "$@" "$url" >/dev/null # warm-up
-  oha -z "${duration}s" -c "$connections" --no-tui --output-format json "$@" "$url" >"$work/$name.json"
-}
 check=(-m POST -H "Authorization: Bearer $key" -H 'content-type: application/json' -d '{"rule": "bench", "key": "203.0.113.7"}')
-run whoami http://127.0.0.1:18090/v1/whoami -H "Authorization: Bearer $key"
-run check_embedded http://127.0.0.1:18090/v1/ratelimit/check "${check[@]}"
-run check_redis http://127.0.0.1:18091/v1/ratelimit/check "${check[@]}"
+oha_run whoami http://127.0.0.1:18090/v1/whoami -H "Authorization: Bearer $key"
+oha_run check_embedded http://127.0.0.1:18090/v1/ratelimit/check "${check[@]}"
+oha_run check_redis http://127.0.0.1:18091/v1/ratelimit/check "${check[@]}"
 
-python3 - "$work" "$duration" "$connections" <<'PY'
-import json, sys
-work, duration, connections = sys.argv[1], sys.argv[2], sys.argv[3]
-print(f"oha -z {duration}s -c {connections}, loopback, request logs at warn, same run")
-print("| request | requests/s | p50 ms | p99 ms | status codes |")
-print("|---|---|---|---|---|")
-for name, label in (("whoami", "GET /v1/whoami (authentication only)"),
-                    ("check_embedded", "POST /v1/ratelimit/check, in-process limiter"),
-                    ("check_redis", "POST /v1/ratelimit/check, Redis limiter")):
-    with open(f"{work}/{name}.json") as f:
-        d = json.load(f)
-    s, p = d["summary"], d["latencyPercentiles"]
-    codes = d.get("statusCodeDistribution", {})
-    if set(codes) != {"200"}:
-        raise SystemExit(f"{label} answered {codes}: not a valid measurement")
-    print(f"| {label} | {s['requestsPerSec']:,.0f} | {p['p50']*1e3:.3f} | {p['p99']*1e3:.3f} | {codes} |")
-PY
+oha_table "whoami=GET /v1/whoami (authentication only)" \
+  "check_embedded=POST /v1/ratelimit/check, in-process limiter" \
+  "check_redis=POST /v1/ratelimit/check, Redis limiter"
 redis-cli -u "$redis_url" --scan --pattern "palisade-bench-$$:*" | xargs -r -n 1000 redis-cli -u "$redis_url" DEL >/dev/null

@@ -2,6 +2,7 @@
 //! decisions and explanations, Casbin import, audit, and bad input that gets a
 //! clear 4xx and leaves the policy unchanged.
 
+#[macro_use]
 mod common;
 
 use axum::Router;
@@ -89,29 +90,6 @@ async fn seed(c: &Client) {
         let (status, body) = c.send("POST", "/v1/authz/bindings", Some(binding)).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let backend = crate::common::sqlite(palisade_http::HttpSettings::default()).await;
-                    super::$name(backend).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let backend = crate::common::postgres(palisade_http::HttpSettings::default()).await;
-                    super::$name(backend).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

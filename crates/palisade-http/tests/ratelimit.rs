@@ -2,6 +2,7 @@
 //! backends: checks by rule and inline limit, the rules API, bad input, 429s
 //! with `Retry-After` and the IETF headers, and client IPs that cannot be spoofed.
 
+#[macro_use]
 mod common;
 
 use axum::Router;
@@ -82,29 +83,6 @@ async fn check(app: &Router, admin: &str, body: Value) -> Answer {
         request("POST", "/v1/ratelimit/check", admin, Some(body)),
     )
     .await
-}
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let backend = crate::common::sqlite(palisade_http::HttpSettings::default()).await;
-                    super::$name(backend).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let backend = crate::common::postgres(palisade_http::HttpSettings::default()).await;
-                    super::$name(backend).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

@@ -329,21 +329,24 @@ pub async fn put_role(
     Query(query): Query<TenantQuery>,
     ApiJson(body): ApiJson<RoleBody>,
 ) -> Result<Json<Changed>, Problem> {
-    let tenant = admin_tenant(&caller, &query)?;
     let role = RoleDef {
         name: name.clone(),
         inherits: body.inherits,
         grants: body.permissions,
     };
-    let version = state
-        .authz
-        .modify(tenant.as_str(), move |policy| {
-            policy.roles.retain(|r| r.name != role.name);
-            policy.roles.push(role.clone());
-            Ok(())
-        })
-        .await?;
-    record(&state, &caller, &tenant, "authz.role.put", "role", &name).await?;
+    let edit = move |policy: &mut PolicySet| {
+        policy.roles.retain(|r| r.name != role.name);
+        policy.roles.push(role.clone());
+        Ok(())
+    };
+    let version = change(
+        &state,
+        &caller,
+        &query,
+        ("authz.role.put", "role", &name),
+        edit,
+    )
+    .await?;
     Ok(Json(Changed { version }))
 }
 
@@ -359,21 +362,24 @@ pub async fn delete_role(
     Path(name): Path<String>,
     Query(query): Query<TenantQuery>,
 ) -> Result<Json<Changed>, Problem> {
-    let tenant = admin_tenant(&caller, &query)?;
     let target = name.clone();
-    let version = state
-        .authz
-        .modify(tenant.as_str(), move |policy| {
-            let before = policy.roles.len();
-            policy.roles.retain(|r| r.name != target);
-            if policy.roles.len() == before {
-                return Err(AuthzError::UnknownRoleName(target.clone()));
-            }
-            policy.bindings.retain(|b| b.role != target);
-            Ok(())
-        })
-        .await?;
-    record(&state, &caller, &tenant, "authz.role.delete", "role", &name).await?;
+    let edit = move |policy: &mut PolicySet| {
+        let before = policy.roles.len();
+        policy.roles.retain(|r| r.name != target);
+        if policy.roles.len() == before {
+            return Err(AuthzError::UnknownRoleName(target.clone()));
+        }
+        policy.bindings.retain(|b| b.role != target);
+        Ok(())
+    };
+    let version = change(
+        &state,
+        &caller,
+        &query,
+        ("authz.role.delete", "role", &name),
+        edit,
+    )
+    .await?;
     Ok(Json(Changed { version }))
 }
 
@@ -420,7 +426,6 @@ pub async fn create_binding(
     Query(query): Query<TenantQuery>,
     ApiJson(body): ApiJson<BindingBody>,
 ) -> Result<impl IntoResponse, Problem> {
-    let tenant = admin_tenant(&caller, &query)?;
     let id = body
         .id
         .unwrap_or_else(|| palisade_core::new_id(state.clock.as_ref()).to_string());
@@ -432,23 +437,13 @@ pub async fn create_binding(
         effect: body.effect,
         conditions: body.conditions,
     };
-    let version = state
-        .authz
-        .modify(tenant.as_str(), move |policy| {
-            policy.bindings.retain(|b| b.id != binding.id);
-            policy.bindings.push(binding.clone());
-            Ok(())
-        })
-        .await?;
-    record(
-        &state,
-        &caller,
-        &tenant,
-        "authz.binding.put",
-        "binding",
-        &id,
-    )
-    .await?;
+    let edit = move |policy: &mut PolicySet| {
+        policy.bindings.retain(|b| b.id != binding.id);
+        policy.bindings.push(binding.clone());
+        Ok(())
+    };
+    let what = ("authz.binding.put", "binding", id.as_str());
+    let version = change(&state, &caller, &query, what, edit).await?;
     Ok((StatusCode::CREATED, Json(BindingCreated { id, version })))
 }
 
@@ -462,28 +457,17 @@ pub async fn delete_binding(
     Path(id): Path<String>,
     Query(query): Query<TenantQuery>,
 ) -> Result<Json<Changed>, Problem> {
-    let tenant = admin_tenant(&caller, &query)?;
     let target = id.clone();
-    let version = state
-        .authz
-        .modify(tenant.as_str(), move |policy| {
-            let before = policy.bindings.len();
-            policy.bindings.retain(|b| b.id != target);
-            if policy.bindings.len() == before {
-                return Err(AuthzError::UnknownBinding(target.clone()));
-            }
-            Ok(())
-        })
-        .await?;
-    record(
-        &state,
-        &caller,
-        &tenant,
-        "authz.binding.delete",
-        "binding",
-        &id,
-    )
-    .await?;
+    let edit = move |policy: &mut PolicySet| {
+        let before = policy.bindings.len();
+        policy.bindings.retain(|b| b.id != target);
+        if policy.bindings.len() == before {
+            return Err(AuthzError::UnknownBinding(target.clone()));
+        }
+        Ok(())
+    };
+    let what = ("authz.binding.delete", "binding", id.as_str());
+    let version = change(&state, &caller, &query, what, edit).await?;
     Ok(Json(Changed { version }))
 }
 
@@ -498,26 +482,15 @@ pub async fn add_membership(
     Query(query): Query<TenantQuery>,
     ApiJson(body): ApiJson<Membership>,
 ) -> Result<Json<Changed>, Problem> {
-    let tenant = admin_tenant(&caller, &query)?;
     let resource = format!("{} in {}", body.member, body.group);
-    let version = state
-        .authz
-        .modify(tenant.as_str(), move |policy| {
-            if !policy.memberships.contains(&body) {
-                policy.memberships.push(body.clone());
-            }
-            Ok(())
-        })
-        .await?;
-    record(
-        &state,
-        &caller,
-        &tenant,
-        "authz.membership.add",
-        "membership",
-        &resource,
-    )
-    .await?;
+    let edit = move |policy: &mut PolicySet| {
+        if !policy.memberships.contains(&body) {
+            policy.memberships.push(body.clone());
+        }
+        Ok(())
+    };
+    let what = ("authz.membership.add", "membership", resource.as_str());
+    let version = change(&state, &caller, &query, what, edit).await?;
     Ok(Json(Changed { version }))
 }
 
@@ -532,28 +505,17 @@ pub async fn remove_membership(
     Query(query): Query<TenantQuery>,
     ApiJson(body): ApiJson<Membership>,
 ) -> Result<Json<Changed>, Problem> {
-    let tenant = admin_tenant(&caller, &query)?;
     let resource = format!("{} in {}", body.member, body.group);
-    let version = state
-        .authz
-        .modify(tenant.as_str(), move |policy| {
-            let before = policy.memberships.len();
-            policy.memberships.retain(|m| m != &body);
-            if policy.memberships.len() == before {
-                return Err(AuthzError::UnknownMembership);
-            }
-            Ok(())
-        })
-        .await?;
-    record(
-        &state,
-        &caller,
-        &tenant,
-        "authz.membership.remove",
-        "membership",
-        &resource,
-    )
-    .await?;
+    let edit = move |policy: &mut PolicySet| {
+        let before = policy.memberships.len();
+        policy.memberships.retain(|m| m != &body);
+        if policy.memberships.len() == before {
+            return Err(AuthzError::UnknownMembership);
+        }
+        Ok(())
+    };
+    let what = ("authz.membership.remove", "membership", resource.as_str());
+    let version = change(&state, &caller, &query, what, edit).await?;
     Ok(Json(Changed { version }))
 }
 
@@ -664,9 +626,25 @@ pub async fn subject_permissions(
     }))
 }
 
-fn admin_tenant(caller: &Caller, query: &TenantQuery) -> Result<TenantId, Problem> {
+/// One policy change: checks the caller may change the tenant's policy,
+/// applies `edit` (validated, stored and installed by `Authz::modify`), and
+/// records `what` = (audit action, resource kind, resource id).
+async fn change<F>(
+    state: &AppState,
+    caller: &Caller,
+    query: &TenantQuery,
+    what: (&str, &str, &str),
+    edit: F,
+) -> Result<u64, Problem>
+where
+    F: Fn(&mut PolicySet) -> Result<(), AuthzError> + Send + Sync,
+{
     caller.require(ADMIN_SCOPE)?;
-    caller.tenant(query.tenant.as_deref())
+    let tenant = caller.tenant(query.tenant.as_deref())?;
+    let version = state.authz.modify(tenant.as_str(), edit).await?;
+    let (action, kind, id) = what;
+    record(state, caller, &tenant, action, kind, id).await?;
+    Ok(version)
 }
 
 fn empty(tenant: &TenantId) -> PolicySet {

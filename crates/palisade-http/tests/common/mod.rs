@@ -20,6 +20,33 @@ use palisade_testkit::postgres::TestDatabase;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Runs each listed `async fn(Backend)` once on a fresh SQLite file and once
+/// on a fresh PostgreSQL schema, as the tests `sqlite::<name>` and
+/// `postgres::<name>`, with default HTTP settings. Use with `#[macro_use] mod common;`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let backend = crate::common::sqlite(palisade_http::HttpSettings::default()).await;
+                    super::$name(backend).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let backend = crate::common::postgres(palisade_http::HttpSettings::default()).await;
+                    super::$name(backend).await;
+                }
+            )*
+        }
+    };
+}
+
 const PEPPER: &str = "test-pepper-test-pepper-test-pepper";
 
 /// Application state on one backend, plus what keeps its storage alive.
