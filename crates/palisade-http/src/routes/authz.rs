@@ -364,11 +364,11 @@ pub async fn delete_role(
 ) -> Result<Json<Changed>, Problem> {
     let target = name.clone();
     let edit = move |policy: &mut PolicySet| {
-        let before = policy.roles.len();
-        policy.roles.retain(|r| r.name != target);
-        if policy.roles.len() == before {
-            return Err(AuthzError::UnknownRoleName(target.clone()));
-        }
+        remove(
+            &mut policy.roles,
+            |r| r.name == target,
+            || AuthzError::UnknownRoleName(target.clone()),
+        )?;
         policy.bindings.retain(|b| b.role != target);
         Ok(())
     };
@@ -459,12 +459,11 @@ pub async fn delete_binding(
 ) -> Result<Json<Changed>, Problem> {
     let target = id.clone();
     let edit = move |policy: &mut PolicySet| {
-        let before = policy.bindings.len();
-        policy.bindings.retain(|b| b.id != target);
-        if policy.bindings.len() == before {
-            return Err(AuthzError::UnknownBinding(target.clone()));
-        }
-        Ok(())
+        remove(
+            &mut policy.bindings,
+            |b| b.id == target,
+            || AuthzError::UnknownBinding(target.clone()),
+        )
     };
     let what = ("authz.binding.delete", "binding", id.as_str());
     let version = change(&state, &caller, &query, what, edit).await?;
@@ -507,12 +506,11 @@ pub async fn remove_membership(
 ) -> Result<Json<Changed>, Problem> {
     let resource = format!("{} in {}", body.member, body.group);
     let edit = move |policy: &mut PolicySet| {
-        let before = policy.memberships.len();
-        policy.memberships.retain(|m| m != &body);
-        if policy.memberships.len() == before {
-            return Err(AuthzError::UnknownMembership);
-        }
-        Ok(())
+        remove(
+            &mut policy.memberships,
+            |m| m == &body,
+            || AuthzError::UnknownMembership,
+        )
     };
     let what = ("authz.membership.remove", "membership", resource.as_str());
     let version = change(&state, &caller, &query, what, edit).await?;
@@ -624,6 +622,21 @@ pub async fn subject_permissions(
         subject,
         permissions: serde_json::to_value(permissions).unwrap_or_default(),
     }))
+}
+
+/// Removes the items `doomed` picks; the error of `missing` when there were none.
+fn remove<T>(
+    items: &mut Vec<T>,
+    doomed: impl Fn(&T) -> bool,
+    missing: impl FnOnce() -> AuthzError,
+) -> Result<(), AuthzError> {
+    let before = items.len();
+    items.retain(|item| !doomed(item));
+    if items.len() == before {
+        Err(missing())
+    } else {
+        Ok(())
+    }
 }
 
 /// One policy change: checks the caller may change the tenant's policy,
