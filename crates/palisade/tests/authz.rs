@@ -1,7 +1,7 @@
 //! Authorization across real `palisade serve` processes sharing PostgreSQL:
 //! a binding revoked on one instance stops granting on the other within one
-//! second, by notification, and after the other instance's database link
-//! (its listener among it) was cut and restored.
+//! second, by notification, after the other instance's database link (its
+//! listener among it) was cut and restored, and with Redis cut.
 
 mod support;
 
@@ -76,10 +76,11 @@ fn upstream(url: &str) -> SocketAddr {
 }
 
 /// Two instances on one database; the second's link to it goes through
-/// `proxy` when given.
+/// `proxy` when given, and both use Redis through `redis` when given.
 async fn two_instances(
     pg: &TestDatabase,
     proxy: Option<&FaultProxy>,
+    redis: Option<&FaultProxy>,
 ) -> (Server, Server, Client, Client, Vec<tempfile::TempDir>) {
     let dirs = vec![
         tempfile::tempdir().expect("dir"),
@@ -87,6 +88,12 @@ async fn two_instances(
     ];
     let mut env = HashMap::new();
     env.insert("PALISADE_DATABASE__URL".to_owned(), pg.url());
+    if let Some(redis) = redis {
+        env.insert(
+            "PALISADE_REDIS__URL".to_owned(),
+            format!("redis://{}", redis.addr()),
+        );
+    }
     let (status, out, err) = run(dirs[0].path(), &env, &["init"]);
     assert!(status.success(), "{err}");
     let key = printed_key(&out).expect("admin key");
@@ -129,7 +136,7 @@ async fn grant(a: &Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_binding_stops_granting_on_the_other_instance_within_a_second() {
     let pg = TestDatabase::create().await.expect("test schema");
-    let (_first, _second, a, b, _dirs) = two_instances(&pg, None).await;
+    let (_first, _second, a, b, _dirs) = two_instances(&pg, None, None).await;
     let mut revocations = Vec::new();
     for _ in 0..5 {
         grant(&a).await;
@@ -154,7 +161,7 @@ async fn after_its_database_link_is_cut_and_restored_an_instance_still_stops_gra
  {
     let pg = TestDatabase::create().await.expect("test schema");
     let proxy = FaultProxy::start(upstream(&pg.url())).await.expect("proxy");
-    let (_first, _second, a, b, _dirs) = two_instances(&pg, Some(&proxy)).await;
+    let (_first, _second, a, b, _dirs) = two_instances(&pg, Some(&proxy), None).await;
     grant(&a).await;
     time_until(&b, true).await;
     // Drop every connection of the second instance (its LISTEN among them),
@@ -166,4 +173,30 @@ async fn after_its_database_link_is_cut_and_restored_an_instance_still_stops_gra
     assert_eq!(delete(&a, "/v1/authz/bindings/alice").await, 200);
     let took = time_until(&b, false).await;
     assert!(took < Duration::from_secs(1), "revocation took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_cut_decisions_stay_correct_and_revocations_still_arrive() {
+    let pg = TestDatabase::create().await.expect("test schema");
+    let redis_addr: SocketAddr = palisade_testkit::redis::redis_url()
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("redis host:port");
+    let redis = FaultProxy::start(redis_addr).await.expect("proxy");
+    let (_first, _second, a, b, _dirs) = two_instances(&pg, None, Some(&redis)).await;
+    grant(&a).await;
+    time_until(&b, true).await;
+    // Policies and their change notices live in PostgreSQL: Redis being away
+    // changes nothing about what is decided.
+    redis.cut();
+    assert!(allowed(&b).await);
+    assert_eq!(delete(&a, "/v1/authz/bindings/alice").await, 200);
+    let took = time_until(&b, false).await;
+    assert!(took < Duration::from_secs(1), "revocation took {took:?}");
+    let (_, health) = b.get("/health").await;
+    assert_eq!(health["status"], "degraded", "{health}");
 }
