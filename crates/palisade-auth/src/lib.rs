@@ -2,6 +2,7 @@
 //! HTTP API. Keys are random 256-bit values shown once; only keyed hashes are stored.
 
 pub mod api_keys;
+pub mod jwt;
 pub mod passwords;
 
 pub use api_keys::{
