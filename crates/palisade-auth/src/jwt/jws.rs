@@ -160,3 +160,18 @@ fn typ_matches(typ: &str, required: &str) -> bool {
     }
     strip(typ).eq_ignore_ascii_case(strip(required))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::typ_matches;
+
+    #[test]
+    fn typ_is_a_media_type_with_optional_application_prefix() {
+        assert!(typ_matches("at+jwt", "at+jwt"));
+        assert!(typ_matches("application/AT+JWT", "at+jwt"));
+        assert!(typ_matches("at+jwt", "application/at+jwt"));
+        assert!(!typ_matches("jwt", "at+jwt"));
+        assert!(!typ_matches("application/", "at+jwt"));
+        assert!(!typ_matches("appl\u{e9}cation/at+jwt", "at+jwt"));
+    }
+}

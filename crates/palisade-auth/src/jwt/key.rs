@@ -15,6 +15,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 /// Shortest HS256 secret accepted: RFC 7518 §3.2 requires a key at least as long
@@ -27,8 +28,17 @@ const ES256_SIGNATURE_LEN: usize = 64;
 /// Private key bytes: PKCS#8 DER for key pairs, the raw secret for HS256.
 /// `Debug` prints `[redacted]`, memory is zeroed on drop, and serde writes
 /// base64url so a storage backend (sealed at rest, later work) can keep it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct KeyMaterial(Zeroizing<Vec<u8>>);
+
+impl PartialEq for KeyMaterial {
+    /// Constant-time, like every comparison of secrets in Palisade.
+    fn eq(&self, other: &Self) -> bool {
+        self.expose().ct_eq(other.expose()).into()
+    }
+}
+
+impl Eq for KeyMaterial {}
 
 impl KeyMaterial {
     /// Wraps private key bytes.
@@ -364,5 +374,47 @@ impl Signer {
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Signer([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_der_sequences_by_their_length_bytes() {
+        assert!(looks_like_der_sequence(&[0x30, 0x02, 0x02, 0x00]));
+        assert!(!looks_like_der_sequence(&[0x30, 0x03, 0x02, 0x00]));
+        let long = [[0x30, 0x81, 0x80].as_slice(), &[0u8; 0x80]].concat();
+        assert!(looks_like_der_sequence(&long));
+        assert!(!looks_like_der_sequence(&[0x31, 0x00]));
+        assert!(!looks_like_der_sequence(&[]));
+    }
+
+    #[test]
+    fn key_material_never_prints_and_round_trips_as_base64url() {
+        let material = KeyMaterial::new(vec![0xfb; 40]);
+        assert_eq!(format!("{material:?}"), "[redacted]");
+        let json = serde_json::to_string(&material).unwrap();
+        assert_eq!(
+            serde_json::from_str::<KeyMaterial>(&json).unwrap(),
+            material
+        );
+        assert_ne!(KeyMaterial::new(vec![0xfb; 39]), material);
+    }
+
+    #[test]
+    fn generated_keys_sign_what_their_verifying_half_accepts() {
+        for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::HS256] {
+            let material = Signer::generate(alg).unwrap();
+            let signer = Signer::from_material(alg, &material).unwrap();
+            let key = signer.verifying_key("k", &material).unwrap();
+            let sig = signer.sign(b"header.payload").unwrap();
+            assert_eq!(key.verify(b"header.payload", &sig), Ok(()));
+            assert_eq!(
+                key.verify(b"header.payloae", &sig),
+                Err(JwtError::BadSignature)
+            );
+        }
     }
 }

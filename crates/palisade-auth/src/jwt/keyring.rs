@@ -159,6 +159,18 @@ impl KeyRing {
             .map(SigningKey::from_record)
             .collect::<Result<Vec<_>, _>>()?;
         keys.sort_by_key(|k| k.record.version);
+        // Duplicates would make `kid` lookups and "the newest key" ambiguous.
+        let mut kids = std::collections::HashSet::new();
+        for pair in keys.windows(2) {
+            if pair[0].record.version == pair[1].record.version {
+                return Err(JwtError::InvalidKey(
+                    "two key records with the same version",
+                ));
+            }
+        }
+        if !keys.iter().all(|k| kids.insert(k.record.kid.as_str())) {
+            return Err(JwtError::InvalidKey("two key records with the same kid"));
+        }
         Ok(Self { policy, keys })
     }
 
