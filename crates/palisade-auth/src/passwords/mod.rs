@@ -13,9 +13,10 @@
 //!   and `idna`) and count length in code points. Imported bcrypt hashes are checked
 //!   against the password as typed, since that is what their application hashed.
 //! - **Not on async threads**: every hash runs on tokio's blocking pool behind a
-//!   semaphore of `max_concurrent` slots (default: number of CPUs), so a login flood
-//!   queues instead of starving other requests, and can be shed with
-//!   [`PasswordError::Busy`] (see [`Passwords::with_wait_timeout`]).
+//!   semaphore of `max_concurrent` slots (default: one less than the CPUs, see
+//!   [`Passwords::default_concurrency`]), so a login flood queues instead of starving
+//!   other requests, and can be shed with [`PasswordError::Busy`] (see
+//!   [`Passwords::with_wait_timeout`]).
 //! - **Secrets**: passwords arrive as [`Secret`] (redacted `Debug`, zeroed on drop);
 //!   our normalised copies are `Zeroizing`. Hash comparison is constant time inside
 //!   the `argon2` and `bcrypt` crates (`subtle`); nothing here compares hash bytes.
@@ -129,10 +130,16 @@ impl Passwords {
         })
     }
 
-    /// The default slot count: one per CPU the process may use, so hashing can use the
-    /// whole machine but never queues async work behind more runnable threads than cores.
+    /// The default slot count: one less than the CPUs the process may use (at least 1),
+    /// so one core always stays free for the async workers. With one slot per core, the
+    /// in-process probe in `benches/passwords.rs` saw the runtime's p99 answer time grow
+    /// 8-37× on 2 cores while 50 hashes ran; with one core left free it stayed within
+    /// 1.6× of unloaded.
     pub fn default_concurrency() -> usize {
-        std::thread::available_parallelism().map_or(2, usize::from)
+        std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .saturating_sub(1)
+            .max(1)
     }
 
     /// Answer [`PasswordError::Busy`] instead of waiting longer than `limit` for a slot.
@@ -212,6 +219,14 @@ mod tests {
             format!("{hash:?}"),
             "PhcString(\"$argon2id$v=19$m=19456,t=2,p=1\"…)"
         );
+    }
+
+    #[test]
+    fn default_concurrency_leaves_a_core_for_the_async_workers() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let slots = Passwords::default_concurrency();
+        assert!(slots >= 1);
+        assert!(slots < cpus || cpus == 1, "{slots} slots on {cpus} cpus");
     }
 
     #[test]
