@@ -1,5 +1,11 @@
-//! Authentication. So far: the API keys that authenticate callers of Palisade's own
-//! HTTP API. Keys are random 256-bit values shown once; only keyed hashes are stored.
+//! Authentication:
+//! - `api_keys`: the keys that authenticate callers of Palisade's own HTTP API
+//!   (random 256-bit values shown once; only keyed hashes are stored);
+//! - `jwt`: issuing and verifying JWTs with versioned, rotated signing keys
+//!   and JWKS, every known JWT pitfall refused with its own error;
+//! - `passwords`: argon2id hashing off the async threads, bcrypt import.
+//!
+//! Refresh tokens, revocation, lockout and the HTTP routes are still to come.
 
 pub mod api_keys;
 pub mod jwt;
