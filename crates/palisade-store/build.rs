@@ -6,7 +6,11 @@ use std::path::Path;
 use std::{env, fs};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    // Read at run time, not with `env!`: a build-script binary compiled for one
+    // checkout is reused by another sharing the target directory (CI's cache,
+    // git worktrees), and `env!` would point it at the first checkout's files.
+    let manifest_dir = env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());
+    let root = Path::new(&manifest_dir).join("../../migrations");
     println!("cargo::rerun-if-changed={}", root.display());
     let mut out = String::new();
     for backend in ["postgres", "sqlite"] {

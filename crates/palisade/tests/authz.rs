@@ -178,15 +178,9 @@ async fn after_its_database_link_is_cut_and_restored_an_instance_still_stops_gra
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_cut_decisions_stay_correct_and_revocations_still_arrive() {
     let pg = TestDatabase::create().await.expect("test schema");
-    let redis_addr: SocketAddr = palisade_testkit::redis::redis_url()
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap_or("127.0.0.1:6379")
-        .replace("localhost", "127.0.0.1")
-        .parse()
-        .expect("redis host:port");
-    let redis = FaultProxy::start(redis_addr).await.expect("proxy");
+    let redis = FaultProxy::start(support::redis_addr())
+        .await
+        .expect("proxy");
     let (_first, _second, a, b, _dirs) = two_instances(&pg, None, Some(&redis)).await;
     grant(&a).await;
     time_until(&b, true).await;

@@ -267,16 +267,9 @@ async fn audit_verify_names_the_tampered_index() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_is_degraded_not_down_and_recovers() {
-    let redis_url = palisade_testkit::redis::redis_url();
-    let upstream: SocketAddr = redis_url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap_or("127.0.0.1:6379")
-        .replace("localhost", "127.0.0.1")
-        .parse()
-        .expect("redis host:port");
-    let proxy = FaultProxy::start(upstream).await.expect("proxy");
+    let proxy = FaultProxy::start(support::redis_addr())
+        .await
+        .expect("proxy");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut env = HashMap::new();
     env.insert(

@@ -8,22 +8,10 @@ use palisade_testkit::redis::{redis_url, unique_prefix};
 use palisade_testkit::{FaultProxy, TestDatabase, eventually};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Duration;
-use support::{Client, Server, printed_key, run};
+use support::{Client, Server, printed_key, redis_addr, run};
 
 const PROMPT: Duration = Duration::from_secs(15);
-
-fn redis_addr() -> SocketAddr {
-    redis_url()
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap_or("127.0.0.1:6379")
-        .replace("localhost", "127.0.0.1")
-        .parse()
-        .expect("redis host:port")
-}
 
 async fn put_rule(client: &Client, name: &str, rule: &Value) -> u16 {
     let response = client

@@ -245,3 +245,16 @@ pub fn audit_event(n: u64) -> (uuid::Uuid, Value) {
         serde_json::json!({"id": id, "action": "load.test", "actor": {"id": format!("u{n}")}, "outcome": "success", "metadata": {"n": n}}),
     )
 }
+
+/// The address of the test Redis (`PALISADE_TEST_REDIS_URL`), for a fault proxy in front of it.
+#[allow(dead_code)]
+pub fn redis_addr() -> std::net::SocketAddr {
+    palisade_testkit::redis::redis_url()
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("redis host:port")
+}
