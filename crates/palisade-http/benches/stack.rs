@@ -16,6 +16,7 @@ use palisade_audit::checkpoint::NoteSigner;
 use palisade_audit::event::EventLimits;
 use palisade_audit::log::{AuditLog, AuditSettings};
 use palisade_audit::store::AuditStore;
+use palisade_auth::passwords::{PasswordPolicy, Passwords};
 use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
 use palisade_authz::{Authz, DecisionCache, Engine, PolicyStore};
 use palisade_core::health::HealthRegistry;
@@ -71,6 +72,7 @@ fn palisade(rt: &Runtime, dir: &std::path::Path) -> (Router, String) {
                 PolicyStore::new(db.clone()),
                 DecisionCache::new(10_000, Duration::from_secs(60)),
             ),
+            Passwords::new(PasswordPolicy::default(), 2).unwrap_or_else(|e| panic!("{e}")),
             HealthRegistry::new(Duration::from_secs(1)),
             metrics,
             clock,

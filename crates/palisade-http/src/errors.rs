@@ -87,3 +87,22 @@ impl From<palisade_authz::AuthzError> for Problem {
         }
     }
 }
+
+impl From<palisade_auth::passwords::PasswordError> for Problem {
+    fn from(e: palisade_auth::passwords::PasswordError) -> Self {
+        use palisade_auth::passwords::PasswordError as E;
+        match e {
+            E::TooShort { .. } | E::TooLong { .. } => {
+                Problem::unprocessable(e.to_string()).field("password", e.to_string())
+            }
+            E::UnsupportedHash | E::MalformedHash => {
+                Problem::unprocessable(e.to_string()).field("hash", e.to_string())
+            }
+            E::Busy => Problem::unavailable(e.to_string(), 1),
+            E::InvalidPolicy(_) | E::Internal => {
+                tracing::error!(error = %e, "password hashing failed");
+                Problem::internal()
+            }
+        }
+    }
+}

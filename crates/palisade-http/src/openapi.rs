@@ -6,7 +6,9 @@ use crate::layers::rate_limit::RateLimitLayer;
 use crate::layers::{idempotency, problems, telemetry};
 use crate::problem::Problem;
 use crate::routes::csrf;
-use crate::routes::{api_keys, audit, audit_export, audit_stream, authz, health, ratelimit};
+use crate::routes::{
+    api_keys, audit, audit_export, audit_stream, authz, health, passwords, ratelimit,
+};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -31,6 +33,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "api-keys", description = "API keys of Palisade's own API"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "csrf", description = "CSRF tokens and verdicts for services in other languages"),
+        (name = "auth", description = "Password hashing and verification"),
         (name = "authz", description = "Authorization decisions, explanations and policy"),
         (name = "ratelimit", description = "Rate-limit checks and rules"),
     )
@@ -66,6 +69,8 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit_export::export))
         .routes(routes!(csrf::issue_token))
         .routes(routes!(csrf::verify))
+        .routes(routes!(passwords::hash))
+        .routes(routes!(passwords::verify))
         .routes(routes!(authz::check))
         .routes(routes!(authz::check_batch))
         .routes(routes!(authz::explain))

@@ -4,6 +4,7 @@ use crate::layers::rate_limit::RateLimitHeaders;
 use crate::protection::RequestProtection;
 use palisade_audit::log::AuditLog;
 use palisade_auth::ApiKeys;
+use palisade_auth::passwords::Passwords;
 use palisade_authz::Authz;
 use palisade_core::SharedClock;
 use palisade_core::health::HealthRegistry;
@@ -59,6 +60,8 @@ pub struct Inner {
     pub ratelimit: RateLimiter,
     /// Authorization policies and decisions.
     pub authz: Authz,
+    /// Password hashing on bounded blocking threads.
+    pub passwords: Passwords,
     /// Rate-limit rules created over the API.
     pub ratelimit_rules: RuleStore,
     /// Dependency health checks.
@@ -84,6 +87,7 @@ impl AppState {
         audit: AuditLog,
         ratelimit: RateLimiter,
         authz: Authz,
+        passwords: Passwords,
         health: HealthRegistry,
         metrics: Metrics,
         clock: SharedClock,
@@ -95,6 +99,7 @@ impl AppState {
             idempotency: IdempotencyStore::new(db.clone()),
             ratelimit,
             authz,
+            passwords,
             ratelimit_rules: RuleStore::new(db.clone()),
             db,
             health,

@@ -44,6 +44,9 @@ pub struct Config {
     /// `[redis]`: optional; without it all shared fast state is in-process.
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// `[passwords]`: password policy and hashing concurrency.
+    #[serde(default)]
+    pub passwords: crate::passwords_config::PasswordsConfig,
     /// `[authz]`: decision cache, decision audit and policy refresh.
     #[serde(default)]
     pub authz: crate::authz_config::AuthzConfig,
@@ -346,6 +349,7 @@ impl Config {
         }
         self.ratelimit.validate()?;
         self.authz.validate()?;
+        self.passwords.validate()?;
         self.telemetry.validate().map_err(|e| match e {
             TelemetryError::Invalid { key, message } => ConfigError::Invalid {
                 key: format!("telemetry.{key}"),

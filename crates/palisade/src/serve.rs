@@ -94,6 +94,7 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         audit,
         ratelimit,
         authz,
+        config.passwords.passwords()?,
         health,
         metrics,
         clock,

@@ -8,4 +8,5 @@ pub mod authz;
 mod changes;
 pub mod csrf;
 pub mod health;
+pub mod passwords;
 pub mod ratelimit;

@@ -7,6 +7,7 @@ use palisade_audit::checkpoint::NoteSigner;
 use palisade_audit::event::EventLimits;
 use palisade_audit::log::{AuditLog, AuditSettings};
 use palisade_audit::store::AuditStore;
+use palisade_auth::passwords::{PasswordPolicy, Passwords};
 use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
 use palisade_authz::{Authz, DecisionCache, Engine, PolicyStore};
 use palisade_core::health::HealthRegistry;
@@ -127,6 +128,7 @@ async fn backend(
             PolicyStore::new(db.clone()),
             DecisionCache::new(10_000, Duration::from_secs(60)),
         ),
+        Passwords::new(PasswordPolicy::default(), 2).unwrap_or_else(|e| panic!("{e}")),
         health,
         Metrics::install().expect("metrics"),
         clock,
