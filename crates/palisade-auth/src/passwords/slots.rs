@@ -1,4 +1,5 @@
-//! A bounded number of hashing slots in front of tokio's blocking threads.
+//! A bounded number of hashing slots, each a thread of its own at the lowest
+//! scheduling priority.
 //!
 //! Argon2 is ~20-40 ms of one core per call by design. Run on an async worker it would
 //! stall every other request on that worker; run unbounded on blocking threads, a flood
@@ -6,10 +7,16 @@
 //! would still starve. So each hash takes a semaphore permit first: at most
 //! `max_concurrent` run, the rest queue, and a queue that is too long or too slow
 //! answers [`PasswordError::Busy`] so the HTTP layer can shed load with 503.
+//!
+//! The hashes run on `max_concurrent` threads of their own, each at nice 19 on
+//! Linux: a hash then only takes CPU the request path leaves idle, so a health
+//! probe or an API call is not queued behind argon2 for a scheduler slice. They
+//! are not tokio's blocking threads, which also serve file I/O that must not run
+//! at the lowest priority.
 
 use super::PasswordError;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
@@ -24,10 +31,16 @@ pub struct HashingLoad {
     pub max_concurrent: usize,
 }
 
-/// The gate: a semaphore plus counters of who runs and who waits.
+/// A job for a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The gate: a semaphore plus counters of who runs and who waits, in front of
+/// the hashing threads.
 #[derive(Debug, Clone)]
 pub(super) struct HashingSlots {
     semaphore: Arc<Semaphore>,
+    /// Jobs for the hashing threads; they exit when the last clone is dropped.
+    jobs: mpsc::Sender<Job>,
     max_concurrent: usize,
     running: Arc<AtomicUsize>,
     waiting: Arc<AtomicUsize>,
@@ -38,7 +51,21 @@ pub(super) struct HashingSlots {
 impl HashingSlots {
     /// `max_concurrent` must be at least 1 (checked by the caller).
     pub(super) fn new(max_concurrent: usize) -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..max_concurrent {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("palisade-hash-{n}"))
+                .spawn(move || hashing_thread(&queue));
+            if let Err(error) = spawned {
+                // Fewer threads only means less parallelism: the semaphore
+                // still bounds the work, and jobs wait for a thread.
+                tracing::error!(%error, "could not start a password hashing thread");
+            }
+        }
         Self {
+            jobs,
             semaphore: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
             running: Arc::new(AtomicUsize::new(0)),
@@ -68,16 +95,18 @@ impl HashingSlots {
             Err(TryAcquireError::Closed) => return Err(PasswordError::Internal),
         };
         let running = Arc::clone(&self.running);
-        tokio::task::spawn_blocking(move || {
-            // The permit lives in the blocking task, not in the caller's future: if the
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // The permit lives in the hashing job, not in the caller's future: if the
             // caller gives up (client disconnects, request timeout), the hash still runs
             // to completion and its slot must stay taken until then, or the limit leaks.
             let _permit = permit;
             let _running = CountWhileAlive::enter(&running);
-            job()
-        })
-        .await
-        .map_err(|_| PasswordError::Internal)?
+            let _ = done.send(job());
+        });
+        self.jobs.send(job).map_err(|_| PasswordError::Internal)?;
+        // A job that panicked drops `done` unsent.
+        result.await.map_err(|_| PasswordError::Internal)?
     }
 
     async fn wait_for_slot(&self) -> Result<OwnedSemaphorePermit, PasswordError> {
@@ -90,6 +119,31 @@ impl HashingSlots {
             None => acquire.await,
         };
         acquired.map_err(|_| PasswordError::Internal)
+    }
+}
+
+/// One hashing thread: lowers its own priority, then runs jobs until every
+/// sender is gone. A job that panics is caught so the thread keeps serving.
+fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
+    lower_priority();
+    loop {
+        let next = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(poisoned) => poisoned.into_inner().recv(),
+        };
+        let Ok(job) = next else {
+            return;
+        };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+    }
+}
+
+/// Sets the calling thread's nice value to 19 (Linux keeps nice per thread).
+/// Failing to is logged, not fatal: the hashes then run at normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::setpriority_process(None, 19) {
+        tracing::warn!(%error, "could not lower the priority of a password hashing thread");
     }
 }
 
@@ -127,6 +181,28 @@ impl Drop for CountWhileAlive {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashes_run_at_the_lowest_priority_and_the_caller_keeps_its_own() {
+        let before = rustix::process::getpriority_process(None).unwrap();
+        let slots = HashingSlots::new(1);
+        let nice = slots
+            .run(|| Ok(rustix::process::getpriority_process(None)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(nice, 19);
+        assert_eq!(rustix::process::getpriority_process(None).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn a_job_that_panics_is_an_error_and_the_thread_keeps_serving() {
+        let slots = HashingSlots::new(1);
+        let panicked = slots.run::<(), _>(|| panic!("boom")).await;
+        assert_eq!(panicked, Err(PasswordError::Internal));
+        assert_eq!(slots.run(|| Ok(7)).await, Ok(7));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn never_runs_more_jobs_than_slots() {
