@@ -90,7 +90,7 @@ pub struct Verified {
 }
 
 /// Hashes and verifies passwords under one [`PasswordPolicy`], on a bounded number of
-/// blocking threads. Cheap to clone; clones share the slots.
+/// low-priority hashing threads. Cheap to clone; clones share the slots.
 #[derive(Debug, Clone)]
 pub struct Passwords {
     policy: Arc<PasswordPolicy>,

@@ -1,7 +1,7 @@
 //! `/v1/auth/passwords`: argon2id hashing and verification for services in
 //! other languages, so they store PHC strings and never choose parameters.
 //!
-//! Hashing runs on a bounded number of blocking threads; when every slot
+//! Hashing runs on a bounded number of low-priority threads; when every slot
 //! stays busy the answer is 503 with `Retry-After`, never a stalled server.
 //! Passwords are never logged and never echoed.
 
