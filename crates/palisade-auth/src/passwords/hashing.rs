@@ -1,6 +1,6 @@
 //! The CPU-heavy part: argon2id hashing and verification of stored argon2 and bcrypt
 //! hashes. Everything here is synchronous and runs on the hashing threads (low
-//! priority, see `slots.rs`), never on an async worker (see `slots.rs`).
+//! priority, see `slots.rs`), never on an async worker.
 //!
 //! Constant time: the final comparison is done by the crates, argon2 through
 //! `password_hash::phc::Output`'s `PartialEq` (`subtle::ConstantTimeEq`) and bcrypt
