@@ -5,43 +5,15 @@
 #[macro_use]
 mod common;
 
+use common::{Answer, send};
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::{Request, StatusCode, header};
 use palisade_http::api_router;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use tower::ServiceExt;
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Answer {
-    let response = app.clone().oneshot(req).await.expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).expect("JSON body")
-    };
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
 
 fn request(method: &str, uri: &str, key: &str, body: Option<Value>) -> Request<Body> {
     let builder = Request::builder()

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::send;
+
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
@@ -19,29 +21,6 @@ use palisade_http::{HttpSettings, RequestProtection, api_router};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use tower::ServiceExt;
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Value,
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Answer {
-    let response = app.clone().oneshot(req).await.expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    Answer {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
-}
 
 fn protection(cors: CorsSettings, proxies: &[&str]) -> RequestProtection {
     let proxies: Vec<String> = proxies.iter().map(|p| p.to_string()).collect();

@@ -48,6 +48,41 @@ macro_rules! on_both_backends {
     };
 }
 
+/// A response taken apart for assertions.
+pub struct Answer {
+    pub status: axum::http::StatusCode,
+    pub headers: axum::http::HeaderMap,
+    /// The JSON body; `Null` when empty, a string when the body is not JSON.
+    pub body: serde_json::Value,
+}
+
+/// Sends `req` through `app` and collects the answer.
+pub async fn send(app: &axum::Router, req: axum::http::Request<axum::body::Body>) -> Answer {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let response = app.clone().oneshot(req).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        })
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
 const PEPPER: &str = "test-pepper-test-pepper-test-pepper";
 
 /// Application state on one backend, plus what keeps its storage alive.
