@@ -1,5 +1,29 @@
-# Shared by the load-test scripts: source it after setting $work, $duration
-# and $connections.
+# Shared by the load-test scripts. Source it from the repository root after
+# setting $duration and $connections: it checks for oha, builds the release
+# binary ($bin), makes a scratch directory ($work) removed on exit with every
+# server started by start_palisade, and picks an admin key ($key).
+
+command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/palisade-target}"
+cargo build --release -q -p palisade --bin palisade
+bin="$CARGO_TARGET_DIR/release"
+work="$(mktemp -d)"
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+key="bench-admin-key-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+# start_palisade NAME PORT [ENV=VALUE...]: `palisade serve` on the embedded
+# defaults in $work/NAME with $key as its admin key and request logs at warn;
+# returns once it is ready.
+start_palisade() {
+  local name="$1" port="$2"; shift 2
+  mkdir -p "$work/$name"
+  (cd "$work/$name" && exec env PALISADE_BOOTSTRAP_ADMIN_KEY="$key" PALISADE_SERVER__LISTEN="127.0.0.1:$port" \
+    PALISADE_LOG__LEVEL=warn "$@" "$bin/palisade" serve >"$work/$name.out" 2>"$work/$name.log") &
+  pids+=($!)
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/health/ready" && break; sleep 0.1; done
+}
 
 # oha_run NAME URL [oha args...]: a 2 s warm-up, then the measured run, its
 # JSON summary written to $work/NAME.json.

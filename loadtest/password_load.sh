@@ -10,23 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-10}"
 connections=10
-command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 1; }
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/palisade-target}"
-cargo build --release -q -p palisade --bin palisade
-bin="$CARGO_TARGET_DIR/release"
-
-work="$(mktemp -d)"
 . loadtest/lib.sh
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-key="bench-admin-key-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 port=18096
-(cd "$work" && exec env PALISADE_BOOTSTRAP_ADMIN_KEY="$key" PALISADE_SERVER__LISTEN="127.0.0.1:$port" \
-  PALISADE_LOG__LEVEL=warn "$bin/palisade" serve >"$work/out" 2>"$work/log") &
-pids+=($!)
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/health/ready" && break; sleep 0.1; done
+start_palisade server "$port"
 
 oha_run unloaded "http://127.0.0.1:$port/health/live" -q 1000
 # 50 hashes in flight for the whole loaded run.
