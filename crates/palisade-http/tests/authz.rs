@@ -6,12 +6,9 @@
 mod common;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use palisade_http::api_router;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 struct Client {
     app: Router,
@@ -20,27 +17,8 @@ struct Client {
 
 impl Client {
     async fn send(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let builder = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.key));
-        let req = match body {
-            Some(body) => builder
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string())),
-            None => builder.body(Body::empty()),
-        }
-        .expect("request");
-        let response = self.app.clone().oneshot(req).await.expect("infallible");
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, body)
+        let answer = common::send(&self.app, common::request(method, uri, &self.key, body)).await;
+        (answer.status, answer.body)
     }
 
     async fn allowed(&self, subject: &str, action: &str, resource: &str) -> bool {

@@ -3,31 +3,13 @@
 
 mod common;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use palisade_http::api_router;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 async fn post(app: &axum::Router, key: &str, uri: &str, body: Value) -> (StatusCode, Value) {
-    let req = Request::post(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {key}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
-        .expect("request");
-    let response = app.clone().oneshot(req).await.expect("infallible");
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let answer = common::send(app, common::request("POST", uri, key, Some(body))).await;
+    (answer.status, answer.body)
 }
 
 #[tokio::test]

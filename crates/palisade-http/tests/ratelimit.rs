@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use common::{Answer, send};
+use common::{Answer, request, send};
 
 use axum::Router;
 use axum::body::Body;
@@ -14,20 +14,6 @@ use axum::http::{Request, StatusCode, header};
 use palisade_http::api_router;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-
-fn request(method: &str, uri: &str, key: &str, body: Option<Value>) -> Request<Body> {
-    let builder = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {key}"));
-    match body {
-        Some(body) => builder
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_string())),
-        None => builder.body(Body::empty()),
-    }
-    .expect("request")
-}
 
 /// A request arriving from `peer`, as the server would see it.
 fn from_peer(mut req: Request<Body>, peer: &str) -> Request<Body> {

@@ -56,6 +56,26 @@ pub struct Answer {
     pub body: serde_json::Value,
 }
 
+/// A request with `key` as its bearer API key and `body`, if any, as JSON.
+pub fn request(
+    method: &str,
+    uri: &str,
+    key: &str,
+    body: Option<serde_json::Value>,
+) -> axum::http::Request<axum::body::Body> {
+    let builder = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(axum::http::header::AUTHORIZATION, format!("Bearer {key}"));
+    match body {
+        Some(body) => builder
+            .header(axum::http::header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(body.to_string())),
+        None => builder.body(axum::body::Body::empty()),
+    }
+    .expect("request")
+}
+
 /// Sends `req` through `app` and collects the answer.
 pub async fn send(app: &axum::Router, req: axum::http::Request<axum::body::Body>) -> Answer {
     use http_body_util::BodyExt;
