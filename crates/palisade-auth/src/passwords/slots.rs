@@ -100,9 +100,13 @@ impl HashingSlots {
             // The permit lives in the hashing job, not in the caller's future: if the
             // caller gives up (client disconnects, request timeout), the hash still runs
             // to completion and its slot must stay taken until then, or the limit leaks.
-            let _permit = permit;
-            let _running = CountWhileAlive::enter(&running);
-            let _ = done.send(job());
+            let counted = CountWhileAlive::enter(&running);
+            let outcome = job();
+            // Free the slot before answering, so a caller that sees its result also
+            // sees the slot free (load() reads 0 once every caller has its answer).
+            drop(counted);
+            drop(permit);
+            let _ = done.send(outcome);
         });
         self.jobs.send(job).map_err(|_| PasswordError::Internal)?;
         // A job that panicked drops `done` unsent.
