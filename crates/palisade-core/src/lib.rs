@@ -7,7 +7,9 @@ pub mod id;
 pub mod principal;
 pub mod resilience;
 pub mod secret;
+pub mod security_event;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use id::new_id;
 pub use secret::Secret;
+pub use security_event::{SecurityEvent, SecurityEventKind, SecurityEvents};
