@@ -1,0 +1,191 @@
+//! AES-256-GCM through aws-lc-rs: the one AEAD every layer of the crate uses
+//! (data under a DEK, DEKs under a local KEK, the local key file under the
+//! master key), always with a fresh random 96-bit nonce.
+//!
+//! Random nonces are safe for at most 2^32 encryptions under one key
+//! (NIST SP 800-38D §8.3): beyond that the chance of a repeated nonce, which
+//! breaks GCM's confidentiality and integrity, exceeds 2^-32. The keyring
+//! counts uses per key and rotates before that ([`SAFE_RANDOM_NONCE_LIMIT`]).
+
+use crate::error::{CryptoError, Result};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// Length of an AES-256 key.
+pub const KEY_LEN: usize = 32;
+/// Length of the GCM nonce (96 bits).
+pub const NONCE_BYTES: usize = NONCE_LEN;
+/// Length of the GCM tag (128 bits).
+pub const TAG_LEN: usize = 16;
+
+/// Encryptions with random 96-bit nonces one key may perform (2^32, NIST SP
+/// 800-38D §8.3). Every counter in the crate stops a key before this.
+pub const SAFE_RANDOM_NONCE_LIMIT: u64 = 1 << 32;
+
+/// 32 bytes of key material: zeroed on drop, never printed.
+#[derive(Clone)]
+pub struct KeyBytes(Zeroizing<[u8; KEY_LEN]>);
+
+impl KeyBytes {
+    /// Fresh random key material from the system generator.
+    pub fn generate() -> Result<Self> {
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| CryptoError::Random)?;
+        Ok(Self(bytes))
+    }
+
+    /// Wraps exactly 32 bytes; anything else is `Invalid`.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self> {
+        let array: [u8; KEY_LEN] = bytes.try_into().map_err(|_| CryptoError::Invalid {
+            field: "key",
+            reason: format!("must be {KEY_LEN} bytes"),
+        })?;
+        Ok(Self(Zeroizing::new(array)))
+    }
+
+    /// The key itself. Never log what this returns.
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyBytes([redacted])")
+    }
+}
+
+/// An AES-256-GCM key ready to seal and open. aws-lc-rs keeps the expanded
+/// key in its own context and cleanses it when the context is freed.
+pub struct AeadKey {
+    key: LessSafeKey,
+}
+
+impl fmt::Debug for AeadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AeadKey([redacted])")
+    }
+}
+
+impl AeadKey {
+    /// The key for `bytes`.
+    pub fn new(bytes: &KeyBytes) -> Result<Self> {
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, bytes.expose()).map_err(|_| CryptoError::Invalid {
+                field: "key",
+                reason: "not an AES-256 key".into(),
+            })?;
+        Ok(Self {
+            key: LessSafeKey::new(unbound),
+        })
+    }
+
+    /// Appends `nonce ‖ ciphertext ‖ tag` of `plaintext` to `out`, with a
+    /// fresh random nonce.
+    pub fn seal_append(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let mut nonce = [0u8; NONCE_BYTES];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
+        out.reserve(NONCE_BYTES + plaintext.len() + TAG_LEN);
+        out.extend_from_slice(&nonce);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut out[start..],
+            )
+            .map_err(|_| CryptoError::Invalid {
+                field: "plaintext",
+                reason: "too large for AES-GCM".into(),
+            })?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    /// `nonce ‖ ciphertext ‖ tag` of `plaintext` as a new buffer.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(NONCE_BYTES + plaintext.len() + TAG_LEN);
+        self.seal_append(aad, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Opens `nonce ‖ ciphertext ‖ tag`. The plaintext is zeroed when dropped.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        if sealed.len() < NONCE_BYTES + TAG_LEN {
+            return Err(CryptoError::Malformed("shorter than a nonce and a tag"));
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_BYTES);
+        self.open_parts(nonce, aad, rest)
+    }
+
+    /// Opens `ciphertext ‖ tag` under `nonce` (12 bytes).
+    pub fn open_parts(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| CryptoError::Malformed("nonce is not 12 bytes"))?;
+        if ciphertext_and_tag.len() < TAG_LEN {
+            return Err(CryptoError::Malformed("shorter than a tag"));
+        }
+        let mut buffer = Zeroizing::new(ciphertext_and_tag.to_vec());
+        let plain_len = self
+            .key
+            .open_in_place(nonce, Aad::from(aad), buffer.as_mut_slice())
+            .map_err(|_| CryptoError::DecryptFailed)?
+            .len();
+        buffer.truncate(plain_len);
+        Ok(buffer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> AeadKey {
+        let bytes = KeyBytes::generate().unwrap_or_else(|e| panic!("{e}"));
+        AeadKey::new(&bytes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn seals_and_opens_with_the_same_aad_only() {
+        let key = key();
+        let sealed = key.seal(b"ctx", b"hello").unwrap_or_default();
+        assert_eq!(sealed.len(), NONCE_BYTES + 5 + TAG_LEN);
+        assert_eq!(
+            key.open(b"ctx", &sealed).map(|p| p.to_vec()),
+            Ok(b"hello".to_vec())
+        );
+        assert_eq!(key.open(b"other", &sealed), Err(CryptoError::DecryptFailed));
+    }
+
+    #[test]
+    fn two_seals_of_one_plaintext_differ() {
+        let key = key();
+        assert_ne!(key.seal(b"", b"same").ok(), key.seal(b"", b"same").ok());
+    }
+
+    #[test]
+    fn short_input_is_malformed_not_a_panic() {
+        let key = key();
+        for len in 0..NONCE_BYTES + TAG_LEN {
+            assert!(matches!(
+                key.open(b"", &vec![0u8; len]),
+                Err(CryptoError::Malformed(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn key_material_is_redacted_in_debug() {
+        let bytes = KeyBytes::from_slice(&[0x41; 32]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(format!("{bytes:?}"), "KeyBytes([redacted])");
+        assert!(KeyBytes::from_slice(&[0; 31]).is_err());
+    }
+}

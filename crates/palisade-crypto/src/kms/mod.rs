@@ -1,0 +1,93 @@
+//! Key management: where the key-encryption keys (KEKs) live and the only
+//! place that wraps and unwraps data keys with them.
+//!
+//! One concrete enum of backends (the house style, as `palisade_store::Database`),
+//! not a trait object: every backend is known at build time, a `match` shows
+//! what each does, and calls stay static. A KEK is named and versioned;
+//! `rotate` adds a version, and every version stays able to unwrap.
+
+mod local;
+
+pub use local::LocalKms;
+
+use crate::aead::KeyBytes;
+use crate::error::Result;
+
+/// The configured key management service. Cheap to clone.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Kms {
+    /// KEKs in a key file sealed by a master key (or in memory).
+    Local(LocalKms),
+}
+
+impl Kms {
+    /// A local KMS whose keys live only in this process.
+    pub fn in_memory() -> Self {
+        Self::Local(LocalKms::in_memory())
+    }
+
+    /// The backend's name, for metrics and logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Local(_) => "local",
+        }
+    }
+
+    /// Creates KEK `name` unless it exists; returns its newest version.
+    pub async fn create_key(&self, name: &str, now_ms: i64) -> Result<u32> {
+        let result = match self {
+            Self::Local(kms) => kms.create_key(name, now_ms).await,
+        };
+        self.count("create_key", &result);
+        result
+    }
+
+    /// Adds a version to KEK `name` and returns it.
+    pub async fn rotate(&self, name: &str, now_ms: i64) -> Result<u32> {
+        let result = match self {
+            Self::Local(kms) => kms.rotate(name, now_ms).await,
+        };
+        self.count("rotate", &result);
+        result
+    }
+
+    /// Wraps `key` under version `version` of KEK `name`. `context` says what
+    /// is wrapped (a DEK, a subject key, an index key) and must be given
+    /// again to unwrap.
+    pub async fn wrap(
+        &self,
+        name: &str,
+        version: u32,
+        key: &KeyBytes,
+        context: &[u8],
+    ) -> Result<Vec<u8>> {
+        let result = match self {
+            Self::Local(kms) => kms.wrap(name, version, key, context).await,
+        };
+        self.count("wrap", &result);
+        result
+    }
+
+    /// Unwraps a key wrapped by [`Kms::wrap`] with the same arguments.
+    pub async fn unwrap(
+        &self,
+        name: &str,
+        version: u32,
+        wrapped: &[u8],
+        context: &[u8],
+    ) -> Result<KeyBytes> {
+        let result = match self {
+            Self::Local(kms) => kms.unwrap(name, version, wrapped, context).await,
+        };
+        self.count("unwrap", &result);
+        result
+    }
+
+    fn count<T>(&self, op: &'static str, result: &Result<T>) {
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!("palisade_crypto_kms_calls_total",
+            "backend" => self.backend(), "op" => op, "outcome" => outcome)
+        .increment(1);
+    }
+}
