@@ -3,12 +3,15 @@
 //!   (random 256-bit values shown once; only keyed hashes are stored);
 //! - `jwt`: issuing and verifying JWTs with versioned, rotated signing keys
 //!   and JWKS, every known JWT pitfall refused with its own error;
+//! - `lockout`: brute-force protection, failures counted per account and per
+//!   client address with backoff and lockout, shared through Redis;
 //! - `passwords`: argon2id hashing off the async threads, bcrypt import.
 //!
-//! Refresh tokens, revocation, lockout and the HTTP routes are still to come.
+//! Refresh tokens, revocation and the HTTP routes are still to come.
 
 pub mod api_keys;
 pub mod jwt;
+pub mod lockout;
 pub mod passwords;
 
 pub use api_keys::{
