@@ -20,6 +20,7 @@
 //! [`CryptoError::Shredded`].
 
 use crate::aead::{AeadKey, KeyBytes, SAFE_RANDOM_NONCE_LIMIT};
+use crate::blind_index::IndexKey;
 use crate::dek_cache::{CachedDek, DekCache, DekCacheSettings, DekCacheStats};
 use crate::envelope::{self, Envelope, Header, KeyKind, data_aad};
 use crate::error::{CryptoError, Result, excerpt};
@@ -99,6 +100,8 @@ struct Inner {
     /// The store's key metadata as last read.
     keys: RwLock<HashMap<String, KeyInfo>>,
     cache: DekCache,
+    /// Unwrapped blind-index keys by index name.
+    index_keys: RwLock<HashMap<String, Arc<IndexKey>>>,
     /// One DEK (or subject key) is made at a time, so concurrent misses make one.
     create: tokio::sync::Mutex<()>,
 }
@@ -210,6 +213,7 @@ impl Keyring {
                 cache: DekCache::new(settings.dek_cache.clone()),
                 settings,
                 keys: RwLock::default(),
+                index_keys: RwLock::default(),
                 create: tokio::sync::Mutex::new(()),
             }),
         })
@@ -227,6 +231,7 @@ impl Keyring {
                 cache: DekCache::new(DekCacheSettings::default()),
                 settings: KeyringSettings::default(),
                 keys: RwLock::default(),
+                index_keys: RwLock::default(),
                 create: tokio::sync::Mutex::new(()),
             }),
         }
@@ -247,8 +252,35 @@ impl Keyring {
         &self.inner.settings
     }
 
+    /// The clock.
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
     fn now_ms(&self) -> i64 {
         self.inner.clock.now_unix_ms()
+    }
+
+    pub(crate) fn cached_index_key(&self, name: &str) -> Option<Arc<IndexKey>> {
+        self.inner
+            .index_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub(crate) fn cache_index_key(&self, name: &str, key: Arc<IndexKey>) {
+        let mut keys = self
+            .inner
+            .index_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        // Index names are few; a flood of new names must not grow this unbounded.
+        if keys.len() >= self.inner.settings.dek_cache.max_entries {
+            keys.clear();
+        }
+        keys.insert(name.to_owned(), key);
     }
 
     fn cached_key(&self, name: &str) -> Option<KeyInfo> {
@@ -457,6 +489,17 @@ impl Keyring {
     /// Drops every cached DEK: the next operations go to the KMS.
     pub fn clear_cache(&self) {
         self.inner.cache.clear();
+        self.inner
+            .index_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Reserves one use of the active version of keyring key `name` for a
+    /// wrap made outside the DEK path (index keys), rotating at the limit.
+    pub(crate) async fn reserve_key_use(&self, name: &str) -> Result<u32> {
+        self.reserve_version(name).await
     }
 
     /// Makes the current DEK of keyring key `name`.

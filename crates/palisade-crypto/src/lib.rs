@@ -10,6 +10,11 @@
 //! - [`Kms`]: where the key-encryption keys live. [`kms::LocalKms`] keeps
 //!   them in a key file sealed by a [`MasterKey`] from an environment variable
 //!   or a file.
+//! - Field-level encryption ([`Keyring::encrypt_fields`], [`JsonPath`]):
+//!   chosen fields of a JSON document, each bound to its path.
+//! - Blind indexes ([`Keyring::blind_index`], [`blind_index`] for the
+//!   trade-off between length and leakage): equality search on encrypted
+//!   columns.
 //! - [`KeyringStore`]: the keyring's state (versions, usage, subject keys,
 //!   index keys), key material only ever wrapped.
 //! - [`SecretSealer`]: Palisade's own secrets at rest (signing keys, token
@@ -24,17 +29,21 @@
 //! key material or plaintext.
 
 pub mod aead;
+pub mod blind_index;
 mod dek_cache;
 pub mod envelope;
 mod error;
+pub mod fields;
 pub mod keyring;
 pub mod kms;
 mod master_key;
 mod sealer;
 pub mod store;
 
+pub use blind_index::{BlindIndex, BlindIndexSettings, Normalization};
 pub use dek_cache::{DekCacheSettings, DekCacheStats};
 pub use error::{CryptoError, Result};
+pub use fields::{FieldKey, JsonPath};
 pub use keyring::{Keyring, KeyringSettings};
 pub use kms::Kms;
 pub use master_key::{MasterKey, MasterKeySource};
