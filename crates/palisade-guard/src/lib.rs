@@ -3,8 +3,10 @@
 //! is down) and CSRF tokens and policy. Knows nothing about HTTP; the tower
 //! layers and routes live in `palisade-http`.
 
+pub mod anomaly;
 pub mod csrf;
 mod error;
 pub mod ratelimit;
+pub mod reputation;
 
 pub use error::GuardError;
