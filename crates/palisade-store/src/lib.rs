@@ -7,6 +7,7 @@ mod database;
 mod error;
 pub mod idempotency;
 pub mod migrate;
+pub mod notify;
 mod on_primary;
 mod postgres;
 mod sqlite;
