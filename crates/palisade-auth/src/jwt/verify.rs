@@ -123,6 +123,26 @@ impl Verifier {
         Ok(claims)
     }
 
+    /// Re-checks claims verified earlier (time, issuer, audience) at the current
+    /// time: what a cache of verified tokens must do on every hit.
+    pub fn recheck_claims(&self, claims: &Claims, expected_audience: &str) -> Result<(), JwtError> {
+        self.check_claims(
+            claims,
+            expected_audience,
+            self.clock.now_unix_ms().div_euclid(1000),
+        )
+    }
+
+    /// The claims of `token` once its signature checks out against the configured
+    /// keys, without the time, issuer and audience checks: for acting on a token
+    /// one has been shown (revoking it), where an expired token is not an error.
+    pub fn signed_claims(&self, token: &str) -> Result<Claims, JwtError> {
+        let keys = Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()));
+        let jws = self.verify_jws_at(token, &keys, self.clock.now_unix_ms())?;
+        serde_json::from_slice(&jws.payload)
+            .map_err(|_| JwtError::Malformed("claims are not a JSON object"))
+    }
+
     /// The JWS half alone (size, header, key, signature) for payloads that are not
     /// JWT claims; [`Verifier::verify`] is what token consumers want.
     pub fn verify_signature(&self, token: &str, keys: &KeySet) -> Result<VerifiedJws, JwtError> {
