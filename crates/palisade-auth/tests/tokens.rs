@@ -2,8 +2,11 @@
 //! detection, revocation (also seen by a second instance), key rotation.
 
 use palisade_auth::jwt::{JwtError, KeyRing, RotationPolicy};
-use palisade_auth::tokens::{IssueRequest, TokenError, Tokens, TokensConfig};
+use palisade_auth::tokens::{
+    IssueRequest, KeyState, SigningKeyStore, TokenError, Tokens, TokensConfig,
+};
 use palisade_core::{ManualClock, SecurityEventKind, SecurityEvents, SharedClock};
+use palisade_crypto::{Keyring, SecretSealer};
 use palisade_store::{Database, DatabaseConfig};
 use palisade_testkit::postgres::TestDatabase;
 use serde_json::json;
@@ -80,6 +83,7 @@ on_both_backends!(
     sessions_end_at_their_absolute_lifetime,
     revocation_by_token_by_session_and_by_subject,
     a_second_instance_learns_revocations_from_the_database,
+    signing_keys_are_stored_sealed_and_shared_by_instances,
 );
 
 fn config() -> TokensConfig {
@@ -493,4 +497,137 @@ async fn issuing_refuses_what_it_must_not_sign() {
     let mut req = login("alice");
     req.ttl = Some(Duration::from_secs(7200));
     assert_eq!(code(i.tokens.issue(TENANT, req).await), "invalid_request");
+}
+
+async fn open(db: &Database, sealer: &SecretSealer, clock: &ManualClock) -> Tokens {
+    let mut config = config();
+    config.rotate_every = Duration::from_secs(24 * 3600);
+    Tokens::open(
+        config,
+        db.clone(),
+        sealer.clone(),
+        SecurityEvents::new(8),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn signing_keys_are_stored_sealed_and_shared_by_instances(b: Backend) {
+    let sealer = SecretSealer::new(Keyring::ephemeral());
+    let clock = ManualClock::new();
+    let a = open(&b.db, &sealer, &clock).await;
+    let other = open(&b.db, &sealer, &clock).await;
+    let kids = |t: &Tokens| {
+        t.signing_keys()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kids(&a).len(), 1);
+    assert_eq!(
+        kids(&a),
+        kids(&other),
+        "the second instance adopts the first key"
+    );
+    let pair = a
+        .issue(TENANT, login("alice"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code(other.verify(&pair.access_token, AUD)), "ok");
+
+    // At rest the private key is sealed: the stored bytes do not contain it.
+    let private =
+        a.with_keys(|ring, _| ring.records().next().map(|r| r.material.expose().to_vec()));
+    let stored = SigningKeyStore::new(b.db.clone(), sealer.clone())
+        .load()
+        .await;
+    assert_eq!(stored.map(|r| r.len()).ok(), Some(1));
+    let raw: Vec<Vec<u8>> = raw_materials(&b.db).await;
+    let private = private.unwrap_or_default();
+    assert!(!private.is_empty());
+    assert!(
+        raw.iter()
+            .all(|m| !m.windows(private.len()).any(|w| w == private.as_slice()))
+    );
+
+    // A rotation on one instance reaches the other at its next maintenance.
+    let new = a
+        .rotate_signing_key()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(new.state, KeyState::Pending);
+    assert!(
+        other
+            .maintain_keys()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    assert_eq!(kids(&a), kids(&other));
+    assert!(
+        !other
+            .maintain_keys()
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        "nothing new"
+    );
+
+    // The schedule: a day after the newest key the next one is made, and keys
+    // past their grace period are deleted (v1 retired 10 min after the start,
+    // so it left the JWKS 1 h 1 min later).
+    clock.advance(Duration::from_secs(24 * 3600));
+    assert!(
+        other
+            .maintain_keys()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    );
+    let states = |t: &Tokens| {
+        t.signing_keys()
+            .into_iter()
+            .map(|k| (k.version, k.state))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        states(&other),
+        [(2, KeyState::Active), (3, KeyState::Pending)]
+    );
+    // Two hours on, v3 signs and v2 is past its grace period too; the first
+    // instance catches up without rotating again (v3 is only two hours old).
+    clock.advance(Duration::from_secs(2 * 3600));
+    assert!(a.maintain_keys().await.unwrap_or_else(|e| panic!("{e}")));
+    assert_eq!(states(&a), [(3, KeyState::Active)]);
+    assert_eq!(
+        SigningKeyStore::new(b.db.clone(), sealer.clone())
+            .load()
+            .await
+            .map(|r| r.len())
+            .ok(),
+        Some(1)
+    );
+
+    // Another deployment's master key cannot open them: start-up fails, loudly.
+    let stranger = SecretSealer::new(Keyring::ephemeral());
+    let refused = Tokens::open(
+        config(),
+        b.db.clone(),
+        stranger,
+        SecurityEvents::new(8),
+        Arc::new(clock.clone()),
+    )
+    .await;
+    assert_eq!(refused.err().map(|e| e.code()), Some("corrupt"));
+}
+
+async fn raw_materials(db: &Database) -> Vec<Vec<u8>> {
+    use palisade_store::sqlx::Row as _;
+    async fn read(db: &Database) -> Result<Vec<Vec<u8>>, palisade_store::StoreError> {
+        let sql = "SELECT material FROM auth_signing_keys";
+        palisade_store::on_primary!(db, sql, sql, |q| q, fetch_all, |rows| rows
+            .iter()
+            .map(|r| r.try_get::<Vec<u8>, _>("material"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(palisade_store::StoreError::from))
+    }
+    read(db).await.unwrap_or_else(|e| panic!("{e}"))
 }

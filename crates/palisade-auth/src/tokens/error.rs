@@ -38,6 +38,9 @@ pub enum TokenError {
     /// The token belongs to another tenant than the caller's.
     #[error("token belongs to another tenant")]
     WrongTenant,
+    /// Another instance changed the same thing first (a concurrent key rotation).
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
     /// The database could not be reached or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -58,6 +61,7 @@ impl TokenError {
             Self::RefreshReused { .. } => "refresh_reused",
             Self::Invalid(_) => "invalid_request",
             Self::WrongTenant => "wrong_tenant",
+            Self::Conflict(_) => "conflict",
             Self::Store(_) => "unavailable",
             Self::Corrupt(_) => "corrupt",
         }
@@ -74,7 +78,7 @@ impl TokenError {
             | Self::SessionRevoked
             | Self::RefreshReused { .. }
             | Self::WrongTenant => true,
-            Self::Invalid(_) | Self::Store(_) | Self::Corrupt(_) => false,
+            Self::Invalid(_) | Self::Conflict(_) | Self::Store(_) | Self::Corrupt(_) => false,
         }
     }
 }

@@ -17,9 +17,11 @@ mod error;
 mod refresh;
 mod revocation;
 mod service;
+mod signing_keys;
 
 pub use config::TokensConfig;
 pub use error::TokenError;
 pub use refresh::{REFRESH_TOKEN_PREFIX, Session};
 pub use revocation::{Revocation, Revocations, SESSION_CLAIM, TENANT_CLAIM};
-pub use service::{IssueRequest, TokenPair, Tokens, check_tenant};
+pub use service::{IssueRequest, KeyState, KeyStatus, TokenPair, Tokens, check_tenant};
+pub use signing_keys::SigningKeyStore;

@@ -4,11 +4,15 @@ use super::cache::VerifiedCache;
 use super::config::millis;
 use super::refresh::{Claimed, IssuedRefreshToken, RefreshStore, Session, hash_token, well_formed};
 use super::revocation::{Revocation, Revocations, SESSION_CLAIM, TENANT_CLAIM};
+use super::signing_keys::SigningKeyStore;
 use super::{TokenError, TokensConfig};
-use crate::jwt::{Claims, Issuer, IssuerConfig, JwksDocument, KeyRing, NewClaims, Verifier};
+use crate::jwt::{
+    Algorithm, Claims, Issuer, IssuerConfig, JwksDocument, KeyRecord, KeyRing, NewClaims, Verifier,
+};
 use palisade_core::{
     Secret, SecurityEvent, SecurityEventKind, SecurityEvents, SharedClock, new_id,
 };
+use palisade_crypto::SecretSealer;
 use palisade_store::Database;
 use serde_json::{Map, Value};
 use std::sync::{Arc, RwLock};
@@ -74,11 +78,51 @@ struct Inner {
     revocations: Revocations,
     events: SecurityEvents,
     clock: SharedClock,
+    /// Where the signing keys are kept; `None` keeps them in this process only.
+    key_store: Option<SigningKeyStore>,
+    /// One key-ring change at a time in this process.
+    key_change: tokio::sync::Mutex<()>,
+}
+
+/// Where a signing key is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Published, not signing yet (relying parties are fetching it).
+    Pending,
+    /// Signing new tokens.
+    Active,
+    /// No longer signing; published until the tokens it signed have expired.
+    Retired,
+}
+
+/// A signing key's public metadata (never its private material).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyStatus {
+    /// Key id.
+    pub kid: String,
+    /// Version, from 1.
+    pub version: u32,
+    /// Algorithm.
+    pub alg: Algorithm,
+    /// Where it is in its life.
+    pub state: KeyState,
+    /// Created and published (Unix ms).
+    pub created_at_ms: i64,
+    /// Signs from (Unix ms).
+    pub signs_from_ms: i64,
+    /// Stops signing (Unix ms), once a newer key exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retire_after_ms: Option<i64>,
+    /// Leaves the JWKS (Unix ms), once retired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unpublished_at_ms: Option<i64>,
 }
 
 impl Tokens {
-    /// The service on `db` (migrated), signing with `ring`. A ring without a key
-    /// able to sign gets one at once.
+    /// The service on `db` (migrated), signing with `ring`, kept in this
+    /// process only (tests, single-instance tools). A ring without a key able
+    /// to sign gets one at once.
     pub fn new(
         config: TokensConfig,
         mut ring: KeyRing,
@@ -86,11 +130,48 @@ impl Tokens {
         events: SecurityEvents,
         clock: SharedClock,
     ) -> Result<Self, TokenError> {
-        config.validate().map_err(TokenError::Invalid)?;
         let now_ms = clock.now_unix_ms();
         if ring.current_signer(now_ms).is_err() {
             ring.rotate(now_ms)?;
         }
+        Self::build(config, ring, db, events, clock, None)
+    }
+
+    /// The service on `db` (migrated) with its signing keys stored there,
+    /// sealed by `sealer`, shared with every instance on the same database.
+    /// Creates the first key when none can sign.
+    pub async fn open(
+        config: TokensConfig,
+        db: Database,
+        sealer: SecretSealer,
+        events: SecurityEvents,
+        clock: SharedClock,
+    ) -> Result<Self, TokenError> {
+        config.validate().map_err(TokenError::Invalid)?;
+        let store = SigningKeyStore::new(db.clone(), sealer);
+        let mut ring = KeyRing::from_records(config.rotation.clone(), store.load().await?)?;
+        let now_ms = clock.now_unix_ms();
+        if ring.current_signer(now_ms).is_err() {
+            let before: Vec<KeyRecord> = ring.records().cloned().collect();
+            ring.rotate(now_ms)?;
+            if !persist_rotation(&store, &before, &ring).await? {
+                // Another instance created it first: use theirs.
+                ring = KeyRing::from_records(config.rotation.clone(), store.load().await?)?;
+            }
+        }
+        Self::build(config, ring, db, events, clock, Some(store))
+    }
+
+    fn build(
+        config: TokensConfig,
+        ring: KeyRing,
+        db: Database,
+        events: SecurityEvents,
+        clock: SharedClock,
+        key_store: Option<SigningKeyStore>,
+    ) -> Result<Self, TokenError> {
+        config.validate().map_err(TokenError::Invalid)?;
+        let now_ms = clock.now_unix_ms();
         let keys = ring.key_set(now_ms);
         let ring = Arc::new(RwLock::new(ring));
         let issuer = Issuer::new(
@@ -118,6 +199,8 @@ impl Tokens {
                 config,
                 events,
                 clock,
+                key_store,
+                key_change: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -426,8 +509,10 @@ impl Tokens {
         self.inner.ring.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `change` on the key ring, then gives the verifier the resulting keys.
-    /// When a key was removed, the cache of verified tokens is emptied.
+    /// Runs `change` on the in-memory key ring, then gives the verifier the
+    /// resulting keys. When a key was removed, the cache of verified tokens is
+    /// emptied. Not persisted: [`Tokens::rotate_signing_key`] and
+    /// [`Tokens::maintain_keys`] are the persistent changes.
     pub fn change_keys<T>(&self, change: impl FnOnce(&mut KeyRing, i64) -> T) -> T {
         let now_ms = self.now_ms();
         let mut ring = self.inner.ring.write().unwrap_or_else(|e| e.into_inner());
@@ -447,6 +532,121 @@ impl Tokens {
     /// Reads the key ring.
     pub fn with_keys<T>(&self, read: impl FnOnce(&KeyRing, i64) -> T) -> T {
         read(&self.ring(), self.now_ms())
+    }
+
+    /// Every signing key's public metadata, oldest first.
+    pub fn signing_keys(&self) -> Vec<KeyStatus> {
+        let grace_ms = self.inner.config.revocation_horizon_ms();
+        self.with_keys(|ring, now_ms| {
+            ring.records()
+                .map(|r| KeyStatus {
+                    kid: r.kid.clone(),
+                    version: r.version,
+                    alg: r.alg,
+                    state: if now_ms < r.signs_from_ms {
+                        KeyState::Pending
+                    } else if r.retire_after_ms.is_none_or(|t| now_ms < t) {
+                        KeyState::Active
+                    } else {
+                        KeyState::Retired
+                    },
+                    created_at_ms: r.created_at_ms,
+                    signs_from_ms: r.signs_from_ms,
+                    retire_after_ms: r.retire_after_ms,
+                    unpublished_at_ms: r.retire_after_ms.map(|t| t.saturating_add(grace_ms)),
+                })
+                .collect()
+        })
+    }
+
+    /// The key records to change: the stored ones (what other instances may
+    /// have added), or the in-memory ones without a store.
+    async fn current_records(&self) -> Result<Vec<KeyRecord>, TokenError> {
+        match &self.inner.key_store {
+            Some(store) => store.load().await,
+            None => Ok(self.with_keys(|ring, _| ring.records().cloned().collect())),
+        }
+    }
+
+    fn install(&self, ring: KeyRing) {
+        self.change_keys(|current, _| *current = ring);
+    }
+
+    /// Creates the next signing key: published at once, signing after the
+    /// publish-ahead time. Stored (sealed) before it is used here; if another
+    /// instance rotated at the same moment, adopts its key and answers
+    /// [`TokenError::Conflict`].
+    pub async fn rotate_signing_key(&self) -> Result<KeyStatus, TokenError> {
+        let _one_at_a_time = self.inner.key_change.lock().await;
+        let stored = self.current_records().await?;
+        let kid = match self.rotated(stored).await? {
+            Rotation::Done(ring, kid) => {
+                self.install(ring);
+                kid
+            }
+            Rotation::LostTo(theirs) => {
+                self.install(theirs);
+                return Err(TokenError::Conflict(
+                    "another instance rotated the signing key first",
+                ));
+            }
+        };
+        self.signing_keys()
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .ok_or(TokenError::Corrupt("the new key vanished"))
+    }
+
+    /// The ring of `stored` plus a new key, stored; or, when another instance
+    /// stored a key of the same version first, the ring as stored now.
+    async fn rotated(&self, stored: Vec<KeyRecord>) -> Result<Rotation, TokenError> {
+        let policy = &self.inner.config.rotation;
+        let mut ring = KeyRing::from_records(policy.clone(), stored.clone())?;
+        let kid = ring.rotate(self.now_ms())?.kid().to_owned();
+        match &self.inner.key_store {
+            Some(store) if !persist_rotation(store, &stored, &ring).await? => Ok(Rotation::LostTo(
+                KeyRing::from_records(policy.clone(), store.load().await?)?,
+            )),
+            _ => Ok(Rotation::Done(ring, kid)),
+        }
+    }
+
+    /// What every instance runs periodically: adopt keys other instances
+    /// stored, rotate when the newest key is `rotate_every` old, and delete
+    /// keys past their grace period. Returns whether the ring changed.
+    pub async fn maintain_keys(&self) -> Result<bool, TokenError> {
+        let _one_at_a_time = self.inner.key_change.lock().await;
+        let stored = self.current_records().await?;
+        let rotate_every = millis(self.inner.config.rotate_every);
+        let now_ms = self.now_ms();
+        let rotation_due = rotate_every > 0
+            && stored
+                .iter()
+                .map(|r| r.created_at_ms)
+                .max()
+                .is_some_and(|newest| newest.saturating_add(rotate_every) <= now_ms);
+        let (mut ring, mut changed) = if rotation_due {
+            match self.rotated(stored).await? {
+                Rotation::Done(ring, _) | Rotation::LostTo(ring) => (ring, true),
+            }
+        } else {
+            let changed = !self.with_keys(|current, _| same_keys(current, &stored));
+            (
+                KeyRing::from_records(self.inner.config.rotation.clone(), stored)?,
+                changed,
+            )
+        };
+        let gone = ring.prune(now_ms);
+        if let Some(store) = &self.inner.key_store {
+            for kid in &gone {
+                store.delete(kid).await?;
+            }
+        }
+        changed |= !gone.is_empty();
+        if changed {
+            self.install(ring);
+        }
+        Ok(changed)
     }
 
     /// Ends a session and revokes its tokens, for an operator.
@@ -470,6 +670,54 @@ impl Tokens {
         let revocations = self.inner.revocations.prune(now_ms).await?;
         Ok((sessions, revocations))
     }
+}
+
+/// The outcome of a rotation attempt.
+enum Rotation {
+    /// The ring with the new key (named), stored.
+    Done(KeyRing, String),
+    /// Another instance stored a key of the same version first: the ring as stored.
+    LostTo(KeyRing),
+}
+
+/// Stores what a rotation changed: the new key (`false` if its version was
+/// taken by another instance) and the retirement of the older ones.
+async fn persist_rotation(
+    store: &SigningKeyStore,
+    before: &[KeyRecord],
+    after: &KeyRing,
+) -> Result<bool, TokenError> {
+    // The new key first: if another instance took its version, nothing of this
+    // rotation may be stored (the older keys' retirement is theirs to set).
+    for record in after.records() {
+        if !before.iter().any(|b| b.kid == record.kid) && !store.insert(record).await? {
+            return Ok(false);
+        }
+    }
+    for record in after.records() {
+        let retired_now = before
+            .iter()
+            .any(|b| b.kid == record.kid && b.retire_after_ms != record.retire_after_ms);
+        if let (true, Some(at)) = (retired_now, record.retire_after_ms) {
+            store.set_retire_after(&record.kid, at).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Whether `ring` holds exactly `records` (same keys, same retirement).
+fn same_keys(ring: &KeyRing, records: &[KeyRecord]) -> bool {
+    let mut held: Vec<_> = ring
+        .records()
+        .map(|r| (&r.kid, r.retire_after_ms))
+        .collect();
+    let mut stored: Vec<_> = records
+        .iter()
+        .map(|r| (&r.kid, r.retire_after_ms))
+        .collect();
+    held.sort();
+    stored.sort();
+    held == stored
 }
 
 /// Refuses a token of another tenant than the caller's.
