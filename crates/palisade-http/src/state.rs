@@ -4,10 +4,11 @@ use crate::layers::rate_limit::RateLimitHeaders;
 use crate::protection::RequestProtection;
 use palisade_audit::log::AuditLog;
 use palisade_auth::ApiKeys;
+use palisade_auth::lockout::{Lockout, LockoutKeys, LockoutPolicy};
 use palisade_auth::passwords::Passwords;
 use palisade_authz::Authz;
-use palisade_core::SharedClock;
 use palisade_core::health::HealthRegistry;
+use palisade_core::{SecurityEvents, SharedClock};
 use palisade_guard::ratelimit::{RateLimiter, RuleStore};
 use palisade_observe::Metrics;
 use palisade_store::Database;
@@ -62,6 +63,12 @@ pub struct Inner {
     pub authz: Authz,
     /// Password hashing on bounded blocking threads.
     pub passwords: Passwords,
+    /// Brute-force protection of password verification; publishes to
+    /// `security_events`.
+    pub lockout: Lockout,
+    /// Security events (login failures, lockouts, ...) for threat detection
+    /// to subscribe to.
+    pub security_events: SecurityEvents,
     /// Rate-limit rules created over the API.
     pub ratelimit_rules: RuleStore,
     /// Dependency health checks.
@@ -93,6 +100,8 @@ impl AppState {
         clock: SharedClock,
         settings: HttpSettings,
     ) -> Self {
+        let security_events = SecurityEvents::default();
+        let lockout = default_lockout(clock.clone(), security_events.clone());
         Self(Arc::new(Inner {
             api_keys,
             audit,
@@ -100,6 +109,8 @@ impl AppState {
             ratelimit,
             authz,
             passwords,
+            lockout,
+            security_events,
             ratelimit_rules: RuleStore::new(db.clone()),
             db,
             health,
@@ -126,6 +137,34 @@ impl AppState {
         self
     }
 
+    /// Replaces the default [`Lockout`] (in process, default policy, keys
+    /// valid in this process only) with the configured one. It is made to
+    /// publish to this state's `security_events`.
+    ///
+    /// Like [`AppState::with_protection`], call it before the state is cloned.
+    pub fn with_lockout(mut self, lockout: Lockout) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.lockout = lockout.with_events(inner.security_events.clone()),
+            None => panic!("AppState::with_lockout called after the state was cloned"),
+        }
+        self
+    }
+
+    /// Replaces the security-event sink (for a capacity of one's own, or one
+    /// shared with other components); the lockout publishes to it too.
+    ///
+    /// Like [`AppState::with_protection`], call it before the state is cloned.
+    pub fn with_security_events(mut self, events: SecurityEvents) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => {
+                inner.lockout = inner.lockout.clone().with_events(events.clone());
+                inner.security_events = events;
+            }
+            None => panic!("AppState::with_security_events called after the state was cloned"),
+        }
+        self
+    }
+
     /// Records that the schema is up to date; readiness may now turn green.
     pub fn mark_migrated(&self) {
         self.0.migrated.store(true, Ordering::Release);
@@ -139,6 +178,25 @@ impl AppState {
     /// Time since this state was built.
     pub fn uptime(&self) -> Duration {
         self.0.started.elapsed()
+    }
+}
+
+/// Lockout for a state assembled without configuration: in process, default
+/// policy, random keys. Off (and logged) only if no random key can be made.
+fn default_lockout(clock: SharedClock, events: SecurityEvents) -> Lockout {
+    match LockoutKeys::random().and_then(|keys| {
+        Lockout::new(
+            LockoutPolicy::default(),
+            keys,
+            clock.clone(),
+            events.clone(),
+        )
+    }) {
+        Ok(lockout) => lockout,
+        Err(error) => {
+            tracing::error!(%error, "brute-force protection is off: no lockout keys");
+            Lockout::disabled(clock, events)
+        }
     }
 }
 

@@ -47,6 +47,9 @@ pub struct Config {
     /// `[passwords]`: password policy and hashing concurrency.
     #[serde(default)]
     pub passwords: crate::passwords_config::PasswordsConfig,
+    /// `[lockout]`: brute-force protection of password verification.
+    #[serde(default)]
+    pub lockout: crate::lockout_config::LockoutConfig,
     /// `[authz]`: decision cache, decision audit and policy refresh.
     #[serde(default)]
     pub authz: crate::authz_config::AuthzConfig,
@@ -350,6 +353,7 @@ impl Config {
         self.ratelimit.validate()?;
         self.authz.validate()?;
         self.passwords.validate()?;
+        self.lockout.validate()?;
         self.telemetry.validate().map_err(|e| match e {
             TelemetryError::Invalid { key, message } => ConfigError::Invalid {
                 key: format!("telemetry.{key}"),

@@ -4,6 +4,7 @@ mod audit_verify;
 mod authz_config;
 mod config;
 mod init;
+mod lockout_config;
 mod passwords_config;
 mod ratelimit_config;
 mod serve;

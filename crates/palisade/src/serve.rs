@@ -97,10 +97,18 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         config.passwords.passwords()?,
         health,
         metrics,
-        clock,
+        clock.clone(),
         settings,
     )
     .with_protection(config.protection()?);
+    // Shared through Redis when configured; publishes to the state's events.
+    let lockout = config.lockout.lockout(
+        &config.secrets.api_key_pepper,
+        clock,
+        redis,
+        state.security_events.clone(),
+    )?;
+    let state = state.with_lockout(lockout);
     match db.backend() {
         Backend::Sqlite => {
             db.migrate()

@@ -28,8 +28,9 @@ use std::fmt;
 use std::net::IpAddr;
 use unicode_normalization::UnicodeNormalization;
 
-/// Longest account name accepted, in bytes (before normalisation).
-pub const MAX_ACCOUNT_BYTES: usize = 512;
+/// Longest account name accepted, in bytes, as given and once normalised
+/// (an e-mail address is at most 254; audit events take actor ids of 256).
+pub const MAX_ACCOUNT_BYTES: usize = 256;
 
 /// Shortest secret keys are derived from.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -202,14 +203,19 @@ impl Attempt {
     }
 }
 
-/// NFKC, lowercase, trimmed; refused when empty or too long.
+/// NFKC, lowercase, trimmed; refused when empty, too long (as given or once
+/// normalised: NFKC can expand a character up to 18) or holding control
+/// characters.
 pub(crate) fn normalise_account(raw: &str) -> Result<String, LockoutError> {
     if raw.len() > MAX_ACCOUNT_BYTES {
         return Err(LockoutError::InvalidAccount);
     }
     let normalised: String = raw.nfkc().collect::<String>().to_lowercase();
     let trimmed = normalised.trim();
-    if trimmed.is_empty() {
+    if trimmed.is_empty()
+        || trimmed.len() > MAX_ACCOUNT_BYTES
+        || trimmed.chars().any(char::is_control)
+    {
         return Err(LockoutError::InvalidAccount);
     }
     Ok(trimmed.to_owned())
@@ -269,7 +275,16 @@ mod tests {
 
     #[test]
     fn empty_or_oversized_accounts_are_refused() {
-        for bad in ["", "   ", "\u{3000}", &"a".repeat(MAX_ACCOUNT_BYTES + 1)] {
+        let expands = "\u{fdfa}".repeat(MAX_ACCOUNT_BYTES / 3);
+        for bad in [
+            "",
+            "   ",
+            "\u{3000}",
+            "alice\u{0}",
+            "al\nice",
+            &"a".repeat(MAX_ACCOUNT_BYTES + 1),
+            &expands,
+        ] {
             assert_eq!(normalise_account(bad), Err(LockoutError::InvalidAccount));
         }
         assert!(normalise_account(&"a".repeat(MAX_ACCOUNT_BYTES)).is_ok());

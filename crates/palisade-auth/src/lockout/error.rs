@@ -67,9 +67,9 @@ pub enum LockoutError {
     /// The policy's settings contradict each other or exceed the ceilings.
     #[error("invalid lockout policy: {0}")]
     InvalidPolicy(&'static str),
-    /// The account name is empty (after normalisation) or longer than
-    /// [`super::MAX_ACCOUNT_BYTES`].
-    #[error("account must be 1 to {max} bytes and not only whitespace", max = super::MAX_ACCOUNT_BYTES)]
+    /// The account name is empty (after normalisation), longer than
+    /// [`super::MAX_ACCOUNT_BYTES`] or holds control characters.
+    #[error("account must be 1 to {max} bytes, not only whitespace, without control characters", max = super::MAX_ACCOUNT_BYTES)]
     InvalidAccount,
     /// The secret to derive keys from is too short, or no key could be made.
     #[error("lockout keys: {0}")]

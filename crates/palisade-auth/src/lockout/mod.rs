@@ -247,6 +247,13 @@ impl Lockout {
         self
     }
 
+    /// Publishes to `events` instead (the sink the application's detectors
+    /// subscribe to).
+    pub fn with_events(mut self, events: SecurityEvents) -> Self {
+        self.events = events;
+        self
+    }
+
     /// Bounds the in-process copy to `max_entries` keys. Call before use:
     /// it starts an empty copy.
     pub fn with_local_capacity(mut self, max_entries: usize) -> Self {

@@ -114,6 +114,15 @@ pub struct Backend {
     _pg: Option<TestDatabase>,
 }
 
+impl Backend {
+    /// Passes the state through `f`, for the `AppState::with_*` builders,
+    /// which need the only handle to it.
+    pub fn map_state(mut self, f: impl FnOnce(AppState) -> AppState) -> Self {
+        self.state = f(self.state);
+        self
+    }
+}
+
 /// State on a fresh embedded SQLite file.
 pub async fn sqlite(settings: HttpSettings) -> Backend {
     let dir = tempfile::tempdir().expect("temp dir");
