@@ -58,14 +58,11 @@ impl MemoryStore {
             });
             versions.sort_by_key(|v| v.version);
         }
-        for v in versions.iter_mut() {
-            v.state = if v.version == version {
-                VersionState::Active
-            } else if v.version < version {
-                VersionState::Retired
-            } else {
-                v.state
-            };
+        // As in the database: everything below the newest version retires,
+        // so racing rotations leave one active version.
+        let newest = versions.iter().map(|v| v.version).max().unwrap_or(version);
+        for v in versions.iter_mut().filter(|v| v.version < newest) {
+            v.state = VersionState::Retired;
         }
     }
 

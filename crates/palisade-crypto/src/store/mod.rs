@@ -7,8 +7,10 @@
 //! so state survives restarts and is shared by instances.
 
 mod memory;
+mod sql;
 
 pub use memory::MemoryStore;
+pub use sql::SqlStore;
 
 use crate::error::Result;
 use serde::Serialize;
@@ -126,6 +128,8 @@ pub enum Reservation {
 pub enum KeyringStore {
     /// In this process only.
     Memory(MemoryStore),
+    /// In the instance's database (SQLite or PostgreSQL).
+    Sql(SqlStore),
 }
 
 impl KeyringStore {
@@ -134,10 +138,16 @@ impl KeyringStore {
         Self::Memory(MemoryStore::default())
     }
 
+    /// A store in `db` (migrated: the tables come from `0005_crypto.sql`).
+    pub fn database(db: palisade_store::Database) -> Self {
+        Self::Sql(SqlStore::new(db))
+    }
+
     /// Every key with its versions, sorted by name.
     pub async fn load_keys(&self) -> Result<Vec<KeyInfo>> {
         match self {
             Self::Memory(store) => Ok(store.load_keys()),
+            Self::Sql(store) => store.load_keys().await,
         }
     }
 
@@ -148,6 +158,7 @@ impl KeyringStore {
                 store.insert_key(name, version, now_ms);
                 Ok(())
             }
+            Self::Sql(store) => store.insert_key(name, version, now_ms).await,
         }
     }
 
@@ -159,6 +170,7 @@ impl KeyringStore {
                 store.add_version(name, version, now_ms);
                 Ok(())
             }
+            Self::Sql(store) => store.add_version(name, version, now_ms).await,
         }
     }
 
@@ -166,6 +178,7 @@ impl KeyringStore {
     pub async fn reserve_use(&self, name: &str, version: u32, limit: u64) -> Result<Reservation> {
         match self {
             Self::Memory(store) => Ok(store.reserve_use(name, version, limit)),
+            Self::Sql(store) => store.reserve_use(name, version, limit).await,
         }
     }
 
@@ -177,6 +190,7 @@ impl KeyringStore {
     ) -> Result<Option<SubjectKeyRecord>> {
         match self {
             Self::Memory(store) => Ok(store.subject_key(subject, generation)),
+            Self::Sql(store) => store.subject_key(subject, generation).await,
         }
     }
 
@@ -185,6 +199,7 @@ impl KeyringStore {
     pub async fn insert_subject_key(&self, record: &SubjectKeyRecord) -> Result<bool> {
         match self {
             Self::Memory(store) => Ok(store.insert_subject_key(record)),
+            Self::Sql(store) => store.insert_subject_key(record).await,
         }
     }
 
@@ -192,6 +207,7 @@ impl KeyringStore {
     pub async fn destroy_subject(&self, subject: &str, now_ms: i64) -> Result<bool> {
         match self {
             Self::Memory(store) => Ok(store.destroy_subject(subject, now_ms)),
+            Self::Sql(store) => store.destroy_subject(subject, now_ms).await,
         }
     }
 
@@ -199,6 +215,7 @@ impl KeyringStore {
     pub async fn index_key(&self, name: &str) -> Result<Option<IndexKeyRecord>> {
         match self {
             Self::Memory(store) => Ok(store.index_key(name)),
+            Self::Sql(store) => store.index_key(name).await,
         }
     }
 
@@ -206,6 +223,7 @@ impl KeyringStore {
     pub async fn insert_index_key(&self, record: &IndexKeyRecord) -> Result<bool> {
         match self {
             Self::Memory(store) => Ok(store.insert_index_key(record)),
+            Self::Sql(store) => store.insert_index_key(record).await,
         }
     }
 }
