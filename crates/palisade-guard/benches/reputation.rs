@@ -3,9 +3,9 @@
 //! trie (`ip_network_table`, the peer) and a plain sorted `Vec` of disjoint
 //! ranges searched by binary search (the baseline), in the same run.
 //!
-//! Networks: 1,000,000 random IPv4 networks, prefix lengths uniform in
-//! /8../32; and 1,000,000 random IPv6 networks in 2000::/3, lengths uniform
-//! in /16../128. Probes: 2^20 addresses in a fixed pseudo-random order, half
+//! Networks: 1,000,000 random IPv4 networks shaped like a merged blocklist
+//! (60% single addresses, 30% /24../31, 10% /12../23); and 1,000,000 random
+//! IPv6 networks in 2000::/3 (60% /128, 30% /48../64, 10% /20../47). Probes: 2^20 addresses in a fixed pseudo-random order, half
 //! drawn from inside listed networks and half uniformly at random, so both hits
 //! and misses are timed. Every contender answers the same question: the most
 //! specific listed network holding the address (the baseline only says
@@ -44,7 +44,11 @@ fn mib(bytes: u64) -> f64 {
 fn networks_v4(rng: &mut fastrand::Rng) -> Vec<(Ipv4Addr, u8)> {
     (0..NETWORKS)
         .map(|_| {
-            let len = rng.u8(8..=32);
+            let len = match rng.u8(0..10) {
+                0..=5 => 32,
+                6..=8 => rng.u8(24..=31),
+                _ => rng.u8(12..=23),
+            };
             let addr = rng.u32(..) & !u32::MAX.checked_shr(u32::from(len)).unwrap_or(0);
             (Ipv4Addr::from(addr), len)
         })
@@ -54,7 +58,11 @@ fn networks_v4(rng: &mut fastrand::Rng) -> Vec<(Ipv4Addr, u8)> {
 fn networks_v6(rng: &mut fastrand::Rng) -> Vec<(Ipv6Addr, u8)> {
     (0..NETWORKS)
         .map(|_| {
-            let len = rng.u8(16..=128);
+            let len = match rng.u8(0..10) {
+                0..=5 => 128,
+                6..=8 => rng.u8(48..=64),
+                _ => rng.u8(20..=47),
+            };
             let raw = (rng.u128(..) >> 3) | (1u128 << 125);
             let addr = raw & !u128::MAX.checked_shr(u32::from(len)).unwrap_or(0);
             (Ipv6Addr::from(addr), len)

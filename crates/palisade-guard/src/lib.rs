@@ -8,5 +8,6 @@ pub mod csrf;
 mod error;
 pub mod ratelimit;
 pub mod reputation;
+pub mod threats;
 
 pub use error::GuardError;
