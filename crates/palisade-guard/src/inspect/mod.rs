@@ -1,0 +1,521 @@
+//! Request inspection: SQL injection, cross-site scripting, path traversal
+//! and OS command injection in the values an application reads from a
+//! request, with a verdict scored like the OWASP Core Rule Set's.
+//!
+//! The request is split into values with their locations ([`fields`]):
+//! path segments, query pairs, headers and cookies, and the body field by
+//! field (JSON, form) or whole. Each value is decoded the way a server and a
+//! browser would ([`decode`]) and then goes through the detectors:
+//! - [`sql`]: a SQL tokenizer whose folded token sequences are matched
+//!   against a designed set of fingerprints (not regular expressions over
+//!   the text), in the three contexts a value can sit in a query;
+//! - [`xss`]: an HTML scanner that parses tags and attributes the way a
+//!   browser's tokenizer does, plus the attribute, URL and script contexts;
+//! - [`traversal`]: `../` in every encoding, and sensitive file paths;
+//! - [`cmdi`]: shell separators and substitutions followed by a command.
+//!
+//! Work is bounded: every step is one pass over its input, the decoding
+//! rounds are fixed, the body is cut at [`Limits::max_body_bytes`], and JSON
+//! is walked without recursion. Evidence is cut short and never quotes a
+//! header, cookie or field that may hold a secret.
+
+mod config;
+pub mod decode;
+mod fields;
+pub mod sql;
+mod verdict;
+
+mod cmdi;
+mod steps;
+mod traversal;
+mod xss;
+
+pub use config::{Exclusion, InspectConfig, Limits, Sensitivity};
+pub use verdict::{Action, Category, EVIDENCE_CHARS, Finding, REDACTED, Severity, Verdict};
+
+use crate::GuardError;
+use decode::Encoding;
+use std::sync::Arc;
+
+/// A request to inspect. Everything is as received: the path and query
+/// still percent-encoded, header values and the body as bytes (they need not
+/// be UTF-8).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpRequest<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The query string, without `?`.
+    pub query: &'a str,
+    /// Header names (any case) and values.
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// The body.
+    pub body: &'a [u8],
+    /// The body's media type, when known (`application/json; charset=utf-8`).
+    pub content_type: Option<&'a str>,
+}
+
+/// What a detector found in one decoded value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hit {
+    pub category: Category,
+    pub rule: &'static str,
+    pub severity: Severity,
+    /// Byte range of the evidence in the text the detector saw.
+    pub span: (usize, usize),
+}
+
+impl Hit {
+    pub(crate) fn new(
+        category: Category,
+        rule: &'static str,
+        severity: Severity,
+        span: (usize, usize),
+    ) -> Self {
+        Self {
+            category,
+            rule,
+            severity,
+            span,
+        }
+    }
+}
+
+/// Inspects requests with one configuration. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Inspector {
+    config: Arc<InspectConfig>,
+}
+
+impl Default for Inspector {
+    fn default() -> Self {
+        Self {
+            config: Arc::new(InspectConfig::default()),
+        }
+    }
+}
+
+/// Headers that carry protocol details, not application input.
+const SKIPPED_HEADERS: &[&str] = &[
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "connection",
+    "content-length",
+    "content-type",
+    "dnt",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "pragma",
+    "priority",
+    "te",
+    "traceparent",
+    "tracestate",
+    "upgrade",
+    "upgrade-insecure-requests",
+    "x-request-id",
+];
+
+/// Words in a header or field name that say its value may be a secret:
+/// its evidence is never quoted.
+const SECRET_WORDS: &[&str] = &[
+    "auth",
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "api-key",
+    "credential",
+    "session",
+    "cookie",
+    "cvv",
+    "ssn",
+    "private",
+];
+
+fn is_secret(location: &str) -> bool {
+    let lower = location.to_ascii_lowercase();
+    lower.starts_with("cookie.") || SECRET_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Which detectors run on a value.
+#[derive(Debug, Clone, Copy)]
+struct Detectors {
+    sqli: bool,
+    xss: bool,
+    traversal: bool,
+    cmdi: bool,
+}
+
+const ALL: Detectors = Detectors {
+    sqli: true,
+    xss: true,
+    traversal: true,
+    cmdi: true,
+};
+
+impl Inspector {
+    /// An inspector with `config`, checked first.
+    pub fn new(config: InspectConfig) -> Result<Self, GuardError> {
+        config.validate()?;
+        Ok(Self {
+            config: Arc::new(config),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &InspectConfig {
+        &self.config
+    }
+
+    /// Inspects `request` at the configured sensitivity.
+    pub fn inspect(&self, request: &HttpRequest<'_>) -> Verdict {
+        self.inspect_at(request, self.config.sensitivity)
+    }
+
+    /// Inspects `request` at `sensitivity`.
+    pub fn inspect_at(&self, request: &HttpRequest<'_>, sensitivity: Sensitivity) -> Verdict {
+        let mut scan = Scan::new(&self.config, sensitivity, request.method, request.path);
+        scan.request(request);
+        scan.finish()
+    }
+
+    /// Inspects one parameter value as it would arrive in a query string
+    /// (still URL-encoded); its location is `value`.
+    pub fn inspect_value(&self, raw: &str, sensitivity: Sensitivity) -> Verdict {
+        let mut scan = Scan::new(&self.config, sensitivity, "GET", "/");
+        scan.value("value", raw.as_bytes(), Encoding::Form, ALL);
+        scan.finish()
+    }
+}
+
+/// One request's inspection in progress.
+struct Scan<'c> {
+    steps_at_start: u64,
+    config: &'c InspectConfig,
+    level: u8,
+    exclusions: Vec<&'c config::Exclusion>,
+    findings: Vec<Finding>,
+    score: u32,
+    values: usize,
+    too_many: bool,
+    work: u64,
+    hits: Vec<Hit>,
+}
+
+impl<'c> Scan<'c> {
+    fn new(config: &'c InspectConfig, sensitivity: Sensitivity, method: &str, path: &str) -> Self {
+        Self {
+            steps_at_start: steps::now(),
+            config,
+            level: sensitivity.level(),
+            exclusions: config
+                .exclusions
+                .iter()
+                .filter(|e| e.applies_to_route(method, path))
+                .collect(),
+            findings: Vec::new(),
+            score: 0,
+            values: 0,
+            too_many: false,
+            work: 0,
+            hits: Vec::new(),
+        }
+    }
+
+    fn finish(mut self) -> Verdict {
+        if self.too_many {
+            self.protocol(
+                "protocol.too-many-fields",
+                "request",
+                format!("more than {} values", self.config.limits.max_values),
+            );
+        }
+        Verdict::new(
+            self.findings,
+            self.score,
+            self.config.flag_threshold,
+            self.config.block_threshold,
+            self.work + steps::now().wrapping_sub(self.steps_at_start),
+        )
+    }
+
+    fn add(&mut self, finding: Finding) {
+        self.score = self.score.saturating_add(finding.severity.points());
+        if self.findings.len() < self.config.limits.max_findings {
+            self.findings.push(finding);
+        }
+    }
+
+    fn protocol(&mut self, rule: &'static str, location: &str, evidence: String) {
+        if self
+            .exclusions
+            .iter()
+            .any(|e| e.excludes(location, Category::Protocol))
+        {
+            return;
+        }
+        self.add(Finding {
+            category: Category::Protocol,
+            rule,
+            location: location.to_owned(),
+            evidence,
+            severity: Severity::Warning,
+        });
+    }
+
+    fn request(&mut self, r: &HttpRequest<'_>) {
+        self.path(r.path);
+        for (key, value) in fields::pairs(r.query.as_bytes()) {
+            if !self.pair("query", key, value, Encoding::Form) {
+                return;
+            }
+        }
+        for &(name, value) in r.headers {
+            let lower = name.to_ascii_lowercase();
+            if SKIPPED_HEADERS.contains(&lower.as_str()) || lower.starts_with("sec-") {
+                continue;
+            }
+            if lower == "cookie" {
+                for (key, value) in fields::cookies(value) {
+                    if !self.pair("cookie", key, value, Encoding::Url) {
+                        return;
+                    }
+                }
+                continue;
+            }
+            let location = format!("header.{}", fields::clean_key(&lower));
+            if !self.value(&location, value, Encoding::Url, ALL) {
+                return;
+            }
+        }
+        self.body(r.body, r.content_type.unwrap_or(""));
+    }
+
+    fn path(&mut self, path: &str) {
+        let only_traversal = Detectors {
+            sqli: false,
+            xss: false,
+            traversal: true,
+            cmdi: false,
+        };
+        if !self.value("path", path.as_bytes(), Encoding::Url, only_traversal) {
+            return;
+        }
+        let others = Detectors {
+            traversal: false,
+            ..ALL
+        };
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            if !self.value("path", segment.as_bytes(), Encoding::Url, others) {
+                return;
+            }
+        }
+    }
+
+    /// A `key=value` pair under `prefix`: the key and the value are both
+    /// inspected. False once the value limit is reached.
+    fn pair(&mut self, prefix: &str, key: &[u8], value: &[u8], encoding: Encoding) -> bool {
+        let name = decode::decode(key, encoding).text;
+        let location = format!("{prefix}.{}", fields::clean_key(&name));
+        self.value(&location, key, encoding, ALL) && self.value(&location, value, encoding, ALL)
+    }
+
+    fn body(&mut self, body: &[u8], content_type: &str) {
+        if body.is_empty() {
+            return;
+        }
+        let limit = self.config.limits.max_body_bytes;
+        let body = if body.len() > limit {
+            self.protocol(
+                "protocol.body-truncated",
+                "body",
+                format!("{} bytes, {limit} inspected", body.len()),
+            );
+            &body[..limit]
+        } else {
+            body
+        };
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if media.ends_with("json") || media.ends_with("+json") {
+            let max_depth = self.config.limits.max_json_depth;
+            let walk = fields::walk_json(body, "body", max_depth, |location, text, _| {
+                self.value(location, text.as_bytes(), Encoding::Text, ALL)
+            });
+            if walk.too_deep {
+                self.protocol(
+                    "protocol.json-depth",
+                    "body",
+                    format!("nested deeper than {max_depth}"),
+                );
+            }
+            if walk.malformed {
+                self.protocol(
+                    "protocol.malformed-body",
+                    "body",
+                    "not well-formed JSON".into(),
+                );
+                self.value("body", body, Encoding::Text, ALL);
+            }
+        } else if media == "application/x-www-form-urlencoded" {
+            for (key, value) in fields::pairs(body) {
+                if !self.pair("body", key, value, Encoding::Form) {
+                    return;
+                }
+            }
+        } else {
+            self.value("body", body, Encoding::Text, ALL);
+        }
+    }
+
+    /// Decodes and inspects one value. False once the value limit is reached.
+    fn value(
+        &mut self,
+        location: &str,
+        raw: &[u8],
+        encoding: Encoding,
+        detectors: Detectors,
+    ) -> bool {
+        if self.values >= self.config.limits.max_values {
+            self.too_many = true;
+            return false;
+        }
+        self.values += 1;
+        let wanted = |category: Category, on: bool| {
+            on && !self
+                .exclusions
+                .iter()
+                .any(|e| e.excludes(location, category))
+        };
+        let active = Detectors {
+            sqli: wanted(Category::Sqli, detectors.sqli),
+            xss: wanted(Category::Xss, detectors.xss),
+            traversal: wanted(Category::PathTraversal, detectors.traversal),
+            cmdi: wanted(Category::Cmdi, detectors.cmdi),
+        };
+        if !(active.sqli || active.xss || active.traversal || active.cmdi) || raw.is_empty() {
+            return true;
+        }
+        let decoded = decode::decode(raw, encoding);
+        self.work += decoded.work;
+        let text = decoded.text.as_str();
+        let level = self.level;
+        let mut hits = std::mem::take(&mut self.hits);
+        hits.clear();
+        let mut found: Vec<(Hit, String)> = Vec::new();
+        let mut collect = |hits: &mut Vec<Hit>, from: usize, text: &str| {
+            for hit in &hits[from..] {
+                found.push((*hit, verdict::evidence(text, hit.span.0, hit.span.1)));
+            }
+        };
+        if active.sqli {
+            self.work += sql::detect(text, level, &mut hits);
+            collect(&mut hits, 0, text);
+            if text.contains("/*") {
+                // Comments inside keywords (`UN/**/ION`), for back ends
+                // that strip comments before the query reaches the database.
+                let stripped = strip_block_comments(text);
+                let from = hits.len();
+                self.work += sql::detect(&stripped, level, &mut hits);
+                collect(&mut hits, from, &stripped);
+            }
+        }
+        if active.xss {
+            let from = hits.len();
+            self.work += xss::detect(text, level, &mut hits);
+            collect(&mut hits, from, text);
+            let unescaped = decode::html_unescape(text);
+            if unescaped != text {
+                self.work += text.len() as u64;
+                let from = hits.len();
+                self.work += xss::detect(&unescaped, level, &mut hits);
+                collect(&mut hits, from, &unescaped);
+            }
+        }
+        if active.traversal {
+            let from = hits.len();
+            self.work += traversal::detect(text, decoded.had_nul, level, &mut hits);
+            collect(&mut hits, from, text);
+        }
+        if active.cmdi {
+            let from = hits.len();
+            self.work += cmdi::detect(text, level, &mut hits);
+            collect(&mut hits, from, text);
+        }
+        self.hits = hits;
+        let secret = is_secret(location);
+        let mut seen: Vec<&'static str> = Vec::new();
+        for (hit, evidence) in found {
+            if seen.contains(&hit.rule) {
+                continue;
+            }
+            seen.push(hit.rule);
+            self.add(Finding {
+                category: hit.category,
+                rule: hit.rule,
+                location: location.to_owned(),
+                evidence: if secret {
+                    REDACTED.to_owned()
+                } else {
+                    evidence
+                },
+                severity: hit.severity,
+            });
+        }
+        true
+    }
+}
+
+/// `text` without its `/* ... */` comments (an unterminated one runs to the end).
+fn strip_block_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("/*") {
+        out.push_str(&rest[..start]);
+        match rest[start + 2..].find("*/") {
+            Some(end) => rest = &rest[start + 2 + end + 2..],
+            None => rest = "",
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_block_comments_including_an_open_one() {
+        assert_eq!(
+            strip_block_comments("UN/**/ION SEL/*x*/ECT"),
+            "UNION SELECT"
+        );
+        assert_eq!(strip_block_comments("a/*b"), "a");
+    }
+
+    #[test]
+    fn secret_locations_are_recognised() {
+        for l in [
+            "header.authorization",
+            "cookie.theme",
+            "body.user.password",
+            "query.access_token",
+        ] {
+            assert!(is_secret(l), "{l}");
+        }
+        assert!(!is_secret("query.q"));
+    }
+}

@@ -1,0 +1,271 @@
+//! Folding a token stream into a fingerprint: one byte per token after the
+//! noise is gone, in the spirit of libinjection.
+//!
+//! - Comments become whitespace (`UNION/**/SELECT` is `UNION SELECT`), except
+//!   a comment that ends the input: cutting the rest of a query off is the
+//!   point of `admin'--`.
+//! - Multi-word keywords are one token: `UNION ALL`, `ORDER BY`, `GROUP BY`,
+//!   `NOT LIKE`, `IS NOT`, `SOUNDS LIKE`, `WAITFOR DELAY`.
+//! - Unary operators vanish (`-1`, `!x`, `NOT x` are values), and arithmetic
+//!   between values folds into one value (`1+1`, `'a'||'b'` stay `1`, `s`),
+//!   so padding with arithmetic cannot push a payload out of a pattern.
+
+use super::lexer::{Lexer, Op, Token, Word, kind};
+
+/// A folded token sequence and where each token came from.
+#[derive(Debug, Default)]
+pub struct Fingerprint {
+    /// One kind byte per folded token.
+    pub kinds: Vec<u8>,
+    /// Byte range of each folded token in the input.
+    pub spans: Vec<(usize, usize)>,
+    /// Whether the input had a MySQL executable comment (`/*! ... */`).
+    pub executable_comment: bool,
+    /// A call of a function only attacks use (`SLEEP`, `BENCHMARK`,
+    /// `LOAD_FILE`, `XP_CMDSHELL`, ...), with its range.
+    pub dangerous_call: Option<(usize, usize)>,
+    /// A call with no arguments of a function that reports on the database
+    /// (`VERSION()`, `DATABASE()`, `CURRENT_USER()`), with its range.
+    pub info_call: Option<(usize, usize)>,
+    /// Whether the first token is a string whose quote closed: in a quote
+    /// context, whether the value breaks out of the string at all.
+    pub breaks_out: bool,
+}
+
+impl Fingerprint {
+    /// Tokenizes `input` in the given quote context and folds the tokens.
+    pub fn of(input: &[u8], quote: Option<u8>) -> Self {
+        let mut lexer = Lexer::new(input, quote);
+        let mut folder = Folder::default();
+        let mut first = true;
+        for token in lexer.by_ref() {
+            if first {
+                folder.fp.breaks_out = token.kind == kind::STRING && token.closed;
+                first = false;
+            }
+            if matches!(token.kind, kind::FUNCTION | kind::BAREWORD)
+                && is_dangerous(&input[token.start..token.end])
+            {
+                folder
+                    .fp
+                    .dangerous_call
+                    .get_or_insert((token.start, token.end));
+            }
+            if token.kind == kind::FUNCTION
+                && is_info_function(&input[token.start..token.end])
+                && empty_call_follows(&input[token.end..])
+            {
+                folder
+                    .fp
+                    .info_call
+                    .get_or_insert((token.start, token.end + 2));
+            }
+            folder.push(token, input);
+        }
+        folder.fp.executable_comment = lexer.saw_executable_comment;
+        folder.finish()
+    }
+}
+
+#[derive(Default)]
+struct Folder {
+    fp: Fingerprint,
+    /// The words of the folded tokens, for multi-word merges.
+    words: Vec<Word>,
+    ops: Vec<Op>,
+    trailing_comment: Option<(usize, usize)>,
+}
+
+fn is_value(k: u8) -> bool {
+    matches!(
+        k,
+        kind::NUMBER | kind::STRING | kind::BAREWORD | kind::VARIABLE
+    )
+}
+
+impl Folder {
+    fn push(&mut self, t: Token, input: &[u8]) {
+        if t.kind == kind::COMMENT {
+            // A comment of words (`#2 MOM`, `--INFANT -CHILD`) at the end is
+            // how text uses `#` and `--`; a bare `--`, `#`, `-- -` or `/*`
+            // is how queries are cut off.
+            let text = &input[t.start..t.end];
+            let letters = text.iter().filter(|b| b.is_ascii_alphabetic()).count();
+            self.trailing_comment = (letters < 3).then_some((t.start, t.end));
+            return;
+        }
+        self.trailing_comment = None;
+        let last = self.fp.kinds.len().checked_sub(1);
+        if let Some(i) = last {
+            let (lk, lw) = (self.fp.kinds[i], self.words[i]);
+            let merged = match (lk, lw, t.word) {
+                (kind::UNION, _, Word::All | Word::Distinct) => {
+                    Some((kind::UNION, Word::Plain, Op::None))
+                }
+                (_, Word::Order | Word::Group, Word::By) => {
+                    Some((kind::CLAUSE, Word::Plain, Op::None))
+                }
+                (kind::CONTROL, _, Word::Delay) => Some((kind::CONTROL, Word::Plain, Op::None)),
+                (_, Word::Not, Word::Like | Word::Negatable) | (_, Word::Sounds, Word::Like) => {
+                    Some((kind::OPERATOR, Word::Plain, Op::Comparison))
+                }
+                (_, Word::Is, Word::Not) => Some((kind::OPERATOR, Word::Plain, Op::Comparison)),
+                _ => None,
+            };
+            if let Some((k, w, op)) = merged {
+                self.fp.kinds[i] = k;
+                self.words[i] = w;
+                self.ops[i] = op;
+                self.fp.spans[i].1 = t.end;
+                return;
+            }
+            // A unary operator before a value is part of the value.
+            let follows_value = is_value(lk) || lk == kind::CLOSE;
+            if t.op == Op::Unary && !follows_value && t.word != Word::Not {
+                return;
+            }
+            if t.word == Word::Not && !follows_value {
+                return;
+            }
+            // value (arithmetic) value -> value
+            if is_value(t.kind)
+                && i >= 1
+                && matches!(self.ops[i], Op::Arithmetic | Op::Unary)
+                && self.fp.kinds[i] == kind::OPERATOR
+                && (is_value(self.fp.kinds[i - 1]) || self.fp.kinds[i - 1] == kind::CLOSE)
+            {
+                self.fp.kinds.pop();
+                self.words.pop();
+                self.ops.pop();
+                self.fp.spans.pop();
+                if let Some(prev) = self.fp.spans.last_mut() {
+                    prev.1 = t.end;
+                }
+                return;
+            }
+        } else if t.op == Op::Unary || t.word == Word::Not {
+            return;
+        }
+        self.fp.kinds.push(t.kind);
+        self.fp.spans.push((t.start, t.end));
+        self.words.push(t.word);
+        self.ops.push(t.op);
+    }
+
+    fn finish(mut self) -> Fingerprint {
+        if let Some(span) = self.trailing_comment {
+            self.fp.kinds.push(kind::COMMENT);
+            self.fp.spans.push(span);
+        }
+        self.fp
+    }
+}
+
+/// Whether `rest` starts with `()`, spaces allowed.
+fn empty_call_follows(rest: &[u8]) -> bool {
+    let mut it = rest.iter().filter(|b| !b.is_ascii_whitespace());
+    it.next() == Some(&b'(') && it.next() == Some(&b')')
+}
+
+/// Functions that tell an attacker about the database; called with no
+/// arguments they have no place in a parameter value.
+fn is_info_function(word: &[u8]) -> bool {
+    [
+        &b"version"[..],
+        b"database",
+        b"current_user",
+        b"user",
+        b"system_user",
+        b"session_user",
+        b"connection_id",
+        b"schema",
+        b"current_database",
+        b"last_insert_id",
+        b"row_count",
+        b"found_rows",
+    ]
+    .iter()
+    .any(|name| word.eq_ignore_ascii_case(name))
+}
+
+/// Functions (and procedures) with no use in a legitimate parameter value:
+/// time delays, out-of-band channels, file access, error-based extraction.
+fn is_dangerous(word: &[u8]) -> bool {
+    if word.len() > 32 {
+        return false;
+    }
+    let mut buf = [0u8; 32];
+    let lower = &mut buf[..word.len()];
+    lower.copy_from_slice(word);
+    lower.make_ascii_lowercase();
+    // Schema-qualified names: match on the last part too (`master..xp_cmdshell`).
+    let last = lower.rsplit(|&b| b == b'.').next().unwrap_or(lower);
+    matches!(
+        &*lower,
+        b"dbms_pipe.receive_message"
+            | b"dbms_lock.sleep"
+            | b"utl_inaddr.get_host_address"
+            | b"utl_inaddr.get_host_name"
+            | b"utl_http.request"
+            | b"dbms_xmlgen.getxml"
+            | b"ctxsys.drithsx.sn"
+    ) || matches!(
+        last,
+        b"sleep"
+            | b"pg_sleep"
+            | b"benchmark"
+            | b"load_file"
+            | b"extractvalue"
+            | b"updatexml"
+            | b"xp_cmdshell"
+            | b"xp_dirtree"
+            | b"xp_regread"
+            | b"sp_executesql"
+            | b"sp_oacreate"
+            | b"sp_makewebtask"
+            | b"sp_password"
+            | b"openrowset"
+            | b"opendatasource"
+            | b"pg_read_file"
+            | b"pg_ls_dir"
+            | b"lo_import"
+            | b"randomblob"
+            | b"sys_eval"
+            | b"sys_exec"
+            | b"name_const"
+            | b"outfile"
+            | b"dumpfile"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp(s: &str, quote: Option<u8>) -> String {
+        String::from_utf8_lossy(&Fingerprint::of(s.as_bytes(), quote).kinds).into_owned()
+    }
+
+    #[test]
+    fn folds_comments_unary_and_arithmetic() {
+        assert_eq!(fp("1/**/union/**/all/**/select", None), "1UE");
+        assert_eq!(fp("-1+2*3 or not 4", None), "1&1");
+        assert_eq!(fp("admin'--", Some(b'\'')), "sc");
+        assert_eq!(fp("1 order by 3#", None), "1B1c");
+        assert_eq!(fp("1 and 2 not like 3", None), "1&1o1");
+        assert_eq!(fp("waitfor delay '0:0:5'", None), "Ts");
+    }
+
+    #[test]
+    fn finds_dangerous_calls_and_breakouts() {
+        let f = Fingerprint::of(b"1 and SLEEP(5)", None);
+        assert_eq!(f.dangerous_call, Some((6, 11)));
+        assert!(Fingerprint::of(b"x' or 1=1", Some(b'\'')).breaks_out);
+        assert!(!Fingerprint::of(b"no quote here", Some(b'\'')).breaks_out);
+        assert!(
+            Fingerprint::of(b"exec master..xp_cmdshell 'dir'", None)
+                .dangerous_call
+                .is_some()
+        );
+    }
+}
