@@ -106,3 +106,32 @@ impl From<palisade_auth::passwords::PasswordError> for Problem {
         }
     }
 }
+
+impl From<palisade_auth::tokens::TokenError> for Problem {
+    fn from(e: palisade_auth::tokens::TokenError) -> Self {
+        use palisade_auth::tokens::TokenError;
+        match e {
+            TokenError::Store(e) => e.into(),
+            TokenError::Invalid(detail) => Problem::unprocessable(detail),
+            TokenError::Conflict(detail) => Problem::conflict(detail),
+            TokenError::WrongTenant => {
+                Problem::forbidden("the token belongs to another tenant than the API key")
+            }
+            TokenError::Corrupt(what) => {
+                tracing::error!(what, "corrupt token data");
+                Problem::internal()
+            }
+            TokenError::Jwt(jwt) if !jwt.is_token_rejection() => {
+                tracing::error!(error = %jwt, "token service misconfigured");
+                Problem::internal()
+            }
+            // A verdict on the presented token: 400 with its stable code as the type.
+            rejection => Problem::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                rejection.code(),
+                "Token refused",
+            )
+            .detail(rejection.to_string()),
+        }
+    }
+}

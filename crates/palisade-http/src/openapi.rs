@@ -5,9 +5,11 @@ use crate::auth;
 use crate::layers::rate_limit::RateLimitLayer;
 use crate::layers::{idempotency, problems, telemetry};
 use crate::problem::Problem;
+use crate::routes::crypto;
 use crate::routes::csrf;
+use crate::routes::threats;
 use crate::routes::{
-    api_keys, audit, audit_export, audit_stream, authz, health, passwords, ratelimit,
+    api_keys, audit, audit_export, audit_stream, authz, health, passwords, ratelimit, tokens,
 };
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -36,6 +38,8 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "auth", description = "Password hashing and verification"),
         (name = "authz", description = "Authorization decisions, explanations and policy"),
         (name = "ratelimit", description = "Rate-limit checks and rules"),
+        (name = "threats", description = "Security events, blocks and incidents of threat detection"),
+        (name = "crypto", description = "Envelope and field-level encryption, blind indexes, key rotation and crypto-shredding"),
     )
 )]
 struct ApiDoc;
@@ -71,6 +75,22 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(csrf::verify))
         .routes(routes!(passwords::hash))
         .routes(routes!(passwords::verify))
+        .routes(routes!(crypto::encrypt))
+        .routes(routes!(crypto::decrypt))
+        .routes(routes!(crypto::fields_encrypt))
+        .routes(routes!(crypto::fields_decrypt))
+        .routes(routes!(crypto::blind_index))
+        .routes(routes!(crypto::list_keys))
+        .routes(routes!(crypto::rotate_key))
+        .routes(routes!(crypto::shred_subject))
+        .routes(routes!(tokens::issue))
+        .routes(routes!(tokens::verify))
+        .routes(routes!(tokens::refresh))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(
+            tokens::list_signing_keys,
+            tokens::rotate_signing_key
+        ))
         .routes(routes!(authz::check))
         .routes(routes!(authz::check_batch))
         .routes(routes!(authz::explain))
@@ -88,6 +108,13 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             ratelimit::put_rule,
             ratelimit::delete_rule
         ))
+        .routes(routes!(threats::report_events))
+        .routes(routes!(
+            threats::create_block,
+            threats::delete_block,
+            threats::list_blocks
+        ))
+        .routes(routes!(threats::list_incidents))
         .split_for_parts();
     // The tile index is a multi-segment path (x001/x234/067), which the OpenAPI
     // router cannot express as one parameter; it is documented on `audit::tile`.
@@ -113,6 +140,7 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::ready))
         .routes(routes!(health::health))
         .routes(routes!(health::metrics))
+        .routes(routes!(tokens::jwks))
         .split_for_parts();
     api.merge(root_api);
     (root.merge(v1), api)
@@ -130,6 +158,11 @@ pub fn api_router(state: AppState) -> Router {
     let (routes, api) = routers(&state);
     let settings = state.settings.clone();
     let protection = state.protection.clone();
+    let threat_block = state
+        .threats()
+        .ok()
+        .cloned()
+        .map(crate::layers::threat_block::ThreatBlockLayer::new);
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .fallback(|| async { Problem::not_found("no such route") })
@@ -152,6 +185,9 @@ pub fn api_router(state: AppState) -> Router {
         // Preflights are answered here, inside the request log and outside
         // authentication, which a browser's preflight never carries.
         .layer(tower::util::option_layer(protection.cors))
+        // Blocked addresses are refused before anything else runs, inside
+        // the request log so refusals are still logged and counted.
+        .layer(tower::util::option_layer(threat_block))
         .layer(from_fn(telemetry::observe))
         // Outermost, so every response carries them: 404s, timeouts, panics.
         .layer(protection.security_headers)

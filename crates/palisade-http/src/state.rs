@@ -6,6 +6,7 @@ use palisade_audit::log::AuditLog;
 use palisade_auth::ApiKeys;
 use palisade_auth::lockout::{Lockout, LockoutKeys, LockoutPolicy};
 use palisade_auth::passwords::Passwords;
+use palisade_auth::tokens::Tokens;
 use palisade_authz::Authz;
 use palisade_core::health::HealthRegistry;
 use palisade_core::{SecurityEvents, SharedClock};
@@ -69,6 +70,9 @@ pub struct Inner {
     /// Security events (login failures, lockouts, ...) for threat detection
     /// to subscribe to.
     pub security_events: SecurityEvents,
+    /// Palisade's own access and refresh tokens, once [`AppState::with_tokens`]
+    /// installed them (after migrations: their keys live in the database).
+    tokens: std::sync::OnceLock<Tokens>,
     /// Rate-limit rules created over the API.
     pub ratelimit_rules: RuleStore,
     /// Dependency health checks.
@@ -81,6 +85,10 @@ pub struct Inner {
     pub settings: HttpSettings,
     /// CSRF, security headers, CORS and trusted proxies.
     pub protection: RequestProtection,
+    /// Threat detection and response, once [`AppState::with_threats`] installed it.
+    threats: std::sync::OnceLock<palisade_guard::threats::ThreatDefense>,
+    /// The encryption keyring, once [`AppState::with_crypto`] installed it.
+    crypto: std::sync::OnceLock<palisade_crypto::Keyring>,
     started: Instant,
     migrated: AtomicBool,
 }
@@ -111,6 +119,7 @@ impl AppState {
             passwords,
             lockout,
             security_events,
+            tokens: std::sync::OnceLock::new(),
             ratelimit_rules: RuleStore::new(db.clone()),
             db,
             health,
@@ -118,6 +127,8 @@ impl AppState {
             clock,
             settings,
             protection: RequestProtection::default(),
+            threats: std::sync::OnceLock::new(),
+            crypto: std::sync::OnceLock::new(),
             started: Instant::now(),
             migrated: AtomicBool::new(false),
         }))
@@ -163,6 +174,67 @@ impl AppState {
             None => panic!("AppState::with_security_events called after the state was cloned"),
         }
         self
+    }
+
+    /// Installs the token service behind `/v1/auth/tokens` and the JWKS
+    /// (without one those answer 503). Build it with this state's
+    /// `security_events`. May be called on any clone, once.
+    pub fn with_tokens(self, tokens: Tokens) -> Self {
+        if self.0.tokens.set(tokens).is_err() {
+            tracing::error!("AppState::with_tokens called twice; keeping the first token service");
+        }
+        self
+    }
+
+    /// The token service, or 503 while there is none.
+    pub fn tokens(&self) -> Result<&Tokens, crate::problem::Problem> {
+        self.0.tokens.get().ok_or_else(|| {
+            crate::problem::Problem::unavailable("the token service is not ready", 2)
+        })
+    }
+
+    /// Installs the encryption keyring behind `/v1/crypto` (without one those
+    /// routes answer 503). Set once, on the state shared by every clone, so it
+    /// may be called after cloning; a second keyring is refused (logged) and
+    /// the first stays.
+    pub fn with_crypto(self, keyring: palisade_crypto::Keyring) -> Self {
+        if self.0.crypto.set(keyring).is_err() {
+            tracing::error!("AppState::with_crypto called twice; keeping the first keyring");
+        }
+        self
+    }
+
+    /// The encryption keyring, or 503 when none is installed.
+    pub fn crypto(&self) -> Result<&palisade_crypto::Keyring, crate::problem::Problem> {
+        self.0.crypto.get().ok_or_else(|| {
+            crate::problem::Problem::unavailable(
+                "encryption is not configured on this instance",
+                60,
+            )
+        })
+    }
+
+    /// Installs threat detection (`/v1/threats` and the blocking layer;
+    /// without it those routes answer 503 and nothing is blocked). Build it
+    /// on this state's `security_events`. Set once, shared by every clone; a
+    /// second one is refused (logged) and the first stays.
+    pub fn with_threats(self, threats: palisade_guard::threats::ThreatDefense) -> Self {
+        if self.0.threats.set(threats).is_err() {
+            tracing::error!("AppState::with_threats called twice; keeping the first");
+        }
+        self
+    }
+
+    /// Threat detection, or 503 when none is installed.
+    pub fn threats(
+        &self,
+    ) -> Result<&palisade_guard::threats::ThreatDefense, crate::problem::Problem> {
+        self.0.threats.get().ok_or_else(|| {
+            crate::problem::Problem::unavailable(
+                "threat detection is not configured on this instance",
+                60,
+            )
+        })
     }
 
     /// Records that the schema is up to date; readiness may now turn green.

@@ -50,6 +50,9 @@ pub struct Config {
     /// `[lockout]`: brute-force protection of password verification.
     #[serde(default)]
     pub lockout: crate::lockout_config::LockoutConfig,
+    /// `[tokens]`: Palisade's own access and refresh tokens, signing keys.
+    #[serde(default)]
+    pub tokens: crate::tokens_config::TokensConfig,
     /// `[authz]`: decision cache, decision audit and policy refresh.
     #[serde(default)]
     pub authz: crate::authz_config::AuthzConfig,
@@ -354,6 +357,7 @@ impl Config {
         self.authz.validate()?;
         self.passwords.validate()?;
         self.lockout.validate()?;
+        self.tokens.validate()?;
         self.telemetry.validate().map_err(|e| match e {
             TelemetryError::Invalid { key, message } => ConfigError::Invalid {
                 key: format!("telemetry.{key}"),

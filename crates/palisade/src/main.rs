@@ -8,6 +8,8 @@ mod lockout_config;
 mod passwords_config;
 mod ratelimit_config;
 mod serve;
+mod tokens_config;
+mod tokens_task;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

@@ -139,6 +139,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         db.clone(),
     ));
     tokio::spawn(housekeeping(state.clone()));
+    tokio::spawn(crate::tokens_task::run(
+        state.clone(),
+        db.clone(),
+        config.tokens.clone(),
+    ));
     Ok(App { state, db })
 }
 

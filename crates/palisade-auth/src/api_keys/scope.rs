@@ -26,6 +26,7 @@ impl Scope {
         "authz:admin",
         "authz:check",
         "auth:admin",
+        "auth:issue",
         "auth:verify",
         "crypto:admin",
         "crypto:use",

@@ -62,7 +62,8 @@ impl TokensConfig {
         millis(self.rotation.max_token_lifetime).saturating_add(millis(self.rotation.leeway))
     }
 
-    pub(crate) fn validate(&self) -> Result<(), &'static str> {
+    /// Checks the settings fit together.
+    pub fn validate(&self) -> Result<(), &'static str> {
         if self.access_ttl.is_zero() || self.access_ttl > self.rotation.max_token_lifetime {
             return Err("access_ttl must be positive and at most the longest token lifetime");
         }

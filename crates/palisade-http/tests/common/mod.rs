@@ -199,10 +199,27 @@ async fn backend(
         settings,
     );
     state.mark_migrated();
+    let tokens = test_tokens(&state);
+    let state = state.with_tokens(tokens);
     Backend {
         state,
         admin: admin.secret.expose().to_owned(),
         _sqlite_dir: dir,
         _pg: pg,
     }
+}
+
+/// Tokens with keys in this process: issuer `palisade`, audience `default`.
+pub fn test_tokens(state: &AppState) -> palisade_auth::tokens::Tokens {
+    use palisade_auth::tokens::{Tokens, TokensConfig};
+    let config = TokensConfig::new("palisade", vec!["default".to_owned()]);
+    let ring = palisade_auth::jwt::KeyRing::new(config.rotation.clone());
+    Tokens::new(
+        config,
+        ring,
+        state.db.clone(),
+        state.security_events.clone(),
+        state.clock.clone(),
+    )
+    .expect("token service")
 }
