@@ -3,6 +3,7 @@
 
 mod attacks;
 mod interop;
+mod pyjwt;
 mod rotation;
 mod vectors;
 
