@@ -15,6 +15,7 @@ pub mod server;
 pub mod state;
 
 pub use auth::Caller;
+pub use layers::bearer::{BearerAuthLayer, VerifiedClaims};
 pub use openapi::{api_router, openapi_document};
 pub use problem::Problem;
 pub use protection::RequestProtection;

@@ -1,6 +1,7 @@
 //! Tower layers and middleware of the HTTP stack.
 
 pub mod authorize;
+pub mod bearer;
 pub mod cors;
 pub mod csrf;
 pub mod idempotency;
