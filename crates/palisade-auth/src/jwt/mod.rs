@@ -22,6 +22,7 @@ mod jws;
 mod key;
 mod key_set;
 mod keyring;
+mod remote;
 mod verify;
 
 pub use algorithm::Algorithm;
@@ -32,4 +33,5 @@ pub use jws::VerifiedJws;
 pub use key::{KeyMaterial, MIN_HMAC_SECRET_LEN, VerifyingKey};
 pub use key_set::{KeySet, MAX_JWKS_BYTES};
 pub use keyring::{JwksDocument, KeyRecord, KeyRing, RotationPolicy, SigningKey};
+pub use remote::{RemoteJwks, RemoteJwksConfig};
 pub use verify::{ACCESS_TOKEN_TYP, Verifier, VerifierConfig};

@@ -4,6 +4,7 @@
 mod attacks;
 mod interop;
 mod pyjwt;
+mod remote;
 mod rotation;
 mod vectors;
 
