@@ -444,7 +444,8 @@ impl<S: Send + Sync> FromRequestParts<S> for VerifiedClaims {
                     "VerifiedClaims used on a route without BearerAuthLayer (or one allowing anonymous requests: use Option<VerifiedClaims>)"
                 );
                 Err(Problem::internal().detail(
-                    "this route reads verified claims but no bearer authentication layer is mounted on it",
+                    "this route reads verified claims but no bearer authentication layer is mounted on it \
+                     (or the layer lets anonymous requests through: read Option<VerifiedClaims>)",
                 ))
             }
         }
