@@ -4,6 +4,13 @@
 //! decoding the same token into the same claims type with issuer, audience and
 //! expiry validation, per algorithm.
 //!
+//! Group `tokens_verify`: the token service's `Tokens::verify` on a token it
+//! has not seen (cache of verified tokens disabled: every check plus the
+//! revocation lookup, with 10,000 live revocations loaded) against
+//! jsonwebtoken decoding the same token, and the repeat verify served from the
+//! cache. Its database is SQLite in a temporary directory; revocations are
+//! checked in memory, so the database is not on the measured path.
+//!
 //! `cargo bench -p palisade-auth --bench jwt_verify`
 //!
 //! jsonwebtoken gets its key the way a relying party would: `DecodingKey::from_jwk`
@@ -15,7 +22,9 @@ use palisade_auth::jwt::{
     Algorithm, Claims, Issuer, IssuerConfig, KeyRing, NewClaims, RotationPolicy, Verifier,
     VerifierConfig,
 };
-use palisade_core::{Clock, ManualClock, SharedClock};
+use palisade_auth::tokens::{IssueRequest, Tokens, TokensConfig};
+use palisade_core::{Clock, ManualClock, SecurityEvents, SharedClock};
+use palisade_store::{Database, DatabaseConfig};
 use std::hint::black_box;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -73,6 +82,15 @@ fn case(alg: Algorithm) -> Case {
         .issue(claims, Duration::from_secs(3600))
         .unwrap_or_else(|e| panic!("{e}"));
 
+    Case {
+        token,
+        verifier,
+        key,
+        validation: validation(alg),
+    }
+}
+
+fn validation(alg: Algorithm) -> Validation {
     let mut validation = Validation::new(match alg {
         Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
         Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
@@ -83,12 +101,157 @@ fn case(alg: Algorithm) -> Case {
     validation.set_audience(&[AUDIENCE]);
     validation.leeway = 60;
     validation.validate_nbf = true;
-    Case {
+    validation
+}
+
+/// Live revocations loaded before measuring: jti, session and subject ones, so
+/// each of the three lookups runs against a populated map.
+const REVOCATIONS: (usize, usize, usize) = (9_000, 900, 100);
+
+/// Two token services on one SQLite database holding the same signing key: one
+/// without the cache of verified tokens, one with it.
+struct TokensCase {
+    token: String,
+    uncached: Tokens,
+    cached: Tokens,
+    key: DecodingKey,
+    validation: Validation,
+    // Kept alive while measuring; dropped after.
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn tokens_case(alg: Algorithm) -> TokensCase {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let clock = ManualClock::starting_at(SystemTime::now());
+    let shared: SharedClock = Arc::new(clock.clone());
+    let now = clock.now_unix_ms();
+    let mut config = TokensConfig::new(ISSUER, vec![AUDIENCE.to_owned()]);
+    config.rotation.algorithm = alg;
+    let db = runtime.block_on(async {
+        let db = Database::connect(&DatabaseConfig::default(), dir.path()).await?;
+        db.migrate().await?;
+        Ok::<_, palisade_store::StoreError>(db)
+    });
+    let db = db.unwrap_or_else(|e| panic!("{e}"));
+    let service = |cache_entries: u64, ring: KeyRing| {
+        let mut config = config.clone();
+        config.verified_cache_entries = cache_entries;
+        Tokens::new(
+            config,
+            ring,
+            db.clone(),
+            SecurityEvents::new(16),
+            shared.clone(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let uncached = service(0, KeyRing::new(config.rotation.clone()));
+    let records: Vec<_> = uncached.with_keys(|ring, _| ring.records().cloned().collect());
+    let ring =
+        KeyRing::from_records(config.rotation.clone(), records).unwrap_or_else(|e| panic!("{e}"));
+    let cached = service(config.verified_cache_entries, ring);
+
+    let token = runtime.block_on(async {
+        load_revocations(&db, now).await;
+        for tokens in [&uncached, &cached] {
+            tokens
+                .revocations()
+                .refresh(now)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let request = IssueRequest {
+            subject: "user-42".to_owned(),
+            audience: AUDIENCE.to_owned(),
+            claims: serde_json::Map::from_iter([(
+                "scope".to_owned(),
+                serde_json::json!("orders:read orders:write"),
+            )]),
+            ttl: None,
+        };
+        uncached
+            .issue("tenant-1", request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .access_token
+    });
+    let (jti, sessions, subjects) = REVOCATIONS;
+    assert_eq!(uncached.revocations().len(), jti + sessions + subjects);
+    let set: JwkSet = serde_json::from_str(&uncached.jwks().json).unwrap_or_else(|e| panic!("{e}"));
+    let key = DecodingKey::from_jwk(&set.keys[0]).unwrap_or_else(|e| panic!("{e}"));
+    TokensCase {
         token,
-        verifier,
+        uncached,
+        cached,
         key,
-        validation,
+        validation: validation(alg),
+        _runtime: runtime,
+        _dir: dir,
     }
+}
+
+/// Writes the revocations in one transaction (one by one through
+/// `Tokens::revoke_*`, each a durable commit, would take minutes).
+async fn load_revocations(db: &Database, now_ms: i64) {
+    let Database::Sqlite(sqlite) = db else {
+        panic!("the benchmark runs on SQLite");
+    };
+    let keep = now_ms + 3_600_000;
+    let (jti, sessions, subjects) = REVOCATIONS;
+    let rows = (0..jti)
+        .map(|i| ("jti", format!("revoked-jti-{i}"), 0))
+        .chain((0..sessions).map(|i| ("session", format!("revoked-session-{i}"), 0)))
+        .chain((0..subjects).map(|i| ("subject", format!("revoked-user-{i}"), now_ms)));
+    let mut tx = sqlite
+        .writer()
+        .begin()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (kind, value, cutoff) in rows {
+        sqlx::query(
+            "INSERT INTO auth_revocations (kind, tenant, value, cutoff_ms, keep_until_ms) \
+             VALUES (?, 'tenant-1', ?, ?, ?)",
+        )
+        .bind(kind)
+        .bind(value)
+        .bind(cutoff)
+        .bind(keep)
+        .execute(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn tokens_verify(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tokens_verify");
+    for alg in [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256] {
+        let case = tokens_case(alg);
+        case.uncached
+            .verify(&case.token, AUDIENCE)
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        case.cached
+            .verify(&case.token, AUDIENCE)
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        decode::<Claims>(&case.token, &case.key, &case.validation)
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+
+        group.bench_function(format!("first_sight/{alg}"), |b| {
+            b.iter(|| case.uncached.verify(black_box(&case.token), AUDIENCE))
+        });
+        group.bench_function(format!("jsonwebtoken/{alg}"), |b| {
+            b.iter(|| decode::<Claims>(black_box(&case.token), &case.key, &case.validation))
+        });
+        group.bench_function(format!("cached/{alg}"), |b| {
+            b.iter(|| case.cached.verify(black_box(&case.token), AUDIENCE))
+        });
+    }
+    group.finish();
 }
 
 fn jwt_verify(c: &mut Criterion) {
@@ -122,7 +285,7 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = jwt_verify
+    targets = jwt_verify, tokens_verify
 }
 
 fn main() {
