@@ -631,3 +631,103 @@ async fn raw_materials(db: &Database) -> Vec<Vec<u8>> {
     }
     read(db).await.unwrap_or_else(|e| panic!("{e}"))
 }
+
+#[tokio::test]
+async fn tokens_of_a_trusted_outside_issuer_verify_against_its_jwks_url() {
+    use palisade_auth::jwt::{Algorithm, Issuer, IssuerConfig, NewClaims};
+    use palisade_auth::tokens::TrustedIssuer;
+    use std::sync::RwLock;
+
+    // The outside issuer: its own ring, its JWKS served over HTTP.
+    let clock = ManualClock::new();
+    let shared: SharedClock = Arc::new(clock.clone());
+    let mut ring = KeyRing::new(RotationPolicy::default());
+    ring.rotate(clock_ms(&clock))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let jwks = ring.jwks(clock_ms(&clock)).json;
+    let ring = Arc::new(RwLock::new(ring));
+    let idp = Issuer::new(
+        IssuerConfig {
+            issuer: "https://idp.test".into(),
+            typ: Some("JWT".into()),
+            max_ttl: Duration::from_secs(3600),
+        },
+        ring,
+        shared.clone(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let app = axum::Router::new().route("/jwks", axum::routing::get(move || async move { jwks }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!(
+        "http://{}/jwks",
+        listener.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+
+    let b = sqlite().await;
+    let mut config = config();
+    config.trusted_issuers = vec![TrustedIssuer {
+        issuer: "https://idp.test".into(),
+        jwks_url: url,
+        audiences: vec![AUD.into()],
+        algorithms: vec![Algorithm::EdDSA],
+        required_typ: None,
+        max_lifetime: Duration::from_secs(3600),
+    }];
+    let tokens = Tokens::new(
+        config,
+        KeyRing::new(RotationPolicy::default()),
+        b.db.clone(),
+        SecurityEvents::new(8),
+        shared,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let outside = idp
+        .issue(
+            NewClaims {
+                sub: "carol".into(),
+                aud: vec![AUD.into()],
+                extra: serde_json::Map::new(),
+            },
+            Duration::from_secs(300),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let claims = tokens
+        .verify_in(TENANT, &outside, AUD)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(claims.sub.as_deref(), Some("carol"));
+    assert_eq!(
+        code(tokens.verify_in(TENANT, &outside, "elsewhere").await),
+        "bad_audience"
+    );
+    // Signed by a key the outside issuer never published: refused.
+    let impostor = instance(&b.db);
+    let own = impostor
+        .tokens
+        .issue(TENANT, login("mallory"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(
+        code(tokens.verify_in(TENANT, &own.access_token, AUD).await),
+        "ok"
+    );
+    // Palisade's own tokens still verify, in their tenant only.
+    let mine = tokens
+        .issue(TENANT, login("dave"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        code(tokens.verify_in(TENANT, &mine.access_token, AUD).await),
+        "ok"
+    );
+    assert_eq!(
+        code(tokens.verify_in("t2", &mine.access_token, AUD).await),
+        "wrong_tenant"
+    );
+}

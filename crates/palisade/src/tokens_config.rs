@@ -2,7 +2,7 @@
 
 use crate::config::ConfigError;
 use palisade_auth::jwt::{Algorithm, RotationPolicy};
-use palisade_auth::tokens::TokensConfig as ServiceConfig;
+use palisade_auth::tokens::{TokensConfig as ServiceConfig, TrustedIssuer};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -36,6 +36,30 @@ pub struct TokensConfig {
     /// How often revocations made by other instances are polled (they also
     /// arrive by PostgreSQL notification within milliseconds).
     pub revocation_poll_ms: u64,
+    /// `[[tokens.trusted_issuers]]`: outside issuers whose tokens
+    /// `/v1/auth/tokens/verify` also accepts, checked against their JWKS URL.
+    pub trusted_issuers: Vec<TrustedIssuerConfig>,
+}
+
+/// One `[[tokens.trusted_issuers]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuerConfig {
+    /// Its exact `iss`.
+    pub issuer: String,
+    /// Its JWKS URL.
+    pub jwks_url: String,
+    /// Audiences its tokens may be verified for.
+    pub audiences: Vec<String>,
+    /// Accepted algorithms (default: EdDSA, ES256, RS256).
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    /// Required header `typ`, if any.
+    #[serde(default)]
+    pub required_typ: Option<String>,
+    /// Longest accepted token lifetime (default 3600).
+    #[serde(default)]
+    pub max_lifetime_seconds: Option<u64>,
 }
 
 impl Default for TokensConfig {
@@ -53,6 +77,7 @@ impl Default for TokensConfig {
             leeway_seconds: 60,
             verified_cache_entries: 100_000,
             revocation_poll_ms: 1_000,
+            trusted_issuers: Vec::new(),
         }
     }
 }
@@ -96,6 +121,12 @@ impl TokensConfig {
             leeway: secs(self.leeway_seconds),
             ..RotationPolicy::default()
         };
+        config.trusted_issuers = self
+            .trusted_issuers
+            .iter()
+            .enumerate()
+            .map(|(n, t)| t.trusted(n))
+            .collect::<Result<_, _>>()?;
         config.validate().map_err(|message| ConfigError::Invalid {
             key: "tokens".into(),
             message: message.into(),
@@ -106,6 +137,39 @@ impl TokensConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.service().map(|_| ())
+    }
+}
+
+impl TrustedIssuerConfig {
+    fn trusted(&self, n: usize) -> Result<TrustedIssuer, ConfigError> {
+        let invalid = |message: &str| ConfigError::Invalid {
+            key: format!("tokens.trusted_issuers[{n}]"),
+            message: message.into(),
+        };
+        let names = if self.algorithms.is_empty() {
+            vec!["EdDSA".to_owned(), "ES256".to_owned(), "RS256".to_owned()]
+        } else {
+            self.algorithms.clone()
+        };
+        let algorithms = names
+            .iter()
+            .map(|name| Algorithm::from_name(name).filter(|a| !a.is_symmetric()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| invalid("algorithms must be EdDSA, ES256 or RS256"))?;
+        if self.issuer.is_empty() || self.audiences.is_empty() {
+            return Err(invalid("issuer and audiences are required"));
+        }
+        if !self.jwks_url.starts_with("https://") && !self.jwks_url.starts_with("http://") {
+            return Err(invalid("jwks_url must be an http(s) URL"));
+        }
+        Ok(TrustedIssuer {
+            issuer: self.issuer.clone(),
+            jwks_url: self.jwks_url.clone(),
+            audiences: self.audiences.clone(),
+            algorithms,
+            required_typ: self.required_typ.clone(),
+            max_lifetime: Duration::from_secs(self.max_lifetime_seconds.unwrap_or(3600)),
+        })
     }
 }
 
@@ -126,5 +190,11 @@ mod tests {
         let long: TokensConfig = toml::from_str("access_ttl_seconds = 7200").unwrap();
         assert!(long.validate().unwrap_err().to_string().contains("tokens"));
         assert!(toml::from_str::<TokensConfig>("unknown = 1").is_err());
+        let trusted: TokensConfig = toml::from_str(
+            "[[trusted_issuers]]\nissuer = \"https://idp\"\njwks_url = \"https://idp/jwks\"\naudiences = [\"api\"]\nalgorithms = [\"HS256\"]\n",
+        )
+        .unwrap();
+        let err = trusted.validate().unwrap_err().to_string();
+        assert!(err.contains("tokens.trusted_issuers[0]"), "{err}");
     }
 }

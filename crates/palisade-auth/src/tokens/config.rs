@@ -25,6 +25,8 @@ pub struct TokensConfig {
     pub verified_cache_entries: u64,
     /// Longest token accepted for verification, in bytes.
     pub max_token_bytes: usize,
+    /// Outside issuers whose tokens the verify endpoint also accepts.
+    pub trusted_issuers: Vec<super::TrustedIssuer>,
 }
 
 impl TokensConfig {
@@ -41,6 +43,7 @@ impl TokensConfig {
             rotate_every: Duration::from_secs(30 * 24 * 3600),
             verified_cache_entries: 100_000,
             max_token_bytes: 8 * 1024,
+            trusted_issuers: Vec::new(),
         }
     }
 

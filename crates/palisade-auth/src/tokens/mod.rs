@@ -14,6 +14,7 @@
 mod cache;
 mod config;
 mod error;
+mod outside;
 mod refresh;
 mod revocation;
 mod service;
@@ -21,6 +22,7 @@ mod signing_keys;
 
 pub use config::TokensConfig;
 pub use error::TokenError;
+pub use outside::{OutsideIssuers, TrustedIssuer};
 pub use refresh::{REFRESH_TOKEN_PREFIX, Session};
 pub use revocation::{Revocation, Revocations, SESSION_CLAIM, TENANT_CLAIM};
 pub use service::{IssueRequest, KeyState, KeyStatus, TokenPair, Tokens, check_tenant};

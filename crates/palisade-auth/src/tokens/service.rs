@@ -2,6 +2,7 @@
 
 use super::cache::VerifiedCache;
 use super::config::millis;
+use super::outside::{OutsideIssuers, unverified_issuer};
 use super::refresh::{Claimed, IssuedRefreshToken, RefreshStore, Session, hash_token, well_formed};
 use super::revocation::{Revocation, Revocations, SESSION_CLAIM, TENANT_CLAIM};
 use super::signing_keys::SigningKeyStore;
@@ -76,6 +77,7 @@ struct Inner {
     cache: VerifiedCache,
     refresh: RefreshStore,
     revocations: Revocations,
+    outside: OutsideIssuers,
     events: SecurityEvents,
     clock: SharedClock,
     /// Where the signing keys are kept; `None` keeps them in this process only.
@@ -184,6 +186,7 @@ impl Tokens {
             clock.clone(),
         )?;
         let verifier = Verifier::new(config.verifier(), keys, clock.clone())?;
+        let outside = OutsideIssuers::new(config.trusted_issuers.clone(), clock.clone())?;
         let cache = VerifiedCache::new(
             config.verified_cache_entries,
             config.rotation.max_token_lifetime + config.rotation.leeway,
@@ -195,6 +198,7 @@ impl Tokens {
                 cache,
                 refresh: RefreshStore::new(db.clone()),
                 revocations: Revocations::new(db),
+                outside,
                 ring,
                 config,
                 events,
@@ -328,6 +332,33 @@ impl Tokens {
         if self.inner.revocations.is_revoked(&claims) {
             return Err(TokenError::Revoked);
         }
+        Ok(claims)
+    }
+
+    /// Verifies a token presented to a caller of `tenant`: Palisade's own
+    /// (which must belong to `tenant`), or one of a trusted outside issuer
+    /// (which belongs to the deployment, not to a tenant). Revocation by `jti`
+    /// applies to both.
+    pub async fn verify_in(
+        &self,
+        tenant: &str,
+        token: &str,
+        audience: &str,
+    ) -> Result<Arc<Claims>, TokenError> {
+        let own = &self.inner.config.issuer;
+        if !self.inner.outside.is_empty()
+            && let Some(iss) = unverified_issuer(token)
+            && &iss != own
+            && let Some(verdict) = self.inner.outside.verify(token, audience).await
+        {
+            let claims = Arc::new(verdict?);
+            if self.inner.revocations.is_revoked(&claims) {
+                return Err(TokenError::Revoked);
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify(token, audience)?;
+        check_tenant(&claims, tenant)?;
         Ok(claims)
     }
 

@@ -21,7 +21,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use palisade_audit::event::{Actor, NewEvent, Outcome, Resource};
-use palisade_auth::tokens::{IssueRequest, KeyStatus, TokenError, TokenPair, check_tenant};
+use palisade_auth::tokens::{IssueRequest, KeyStatus, TokenError, TokenPair};
 use palisade_core::{Secret, SecurityEvent, SecurityEventKind};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -146,8 +146,8 @@ pub async fn verify(
     let tenant = caller.key.tenant.as_str();
     let verdict = state
         .tokens()?
-        .verify(body.token.expose(), &body.audience)
-        .and_then(|claims| check_tenant(&claims, tenant).map(|()| claims));
+        .verify_in(tenant, body.token.expose(), &body.audience)
+        .await;
     match verdict {
         Ok(claims) => Ok(Json(VerifyResponse {
             valid: true,
