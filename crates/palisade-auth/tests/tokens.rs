@@ -103,6 +103,16 @@ struct Instance {
     events: SecurityEvents,
 }
 
+impl Instance {
+    /// A new session of `subject` in [`TENANT`].
+    async fn login(&self, subject: &str) -> palisade_auth::tokens::TokenPair {
+        self.tokens
+            .issue(TENANT, login(subject))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
 fn instance(db: &Database) -> Instance {
     instance_with_ring(db, KeyRing::new(config().rotation), ManualClock::new())
 }
@@ -140,11 +150,7 @@ fn code<T>(result: Result<T, TokenError>) -> &'static str {
 
 async fn issued_tokens_verify_with_tenant_and_session(b: Backend) {
     let i = instance(&b.db);
-    let pair = i
-        .tokens
-        .issue(TENANT, login("alice"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pair = i.login("alice").await;
     for _ in 0..2 {
         // The second call is served from the cache of verified tokens.
         let claims = i
@@ -169,11 +175,7 @@ async fn issued_tokens_verify_with_tenant_and_session(b: Backend) {
 async fn refresh_rotates_and_a_replay_revokes_the_whole_session(b: Backend) {
     let i = instance(&b.db);
     let mut events = i.events.subscribe();
-    let first = i
-        .tokens
-        .issue(TENANT, login("alice"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let first = i.login("alice").await;
     let second = i
         .tokens
         .refresh(TENANT, first.refresh_token.expose())
@@ -213,21 +215,13 @@ async fn refresh_rotates_and_a_replay_revokes_the_whole_session(b: Backend) {
     assert_eq!(code(i.tokens.verify(&second.access_token, AUD)), "revoked");
     assert_eq!(code(i.tokens.verify(&first.access_token, AUD)), "revoked");
     // Another session of the same subject is untouched.
-    let other = i
-        .tokens
-        .issue(TENANT, login("alice"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let other = i.login("alice").await;
     assert_eq!(code(i.tokens.verify(&other.access_token, AUD)), "ok");
 }
 
 async fn concurrent_uses_of_one_refresh_token_let_exactly_one_win(b: Backend) {
     let i = instance(&b.db);
-    let pair = i
-        .tokens
-        .issue(TENANT, login("alice"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pair = i.login("alice").await;
     let (a, b2) = tokio::join!(
         i.tokens.refresh(TENANT, pair.refresh_token.expose()),
         i.tokens.refresh(TENANT, pair.refresh_token.expose())
@@ -239,11 +233,7 @@ async fn concurrent_uses_of_one_refresh_token_let_exactly_one_win(b: Backend) {
 
 async fn refresh_tokens_are_bound_to_their_tenant_and_expire(b: Backend) {
     let i = instance(&b.db);
-    let pair = i
-        .tokens
-        .issue(TENANT, login("alice"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pair = i.login("alice").await;
     // Another tenant's caller can neither use it up nor trigger the replay alarm.
     assert_eq!(
         code(i.tokens.refresh("t2", pair.refresh_token.expose()).await),
@@ -287,11 +277,7 @@ async fn refresh_tokens_are_bound_to_their_tenant_and_expire(b: Backend) {
 
 async fn sessions_end_at_their_absolute_lifetime(b: Backend) {
     let i = instance(&b.db);
-    let mut pair = i
-        .tokens
-        .issue(TENANT, login("alice"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut pair = i.login("alice").await;
     for _ in 0..4 {
         i.clock.advance(Duration::from_secs(3000));
         pair = i
@@ -309,21 +295,9 @@ async fn sessions_end_at_their_absolute_lifetime(b: Backend) {
 
 async fn revocation_by_token_by_session_and_by_subject(b: Backend) {
     let i = instance(&b.db);
-    let a = i
-        .tokens
-        .issue(TENANT, login("alice"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let b2 = i
-        .tokens
-        .issue(TENANT, login("alice"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let bob = i
-        .tokens
-        .issue(TENANT, login("bob"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let a = i.login("alice").await;
+    let b2 = i.login("alice").await;
+    let bob = i.login("bob").await;
 
     let jti = i
         .tokens
@@ -363,11 +337,7 @@ async fn revocation_by_token_by_session_and_by_subject(b: Backend) {
         "session_revoked"
     );
     i.clock.advance(Duration::from_secs(2));
-    let later = i
-        .tokens
-        .issue(TENANT, login("bob"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let later = i.login("bob").await;
     assert_eq!(code(i.tokens.verify(&later.access_token, AUD)), "ok");
 
     // An expired token needs no revocation.
@@ -391,11 +361,7 @@ async fn a_second_instance_learns_revocations_from_the_database(b: Backend) {
     let again = KeyRing::from_records(config().rotation, records).unwrap_or_else(|e| panic!("{e}"));
     let b2 = instance_with_ring(&b.db, again, clock.clone());
 
-    let pair = a
-        .tokens
-        .issue(TENANT, login("alice"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let pair = a.login("alice").await;
     assert_eq!(code(b2.tokens.verify(&pair.access_token, AUD)), "ok");
     a.tokens
         .revoke_access_token(TENANT, &pair.access_token)
@@ -434,11 +400,7 @@ fn clock_ms(clock: &ManualClock) -> i64 {
 async fn tokens_of_a_key_past_its_grace_period_are_refused() {
     let b = sqlite().await;
     let i = instance(&b.db);
-    let old = i
-        .tokens
-        .issue(TENANT, login("alice"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let old = i.login("alice").await;
     i.tokens
         .change_keys(|ring, now| ring.rotate(now).map(|_| ()))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -450,11 +412,7 @@ async fn tokens_of_a_key_past_its_grace_period_are_refused() {
     // The new key signs after 10 minutes; the old one is retired then and
     // published for one more token lifetime plus leeway (1 h + 60 s).
     i.clock.advance(Duration::from_secs(600));
-    let new = i
-        .tokens
-        .issue(TENANT, login("alice"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let new = i.login("alice").await;
     assert_ne!(kid(&new.access_token), kid(&old.access_token));
     i.clock.advance(Duration::from_secs(3661));
     let pruned = i.tokens.change_keys(|ring, now| ring.prune(now));
@@ -708,11 +666,7 @@ async fn tokens_of_a_trusted_outside_issuer_verify_against_its_jwks_url() {
     );
     // Signed by a key the outside issuer never published: refused.
     let impostor = instance(&b.db);
-    let own = impostor
-        .tokens
-        .issue(TENANT, login("mallory"))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let own = impostor.login("mallory").await;
     assert_ne!(
         code(tokens.verify_in(TENANT, &own.access_token, AUD).await),
         "ok"

@@ -37,6 +37,20 @@ async fn post(app: &axum::Router, key: &str, uri: &str, body: Value) -> Answer {
     common::send(app, common::request("POST", uri, key, Some(body))).await
 }
 
+async fn refresh(app: &axum::Router, key: &str, refresh_token: &Value) -> Answer {
+    post(
+        app,
+        key,
+        "/v1/auth/tokens/refresh",
+        json!({"refresh_token": refresh_token}),
+    )
+    .await
+}
+
+async fn revoke(app: &axum::Router, key: &str, body: Value) -> Answer {
+    post(app, key, "/v1/auth/tokens/revoke", body).await
+}
+
 async fn login(app: &axum::Router, key: &str, subject: &str) -> Value {
     let answer = post(
         app,
@@ -92,22 +106,10 @@ async fn issue_verify_refresh_replay_and_revoke(backend: Backend) {
     assert_eq!(invalid["valid"], false);
 
     // Refresh rotates; the old refresh token replayed kills the session.
-    let next = post(
-        &app,
-        &key,
-        "/v1/auth/tokens/refresh",
-        json!({"refresh_token": pair["refresh_token"]}),
-    )
-    .await;
+    let next = refresh(&app, &key, &pair["refresh_token"]).await;
     assert_eq!(next.status, StatusCode::OK, "{}", next.body);
     assert_ne!(next.body["refresh_token"], pair["refresh_token"]);
-    let replay = post(
-        &app,
-        &key,
-        "/v1/auth/tokens/refresh",
-        json!({"refresh_token": pair["refresh_token"]}),
-    )
-    .await;
+    let replay = refresh(&app, &key, &pair["refresh_token"]).await;
     assert_eq!(replay.status, StatusCode::BAD_REQUEST);
     assert!(
         replay.body["type"]
@@ -120,13 +122,7 @@ async fn issue_verify_refresh_replay_and_revoke(backend: Backend) {
         verify(&app, &key, &next.body["access_token"]).await["reason"],
         "revoked"
     );
-    let dead = post(
-        &app,
-        &key,
-        "/v1/auth/tokens/refresh",
-        json!({"refresh_token": next.body["refresh_token"]}),
-    )
-    .await;
+    let dead = refresh(&app, &key, &next.body["refresh_token"]).await;
     assert!(
         dead.body["type"]
             .as_str()
@@ -137,13 +133,7 @@ async fn issue_verify_refresh_replay_and_revoke(backend: Backend) {
 
     // Revoke one access token of a fresh session.
     let other = login(&app, &key, "user-1").await;
-    let revoked = post(
-        &app,
-        &key,
-        "/v1/auth/tokens/revoke",
-        json!({"token": other["access_token"]}),
-    )
-    .await;
+    let revoked = revoke(&app, &key, json!({"token": other["access_token"]})).await;
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
     assert_eq!(revoked.body["revoked"], "token");
     assert_eq!(
@@ -187,13 +177,7 @@ async fn revocation_by_subject_and_by_refresh_token(backend: Backend) {
     let b = login(&app, &key, "user-2").await;
     let bystander = login(&app, &key, "user-3").await;
 
-    let logout = post(
-        &app,
-        &key,
-        "/v1/auth/tokens/revoke",
-        json!({"refresh_token": a["refresh_token"]}),
-    )
-    .await;
+    let logout = revoke(&app, &key, json!({"refresh_token": a["refresh_token"]})).await;
     assert_eq!(logout.body["revoked"], "session", "{}", logout.body);
     assert_eq!(
         verify(&app, &key, &a["access_token"]).await["reason"],
@@ -201,25 +185,13 @@ async fn revocation_by_subject_and_by_refresh_token(backend: Backend) {
     );
     assert_eq!(verify(&app, &key, &b["access_token"]).await["valid"], true);
 
-    let everywhere = post(
-        &app,
-        &key,
-        "/v1/auth/tokens/revoke",
-        json!({"subject": "user-2"}),
-    )
-    .await;
+    let everywhere = revoke(&app, &key, json!({"subject": "user-2"})).await;
     assert_eq!(everywhere.body["revoked"], "subject", "{}", everywhere.body);
     assert_eq!(
         verify(&app, &key, &b["access_token"]).await["reason"],
         "revoked"
     );
-    let refreshed = post(
-        &app,
-        &key,
-        "/v1/auth/tokens/refresh",
-        json!({"refresh_token": b["refresh_token"]}),
-    )
-    .await;
+    let refreshed = refresh(&app, &key, &b["refresh_token"]).await;
     assert_eq!(refreshed.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         verify(&app, &key, &bystander["access_token"]).await["valid"],
@@ -227,23 +199,11 @@ async fn revocation_by_subject_and_by_refresh_token(backend: Backend) {
     );
 
     // Exactly one of the fields.
-    let both = post(
-        &app,
-        &key,
-        "/v1/auth/tokens/revoke",
-        json!({"subject": "x", "jti": "y"}),
-    )
-    .await;
+    let both = revoke(&app, &key, json!({"subject": "x", "jti": "y"})).await;
     assert_eq!(both.status, StatusCode::UNPROCESSABLE_ENTITY);
     let none = post(&app, &key, "/v1/auth/tokens/revoke", json!({})).await;
     assert_eq!(none.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let unknown = post(
-        &app,
-        &key,
-        "/v1/auth/tokens/revoke",
-        json!({"refresh_token": "prt_nope"}),
-    )
-    .await;
+    let unknown = revoke(&app, &key, json!({"refresh_token": "prt_nope"})).await;
     assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
 }
 
@@ -258,22 +218,10 @@ async fn tokens_stay_in_their_tenant_and_scopes_are_enforced(backend: Backend) {
         verify(&app, &globex, &pair["access_token"]).await["reason"],
         "wrong_tenant"
     );
-    let stolen = post(
-        &app,
-        &globex,
-        "/v1/auth/tokens/refresh",
-        json!({"refresh_token": pair["refresh_token"]}),
-    )
-    .await;
+    let stolen = refresh(&app, &globex, &pair["refresh_token"]).await;
     assert_eq!(stolen.status, StatusCode::FORBIDDEN);
     // Still usable by its owner: the other tenant could not use it up.
-    let own = post(
-        &app,
-        &acme,
-        "/v1/auth/tokens/refresh",
-        json!({"refresh_token": pair["refresh_token"]}),
-    )
-    .await;
+    let own = refresh(&app, &acme, &pair["refresh_token"]).await;
     assert_eq!(own.status, StatusCode::OK, "{}", own.body);
 
     let refused = post(
