@@ -25,6 +25,7 @@ pub async fn run(state: AppState, db: Database, config: TokensConfig) {
         return;
     };
     let poll = Duration::from_millis(config.revocation_poll_ms);
+    let mut retry = Duration::from_millis(250);
     let tokens = loop {
         if state.is_migrated()
             && let Ok(keyring) = state.crypto()
@@ -39,10 +40,15 @@ pub async fn run(state: AppState, db: Database, config: TokensConfig) {
             .await
             {
                 Ok(tokens) => break tokens,
-                Err(error) => tracing::warn!(%error, "token service not started yet; retrying"),
+                Err(error) => {
+                    // A key that cannot be opened means this instance has
+                    // another master key or key file than the one that sealed it.
+                    tracing::warn!(%error, "token service not started yet; retrying");
+                    retry = (retry * 2).min(Duration::from_secs(10));
+                }
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(retry).await;
     };
     if let Err(error) = tokens
         .revocations()

@@ -103,7 +103,7 @@ async fn serve_one_traced_request(
     let mut server = Server::start(dir, env);
     server.wait_ready(200).await;
     let key = printed_key(&server.stdout()).expect("the admin key is printed on first start");
-    let response = reqwest::Client::new()
+    let response = support::http_client()
         .get(format!("{}/v1/api-keys", server.base))
         .bearer_auth(&key)
         .header("traceparent", traceparent)

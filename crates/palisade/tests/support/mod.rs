@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 /// How long a server may take to become ready in a test.
 pub const READY_WITHIN: Duration = Duration::from_secs(20);
 
+/// An HTTP client. reqwest's rustls is built without a default crypto
+/// provider (Palisade installs aws-lc-rs, its one provider), so tests do too.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// The binary under test.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_palisade")
@@ -91,7 +98,7 @@ impl Server {
 
     /// Waits until `/health/ready` answers `status`.
     pub async fn wait_ready(&mut self, status: u16) {
-        let client = reqwest::Client::new();
+        let client = http_client();
         let started = Instant::now();
         loop {
             if let Ok(Some(exit)) = self.child.try_wait() {
@@ -202,7 +209,7 @@ pub struct Client {
 impl Client {
     pub fn new(base: &str, key: &str) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: http_client(),
             base: base.to_owned(),
             key: key.to_owned(),
         }
@@ -257,4 +264,57 @@ pub fn redis_addr() -> std::net::SocketAddr {
         .replace("localhost", "127.0.0.1")
         .parse()
         .expect("redis host:port")
+}
+
+/// Two ready `palisade serve` instances made from one `palisade init`: the
+/// second has a copy of the first's configuration (same secrets), both with
+/// `env`, the second's overridden by `second_env`. Clients use the admin key.
+pub struct Twins {
+    pub first: Server,
+    pub second: Server,
+    pub a: Client,
+    pub b: Client,
+    pub key: String,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+impl Twins {
+    pub async fn start(
+        env: &HashMap<String, String>,
+        second_env: &HashMap<String, String>,
+    ) -> Self {
+        let dirs = [
+            tempfile::tempdir().expect("temp dir"),
+            tempfile::tempdir().expect("temp dir"),
+        ];
+        let (status, out, err) = run(dirs[0].path(), env, &["init"]);
+        assert!(status.success(), "{err}");
+        let key = printed_key(&out).expect("admin key");
+        std::fs::create_dir_all(dirs[1].path().join("palisade-data")).expect("data dir");
+        std::fs::copy(
+            dirs[0].path().join("palisade-data/palisade.toml"),
+            dirs[1].path().join("palisade-data/palisade.toml"),
+        )
+        .expect("copy config");
+        let mut second = env.clone();
+        second.extend(second_env.clone());
+        // One after the other: the first start creates what both share (schema,
+        // key files named in `env`).
+        let mut first = Server::start(dirs[0].path(), env.clone());
+        first.wait_ready(200).await;
+        let mut second = Server::start(dirs[1].path(), second);
+        second.wait_ready(200).await;
+        let (a, b) = (
+            Client::new(&first.base, &key),
+            Client::new(&second.base, &key),
+        );
+        Self {
+            first,
+            second,
+            a,
+            b,
+            key,
+            _dirs: dirs,
+        }
+    }
 }
