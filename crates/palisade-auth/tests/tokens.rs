@@ -163,6 +163,8 @@ async fn issued_tokens_verify_with_tenant_and_session(b: Backend) {
         assert_eq!(claims.extra.get("role"), Some(&json!("admin")));
     }
     assert_eq!(pair.expires_in, 900);
+    let shown = format!("{pair:?}");
+    assert!(!shown.contains(&pair.access_token) && !shown.contains(pair.refresh_token.expose()));
     assert_eq!(
         code(i.tokens.verify(&pair.access_token, "other")),
         "bad_audience"

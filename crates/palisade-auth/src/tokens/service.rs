@@ -47,8 +47,8 @@ pub struct IssueRequest {
     pub ttl: Option<Duration>,
 }
 
-/// An access token and the refresh token that renews it.
-#[derive(Debug)]
+/// An access token and the refresh token that renews it. `Debug` shows
+/// neither token.
 pub struct TokenPair {
     /// The signed JWT.
     pub access_token: String,
@@ -60,6 +60,18 @@ pub struct TokenPair {
     pub session_id: String,
     /// Subject of the tokens.
     pub subject: String,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenPair")
+            .field("access_token", &"[redacted]")
+            .field("refresh_token", &self.refresh_token)
+            .field("expires_in", &self.expires_in)
+            .field("session_id", &self.session_id)
+            .field("subject", &self.subject)
+            .finish()
+    }
 }
 
 /// Palisade's own tokens. Cheap to clone.

@@ -48,8 +48,8 @@ pub struct TokenRequest {
     pub ttl_seconds: Option<u64>,
 }
 
-/// A token pair (RFC 6749 §5.1 shape).
-#[derive(Debug, Serialize, ToSchema)]
+/// A token pair (RFC 6749 §5.1 shape). `Debug` shows neither token.
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     /// The signed JWT (`typ` `at+jwt`).
     pub access_token: String,
@@ -59,6 +59,14 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<TokenPair> for TokenResponse {
