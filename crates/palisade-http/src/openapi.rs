@@ -7,6 +7,7 @@ use crate::layers::{idempotency, problems, telemetry};
 use crate::problem::Problem;
 use crate::routes::crypto;
 use crate::routes::csrf;
+use crate::routes::inspect;
 use crate::routes::threats;
 use crate::routes::{
     api_keys, audit, audit_export, audit_stream, authz, health, passwords, ratelimit, tokens,
@@ -38,6 +39,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "auth", description = "Password hashing and verification"),
         (name = "authz", description = "Authorization decisions, explanations and policy"),
         (name = "ratelimit", description = "Rate-limit checks and rules"),
+        (name = "guard", description = "Request inspection: SQL injection, XSS, path traversal, command injection"),
         (name = "threats", description = "Security events, blocks and incidents of threat detection"),
         (name = "crypto", description = "Envelope and field-level encryption, blind indexes, key rotation and crypto-shredding"),
     )
@@ -102,6 +104,7 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(authz::import_casbin))
         .routes(routes!(authz::subject_permissions))
         .routes(routes!(ratelimit::check))
+        .routes(routes!(inspect::inspect))
         .routes(routes!(ratelimit::list_rules))
         .routes(routes!(
             ratelimit::get_rule,

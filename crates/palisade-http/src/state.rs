@@ -89,6 +89,9 @@ pub struct Inner {
     threats: std::sync::OnceLock<palisade_guard::threats::ThreatDefense>,
     /// The encryption keyring, once [`AppState::with_crypto`] installed it.
     crypto: std::sync::OnceLock<palisade_crypto::Keyring>,
+    /// Request inspection for `/v1/inspect`; the default one until
+    /// [`AppState::with_inspector`] installs the configured one.
+    inspector: std::sync::OnceLock<palisade_guard::inspect::Inspector>,
     started: Instant,
     migrated: AtomicBool,
 }
@@ -129,6 +132,7 @@ impl AppState {
             protection: RequestProtection::default(),
             threats: std::sync::OnceLock::new(),
             crypto: std::sync::OnceLock::new(),
+            inspector: std::sync::OnceLock::new(),
             started: Instant::now(),
             migrated: AtomicBool::new(false),
         }))
@@ -207,10 +211,7 @@ impl AppState {
     /// The encryption keyring, or 503 when none is installed.
     pub fn crypto(&self) -> Result<&palisade_crypto::Keyring, crate::problem::Problem> {
         self.0.crypto.get().ok_or_else(|| {
-            crate::problem::Problem::unavailable(
-                "encryption is not configured on this instance",
-                60,
-            )
+            crate::problem::Problem::unavailable("the encryption keyring is not ready", 2)
         })
     }
 
@@ -235,6 +236,22 @@ impl AppState {
                 60,
             )
         })
+    }
+
+    /// Installs the configured request inspector behind `/v1/inspect`. Set
+    /// once, shared by every clone; a second one is refused (logged).
+    pub fn with_inspector(self, inspector: palisade_guard::inspect::Inspector) -> Self {
+        if self.0.inspector.set(inspector).is_err() {
+            tracing::error!("AppState::with_inspector called twice; keeping the first");
+        }
+        self
+    }
+
+    /// The request inspector: the configured one, or the default until then.
+    pub fn inspector(&self) -> &palisade_guard::inspect::Inspector {
+        self.0
+            .inspector
+            .get_or_init(palisade_guard::inspect::Inspector::default)
     }
 
     /// Records that the schema is up to date; readiness may now turn green.

@@ -5,6 +5,7 @@ pub mod bearer;
 pub mod cors;
 pub mod csrf;
 pub mod idempotency;
+pub mod inspect;
 pub mod problems;
 pub mod rate_limit;
 pub mod security_headers;

@@ -9,6 +9,7 @@ mod changes;
 pub mod crypto;
 pub mod csrf;
 pub mod health;
+pub mod inspect;
 pub mod passwords;
 pub mod ratelimit;
 pub mod threats;
