@@ -16,7 +16,11 @@ pub const CONFIG_FILE: &str = "palisade.toml";
 /// Environment variables with this prefix override the file.
 const ENV_PREFIX: &str = "PALISADE_";
 /// Variables with the prefix that are not configuration keys.
-const NOT_CONFIG: &[&str] = &["PALISADE_CONFIG", "PALISADE_BOOTSTRAP_ADMIN_KEY"];
+const NOT_CONFIG: &[&str] = &[
+    "PALISADE_CONFIG",
+    "PALISADE_BOOTSTRAP_ADMIN_KEY",
+    crate::crypto::MASTER_KEY_ENV,
+];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +72,10 @@ pub struct Config {
     /// `[csrf]`: the CSRF policy of `/v1/csrf` and its token cookie.
     #[serde(default)]
     pub csrf: palisade_http::layers::csrf::CsrfSettings,
+    /// `[crypto]`: where the master key comes from, the key file, limits of
+    /// keys and of the data-key cache.
+    #[serde(default)]
+    pub crypto: crate::crypto::CryptoConfig,
     /// `[secrets]`, written by `palisade init`.
     pub secrets: SecretsConfig,
 }
@@ -358,6 +366,7 @@ impl Config {
         self.passwords.validate()?;
         self.lockout.validate()?;
         self.tokens.validate()?;
+        self.crypto.validate()?;
         self.telemetry.validate().map_err(|e| match e {
             TelemetryError::Invalid { key, message } => ConfigError::Invalid {
                 key: format!("telemetry.{key}"),

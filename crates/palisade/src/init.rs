@@ -189,6 +189,28 @@ level = "info"
 # Share of new traces exported (0.0 to 1.0); a caller's sampling decision is kept.
 # sample_ratio = 1.0
 
+# [crypto]
+# Encryption keys (/v1/crypto, Palisade's own sealed secrets). The master key
+# that seals the key file (data_dir/keys.sealed) comes from the environment
+# variable PALISADE_MASTER_KEY (base64 of 32 random bytes), else from
+# master_key_file; without either, data_dir/master.key is created (mode 0600)
+# on first start. In production supply it from a secret manager, keep it apart
+# from the data and back it up: without it every encrypted value is lost.
+# Uncomment the section line too.
+# master_key_env = "PALISADE_MASTER_KEY"
+# master_key_file = "/run/secrets/palisade-master-key"
+# key_file = "/var/lib/palisade/keys.sealed"
+# Data keys one key version wraps before the key rotates by itself (<= 2^32).
+# usage_limit = 4294967296
+# Data-key cache: age, age under a subject key (how long another instance may
+# still open a shredded subject's data), uses per key, and size.
+# dek_cache_ttl_ms = 300000
+# dek_cache_subject_ttl_ms = 30000
+# dek_cache_max_uses = 1048576
+# dek_cache_max_entries = 10000
+# How often key versions are re-read (rotations by other instances or the CLI).
+# refresh_ms = 10000
+
 [secrets]
 # Keys the hashes of API keys. Changing it invalidates every API key.
 api_key_pepper = "{pepper}"

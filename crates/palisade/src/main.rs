@@ -3,6 +3,7 @@
 mod audit_verify;
 mod authz_config;
 mod config;
+mod crypto;
 mod init;
 mod lockout_config;
 mod passwords_config;
@@ -56,10 +57,26 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Work with the encryption keyring.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Work with the tamper-evident audit log.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a version to key NAME: new data is sealed under it, data sealed
+    /// before still opens. Audited. Running instances adopt it within
+    /// crypto.refresh_ms.
+    Rotate {
+        /// The key's name (e.g. `default`).
+        name: String,
     },
 }
 
@@ -104,7 +121,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load(&path)?;
             let db = open_migrated(&config).await?;
             let key = init::bootstrap_admin_key(&config, &db).await?;
+            let keyring = crypto::create_default_key(&config, &db).await;
             db.close().await;
+            keyring?;
             eprintln!("wrote {}", path.display());
             if let Some(key) = key {
                 init::announce_admin_key(&key);
@@ -150,6 +169,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = audit_verify::run(&config, &db, saved.as_deref()).await;
             db.close().await;
             result
+        }
+        Command::Keys {
+            command: KeysCommand::Rotate { name },
+        } => {
+            let path = cli
+                .config
+                .unwrap_or_else(|| Path::new(DEFAULT_DATA_DIR).join(CONFIG_FILE));
+            let config = load(&path)?;
+            let db = open_migrated(&config).await?;
+            let rotated = crypto::rotate(&config, &db, &name).await;
+            db.close().await;
+            let version = rotated?;
+            eprintln!("key {name:?} rotated: version {version} is now active");
+            Ok(())
         }
         Command::Migrate => {
             let path = cli

@@ -109,6 +109,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         state.security_events.clone(),
     )?;
     let state = state.with_lockout(lockout);
+    // The key file must open with the master key now (a wrong key stops the
+    // start); the keyring's tables are read once migrations have run.
+    let keyring = config
+        .crypto
+        .keyring(&config.data_dir(), &db, state.clock.clone())
+        .context("setting up the encryption keyring ([crypto])")?;
     match db.backend() {
         Backend::Sqlite => {
             db.migrate()
@@ -139,6 +145,11 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         db.clone(),
     ));
     tokio::spawn(housekeeping(state.clone()));
+    tokio::spawn(crate::crypto::run(
+        state.clone(),
+        keyring,
+        config.crypto.refresh(),
+    ));
     tokio::spawn(crate::tokens_task::run(
         state.clone(),
         db.clone(),
