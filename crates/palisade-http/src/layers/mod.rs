@@ -10,3 +10,4 @@ pub mod problems;
 pub mod rate_limit;
 pub mod security_headers;
 pub mod telemetry;
+pub mod threat_block;
