@@ -331,7 +331,12 @@ async fn the_openapi_document_describes_the_new_fields_and_the_429() {
         "{verify}"
     );
     assert!(locked["headers"]["Retry-After"].is_object(), "{locked}");
-    let schema = &answer.body["components"]["schemas"]["VerifyRequest"]["properties"];
+    let reference = verify["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap_or_default();
+    let name = reference.rsplit('/').next().unwrap_or_default();
+    let schema = &answer.body["components"]["schemas"][name]["properties"];
+    assert!(schema["hash"].is_object(), "{reference}: {schema}");
     assert!(
         schema["account"].is_object() && schema["client_ip"].is_object(),
         "{schema}"

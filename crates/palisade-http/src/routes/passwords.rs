@@ -64,6 +64,8 @@ pub async fn hash(
 /// A password and the hash stored for it.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+// Named apart from the token routes' `VerifyRequest` in the OpenAPI components.
+#[schema(as = PasswordVerifyRequest)]
 pub struct VerifyRequest {
     /// The password as typed.
     #[schema(value_type = String)]
@@ -86,6 +88,7 @@ pub struct VerifyRequest {
 
 /// Whether it matches.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PasswordVerifyResponse)]
 pub struct VerifyResponse {
     /// Whether the password matches the hash.
     pub valid: bool,
