@@ -76,6 +76,10 @@ pub struct Config {
     /// keys and of the data-key cache.
     #[serde(default)]
     pub crypto: crate::crypto::CryptoConfig,
+    /// `[threats]`: IP reputation lists, account-attack detectors and their
+    /// responses, traffic anomaly detection.
+    #[serde(default)]
+    pub threats: crate::threats_config::ThreatsConfig,
     /// `[secrets]`, written by `palisade init`.
     pub secrets: SecretsConfig,
 }
@@ -362,6 +366,7 @@ impl Config {
             redis.validate().map_err(|e| from_store(&e, "redis"))?;
         }
         self.ratelimit.validate()?;
+        self.threats.validate()?;
         self.authz.validate()?;
         self.passwords.validate()?;
         self.lockout.validate()?;

@@ -9,6 +9,7 @@ mod lockout_config;
 mod passwords_config;
 mod ratelimit_config;
 mod serve;
+mod threats_config;
 mod tokens_config;
 mod tokens_task;
 

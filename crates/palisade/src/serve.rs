@@ -101,6 +101,12 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         settings,
     )
     .with_protection(config.protection()?);
+    // Reads the state's events, so it is built before anything else may
+    // replace them; shares detector state and blocks through Redis.
+    let state = match config.threats.start(&state, redis.clone())? {
+        Some(threats) => state.with_threats(threats),
+        None => state,
+    };
     // Shared through Redis when configured; publishes to the state's events.
     let lockout = config.lockout.lockout(
         &config.secrets.api_key_pepper,
