@@ -61,6 +61,37 @@ fn raw_open(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Vec<u8> {
     buffer
 }
 
+/// Palisade's throughput as a share of the peer's, measured in alternating
+/// rounds (peer, Palisade, peer, ...) so a change of load on the machine
+/// hits both alike: the median over the rounds of peer time / Palisade time.
+fn interleaved_ratio(what: &str, mut peer: impl FnMut(), mut ours: impl FnMut()) {
+    const ROUNDS: usize = 41;
+    let time = |f: &mut dyn FnMut(), n: u32| {
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        start.elapsed()
+    };
+    // Size a batch to about 20 ms of the peer.
+    let probe = time(&mut peer, 100).as_secs_f64() / 100.0;
+    let n = ((0.02 / probe) as u32).clamp(10, 1_000_000);
+    let mut ratios: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let p = time(&mut peer, n);
+            let o = time(&mut ours, n);
+            p.as_secs_f64() / o.as_secs_f64()
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "ratio {what}: Palisade at {:.1}% of the peer's throughput (median of {ROUNDS} interleaved rounds of {n}; quartiles {:.1}%..{:.1}%)",
+        ratios[ROUNDS / 2] * 100.0,
+        ratios[ROUNDS / 4] * 100.0,
+        ratios[3 * ROUNDS / 4] * 100.0,
+    );
+}
+
 fn envelope(c: &mut Criterion) {
     let keyring = Keyring::ephemeral();
     ready(keyring.ensure_key("default")).expect("key");
@@ -97,6 +128,38 @@ fn envelope(c: &mut Criterion) {
             b.iter(|| ready(keyring.decrypt(black_box(&sealed), black_box(aad))).expect("decrypt"))
         });
         group.finish();
+
+        interleaved_ratio(
+            &format!("encrypt {label}"),
+            || {
+                drop(black_box(raw_seal(
+                    &raw,
+                    black_box(aad),
+                    black_box(&plaintext),
+                )))
+            },
+            || {
+                drop(black_box(
+                    ready(keyring.encrypt("default", black_box(&plaintext), black_box(aad)))
+                        .expect("encrypt"),
+                ))
+            },
+        );
+        interleaved_ratio(
+            &format!("decrypt {label}"),
+            || {
+                drop(black_box(raw_open(
+                    &raw,
+                    black_box(aad),
+                    black_box(&raw_sealed),
+                )))
+            },
+            || {
+                drop(black_box(
+                    ready(keyring.decrypt(black_box(&sealed), black_box(aad))).expect("decrypt"),
+                ))
+            },
+        );
     }
 }
 

@@ -121,7 +121,34 @@ impl AeadKey {
         self.open_parts(nonce, aad, rest)
     }
 
-    /// Opens `ciphertext ‖ tag` under `nonce` (12 bytes).
+    /// Opens `ciphertext ‖ tag` under `nonce` (12 bytes) into a plain
+    /// buffer: for data, whose plaintext the caller owns anyway. Key
+    /// material goes through [`AeadKey::open_parts`], which zeroes it on
+    /// drop (zeroing is byte by byte and would cost more than the
+    /// decryption itself on large messages).
+    pub fn open_data(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext_and_tag: &[u8],
+    ) -> Result<Vec<u8>> {
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| CryptoError::Malformed("nonce is not 12 bytes"))?;
+        if ciphertext_and_tag.len() < TAG_LEN {
+            return Err(CryptoError::Malformed("shorter than a tag"));
+        }
+        let mut buffer = ciphertext_and_tag.to_vec();
+        let plain_len = self
+            .key
+            .open_in_place(nonce, Aad::from(aad), buffer.as_mut_slice())
+            .map_err(|_| CryptoError::DecryptFailed)?
+            .len();
+        buffer.truncate(plain_len);
+        Ok(buffer)
+    }
+
+    /// Opens `ciphertext ‖ tag` under `nonce` (12 bytes); the plaintext is
+    /// zeroed when dropped.
     pub fn open_parts(
         &self,
         nonce: &[u8],

@@ -218,18 +218,26 @@ impl<'a> Envelope<'a> {
     }
 }
 
-/// The data's AAD: the header prefix, then the caller's AAD. The prefix is
-/// self-delimiting (its key id carries its length), so the concatenation is
-/// unambiguous.
-pub(crate) fn data_aad<'b>(prefix: &'b [u8], aad: &[u8], buffer: &'b mut Vec<u8>) -> &'b [u8] {
+/// Calls `f` with the data's AAD: the header prefix, then the caller's AAD.
+/// The prefix is self-delimiting (its key id carries its length), so the
+/// concatenation is unambiguous. Built on the stack when it is small, as it
+/// is on every message.
+pub(crate) fn with_data_aad<T>(prefix: &[u8], aad: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
+    const STACK: usize = 512;
+    let len = prefix.len() + aad.len();
     if aad.is_empty() {
-        return prefix;
+        f(prefix)
+    } else if len <= STACK {
+        let mut buffer = [0u8; STACK];
+        buffer[..prefix.len()].copy_from_slice(prefix);
+        buffer[prefix.len()..len].copy_from_slice(aad);
+        f(&buffer[..len])
+    } else {
+        let mut buffer = Vec::with_capacity(len);
+        buffer.extend_from_slice(prefix);
+        buffer.extend_from_slice(aad);
+        f(&buffer)
     }
-    buffer.clear();
-    buffer.reserve(prefix.len() + aad.len());
-    buffer.extend_from_slice(prefix);
-    buffer.extend_from_slice(aad);
-    buffer
 }
 
 /// The text form of a binary ciphertext.

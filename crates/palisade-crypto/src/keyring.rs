@@ -22,7 +22,7 @@
 use crate::aead::{AeadKey, KeyBytes, SAFE_RANDOM_NONCE_LIMIT};
 use crate::blind_index::IndexKey;
 use crate::dek_cache::{CachedDek, DekCache, DekCacheSettings, DekCacheStats};
-use crate::envelope::{self, Envelope, Header, KeyKind, data_aad};
+use crate::envelope::{self, Envelope, Header, KeyKind, with_data_aad};
 use crate::error::{CryptoError, Result, excerpt};
 use crate::kms::Kms;
 use crate::store::{KeyInfo, KeyringStore, Reservation, SubjectKeyRecord};
@@ -30,7 +30,6 @@ use palisade_core::{SharedClock, SystemClock};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
-use zeroize::Zeroizing;
 
 /// The key `palisade init` creates and the HTTP API uses when none is named.
 pub const DEFAULT_KEY: &str = "default";
@@ -403,8 +402,9 @@ impl Keyring {
 
     /// Opens a binary ciphertext of [`Keyring::encrypt`] or
     /// [`Keyring::encrypt_for_subject`] with the same `aad`. The plaintext is
-    /// zeroed when dropped.
-    pub async fn decrypt(&self, ciphertext: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    /// the caller's: wrap it in [`zeroize::Zeroizing`] if it must be wiped after use
+    /// ([`crate::SecretSealer`] does).
+    pub async fn decrypt(&self, ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
         let envelope = Envelope::parse(ciphertext)?;
         self.open_envelope(&envelope, aad).await
     }
@@ -414,20 +414,19 @@ impl Keyring {
         &self,
         envelope: &Envelope<'_>,
         aad: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>> {
+    ) -> Result<Vec<u8>> {
         let now = self.inner.clock.monotonic();
         let dek = match self.inner.cache.decrypting(envelope.slot, now) {
             Some(dek) => dek,
             None => self.unwrap_dek(envelope).await?,
         };
-        let mut buffer = Vec::new();
-        let aad = data_aad(envelope.prefix, aad, &mut buffer);
-        dek.aead
-            .open_parts(envelope.nonce, aad, envelope.ciphertext)
+        with_data_aad(envelope.prefix, aad, |aad| {
+            dek.aead.open_data(envelope.nonce, aad, envelope.ciphertext)
+        })
     }
 
     /// [`Keyring::decrypt`] of the text form.
-    pub async fn decrypt_text(&self, ciphertext: &str, aad: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    pub async fn decrypt_text(&self, ciphertext: &str, aad: &[u8]) -> Result<Vec<u8>> {
         let binary = envelope::from_text(ciphertext)?;
         self.decrypt(&binary, aad).await
     }
@@ -728,9 +727,9 @@ fn seal(dek: &CachedDek, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
         header.len() + crate::aead::NONCE_BYTES + plaintext.len() + crate::aead::TAG_LEN,
     );
     out.extend_from_slice(header);
-    let mut buffer = Vec::new();
-    let aad = data_aad(dek.header.prefix(), aad, &mut buffer);
-    dek.aead.seal_append(aad, plaintext, &mut out)?;
+    with_data_aad(dek.header.prefix(), aad, |aad| {
+        dek.aead.seal_append(aad, plaintext, &mut out)
+    })?;
     Ok(out)
 }
 

@@ -67,9 +67,11 @@ impl SecretSealer {
         if envelope.kind != KeyKind::Keyring || envelope.key_id != INTERNAL_KEY {
             return Err(CryptoError::DecryptFailed);
         }
-        self.keyring
+        let plain = self
+            .keyring
             .open_envelope(&envelope, &aad(purpose_aad))
-            .await
+            .await?;
+        Ok(Zeroizing::new(plain))
     }
 
     /// [`SecretSealer::seal`] in the text form (`pal1.…`), for text columns.

@@ -3,11 +3,14 @@
 //!
 //! The file is rewritten whole on every change (temporary file, fsync,
 //! rename), so a crash leaves the old or the new file, never a torn one.
-//! Several instances may share one file (a shared volume): an instance asked
-//! for a version it does not know re-reads the file before failing. Changes
-//! should come from one instance at a time (two rotations racing from two
-//! processes can lose one); production deployments with several instances
-//! should prefer a network KMS (Vault Transit).
+//! Several instances may share one file (one host, or a shared volume with
+//! exclusive file creation): every change takes a lock file
+//! (`<key file>.lock`, created exclusively; one older than 30 s is taken as
+//! left by a crashed process), re-reads the file and only then adds to it,
+//! so two instances creating or rotating a key at once never overwrite each
+//! other's versions. An instance asked for a version it does not know
+//! re-reads the file before failing. Deployments with many instances should
+//! still prefer a network KMS.
 //!
 //! Key file layout: `PLKF` ‖ format `1` ‖ nonce ‖ AES-256-GCM(master key,
 //! AAD `PLKF\x01`) of the records, each `name length (1) ‖ name ‖ version
@@ -19,12 +22,18 @@ use crate::master_key::MasterKey;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 use zeroize::Zeroizing;
 
 const FILE_MAGIC: &[u8; 4] = b"PLKF";
 const FILE_FORMAT: u8 = 1;
 const WRAP_LABEL: &[u8; 4] = b"PLW1";
+/// Longest a change waits for another process's lock on the key file.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// A lock file older than this was left by a process that died mid-change.
+const LOCK_STALE: Duration = Duration::from_secs(30);
 
 /// One version of a local KEK.
 struct Version {
@@ -125,6 +134,8 @@ impl LocalKms {
     /// Creates `name` with version 1 unless it exists; returns its newest version.
     pub async fn create_key(&self, name: &str, now_ms: i64) -> Result<u32> {
         let _change = self.inner.change.lock().await;
+        let _lock = self.lock_file().await?;
+        // Another instance sharing the file may have made it meanwhile.
         self.reload_from_file().await?;
         if let Some(latest) = self.latest_version(name) {
             return Ok(latest);
@@ -135,6 +146,7 @@ impl LocalKms {
     /// Adds a new version of `name` (creating the key if needed) and returns it.
     pub async fn rotate(&self, name: &str, now_ms: i64) -> Result<u32> {
         let _change = self.inner.change.lock().await;
+        let _lock = self.lock_file().await?;
         // Another process sharing the file may have rotated since we read it.
         self.reload_from_file().await?;
         let next = self
@@ -166,6 +178,18 @@ impl LocalKms {
         }
         self.write().entry(name.to_owned()).or_default().push(fresh);
         Ok(version)
+    }
+
+    /// Takes the key file's lock (no-op in memory) for one change.
+    async fn lock_file(&self) -> Result<Option<FileLock>> {
+        let Some(file) = &self.inner.file else {
+            return Ok(None);
+        };
+        let path = file.path.clone();
+        tokio::task::spawn_blocking(move || FileLock::acquire(&path))
+            .await
+            .map_err(|_| file_error(&file.path, "the lock task failed".into()))?
+            .map(Some)
     }
 
     /// Re-reads the key file (no-op in memory), keeping what it adds.
@@ -391,7 +415,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .map_err(|e| file_error(path, format!("cannot create its directory: {e}")))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per process and write, in the same directory (rename is atomic there).
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(format!(
+        ".tmp.{}.{}",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = dir.join(tmp_name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -408,6 +440,63 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = dir.sync_all();
     }
     Ok(())
+}
+
+/// An exclusive lock on the key file for one change: `<key file>.lock`,
+/// created exclusively and removed when dropped.
+#[derive(Debug)]
+struct FileLock {
+    path: PathBuf,
+}
+
+impl FileLock {
+    fn acquire(key_file: &Path) -> Result<Self> {
+        let mut name = key_file.file_name().unwrap_or_default().to_owned();
+        name.push(".lock");
+        let path = key_file.with_file_name(name);
+        let started = Instant::now();
+        loop {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(&path) {
+                Ok(_) => return Ok(Self { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|at| SystemTime::now().duration_since(at).ok())
+                        .is_some_and(|age| age > LOCK_STALE);
+                    if stale {
+                        tracing::warn!(lock = %path.display(), "removing a stale key file lock");
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    if started.elapsed() > LOCK_WAIT {
+                        return Err(file_error(
+                            key_file,
+                            format!("locked by another process ({} exists)", path.display()),
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let dir = path.parent().unwrap_or(Path::new("."));
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        file_error(key_file, format!("cannot create its directory: {e}"))
+                    })?;
+                }
+                Err(e) => return Err(file_error(key_file, format!("cannot lock: {e}"))),
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 #[cfg(test)]
@@ -512,6 +601,65 @@ mod tests {
             assert!(second.unwrap("k", 2, &wrapped, b"").await.is_ok());
             // A rotation on the second builds on the first's version 2.
             assert_eq!(second.rotate("k", 0).await, Ok(3));
+        });
+    }
+
+    #[test]
+    fn instances_creating_keys_at_once_on_one_file_agree_on_the_material() {
+        let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            let Ok(dir) = tempfile::tempdir() else { return };
+            let path = dir.path().join("keys.sealed");
+            let master = MasterKey::generate().unwrap_or_else(|e| panic!("{e}"));
+            let instances: Vec<LocalKms> = (0..4)
+                .map(|_| LocalKms::open(&path, &master).unwrap_or_else(|e| panic!("{e}")))
+                .collect();
+            let tasks: Vec<_> = instances
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, kms)| {
+                    tokio::spawn(async move {
+                        for name in ["shared-a", "shared-b", "shared-c"] {
+                            kms.create_key(name, i as i64).await?;
+                        }
+                        kms.rotate("shared-c", 0).await
+                    })
+                })
+                .collect();
+            for task in tasks {
+                assert!(matches!(task.await, Ok(Ok(_))));
+            }
+            let dek = KeyBytes::generate().unwrap_or_else(|e| panic!("{e}"));
+            for name in ["shared-a", "shared-b"] {
+                let wrapped = instances[0]
+                    .wrap(name, 1, &dek, b"")
+                    .await
+                    .unwrap_or_default();
+                for other in &instances[1..] {
+                    let opened = other.unwrap(name, 1, &wrapped, b"").await;
+                    assert_eq!(
+                        opened.map(|k| *k.expose()).ok(),
+                        Some(*dek.expose()),
+                        "{name}"
+                    );
+                }
+            }
+            // Four rotations of shared-c, none lost: versions 1 to 5.
+            let reopened = LocalKms::open(&path, &master).unwrap_or_else(|e| panic!("{e}"));
+            let versions: Vec<u32> = reopened
+                .describe()
+                .into_iter()
+                .find(|(name, _)| name == "shared-c")
+                .map(|(_, vs)| vs.into_iter().map(|v| v.0).collect())
+                .unwrap_or_default();
+            assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+            assert!(!dir.path().join("keys.sealed.lock").exists());
         });
     }
 
