@@ -147,7 +147,7 @@ impl IndexKey {
 }
 
 /// What the index context of an index key's wrap is.
-fn index_context(name: &str) -> Vec<u8> {
+pub(crate) fn index_context(name: &str) -> Vec<u8> {
     let mut context = b"palisade index key v1\0".to_vec();
     context.extend_from_slice(name.as_bytes());
     context

@@ -164,7 +164,7 @@ fn check_size(plaintext: &[u8]) -> Result<()> {
 }
 
 /// The KMS wrap context of a subject key: binds it to its subject and generation.
-fn subject_context(subject: &str, generation: u32) -> Vec<u8> {
+pub(crate) fn subject_context(subject: &str, generation: u32) -> Vec<u8> {
     let mut context = Vec::with_capacity(24 + subject.len());
     context.extend_from_slice(b"palisade subject key v1\0");
     context.extend_from_slice(subject.as_bytes());
@@ -310,7 +310,7 @@ impl Keyring {
     }
 
     /// Key `name`'s metadata, from the store if this instance has not seen it.
-    async fn key_info(&self, name: &str) -> Result<KeyInfo> {
+    pub(crate) async fn key_info(&self, name: &str) -> Result<KeyInfo> {
         if let Some(info) = self.cached_key(name) {
             return Ok(info);
         }

@@ -15,6 +15,10 @@
 //! - Blind indexes ([`Keyring::blind_index`], [`blind_index`] for the
 //!   trade-off between length and leakage): equality search on encrypted
 //!   columns.
+//! - Rewrap jobs ([`Keyring::start_rewrap`], [`Keyring::run_rewrap`]): after
+//!   a rotation, the keys Palisade stores are re-wrapped with the newest
+//!   version in the background, resumably; [`Keyring::rewrap`] does the same
+//!   for one ciphertext stored elsewhere. Data is never re-encrypted.
 //! - [`KeyringStore`]: the keyring's state (versions, usage, subject keys,
 //!   index keys), key material only ever wrapped.
 //! - [`SecretSealer`]: Palisade's own secrets at rest (signing keys, token
@@ -37,6 +41,7 @@ pub mod fields;
 pub mod keyring;
 pub mod kms;
 mod master_key;
+mod rewrap;
 mod sealer;
 pub mod store;
 
@@ -48,6 +53,6 @@ pub use keyring::{Keyring, KeyringSettings};
 pub use kms::Kms;
 pub use master_key::{MasterKey, MasterKeySource};
 pub use sealer::SecretSealer;
-pub use store::{KeyInfo, KeyringStore, VersionInfo, VersionState};
+pub use store::{KeyInfo, KeyringStore, RewrapJob, RewrapState, VersionInfo, VersionState};
 /// Re-exported: plaintexts come back in it.
 pub use zeroize::Zeroizing;

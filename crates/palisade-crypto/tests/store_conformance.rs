@@ -6,7 +6,9 @@ mod common;
 
 use common::Backend;
 use palisade_crypto::VersionState;
-use palisade_crypto::store::{IndexKeyRecord, Reservation, SubjectKeyRecord};
+use palisade_crypto::store::{
+    IndexKeyRecord, Reservation, RewrapJob, RewrapPhase, RewrapState, SubjectKeyRecord,
+};
 
 on_every_backend!(
     keys_and_versions_round_trip_and_only_the_newest_is_active,
@@ -15,6 +17,8 @@ on_every_backend!(
     racing_rotations_leave_one_active_version,
     subject_keys_keep_generations_and_destruction_erases_all_of_them,
     index_keys_are_written_once,
+    rewrap_pages_walk_old_wraps_in_key_order_and_replace_by_compare_and_set,
+    rewrap_jobs_round_trip_and_running_ones_are_listed,
 );
 
 async fn keys_and_versions_round_trip_and_only_the_newest_is_active(b: Backend) {
@@ -136,7 +140,7 @@ async fn racing_rotations_leave_one_active_version(b: Backend) {
     assert_eq!(active, vec![3], "{}", b.name);
 }
 
-fn subject(subject: &str, generation: u32, wrapped: &[u8]) -> SubjectKeyRecord {
+fn subject_record(subject: &str, generation: u32, wrapped: &[u8]) -> SubjectKeyRecord {
     SubjectKeyRecord {
         subject: subject.into(),
         generation,
@@ -150,11 +154,11 @@ fn subject(subject: &str, generation: u32, wrapped: &[u8]) -> SubjectKeyRecord {
 async fn subject_keys_keep_generations_and_destruction_erases_all_of_them(b: Backend) {
     let store = &b.store;
     assert_eq!(store.subject_key("alice", None).await, Ok(None));
-    let first = subject("alice", 1, b"wrapped-1");
+    let first = subject_record("alice", 1, b"wrapped-1");
     assert_eq!(store.insert_subject_key(&first).await, Ok(true));
     assert_eq!(
         store
-            .insert_subject_key(&subject("alice", 1, b"other"))
+            .insert_subject_key(&subject_record("alice", 1, b"other"))
             .await,
         Ok(false)
     );
@@ -164,12 +168,14 @@ async fn subject_keys_keep_generations_and_destruction_erases_all_of_them(b: Bac
     );
     assert_eq!(
         store
-            .insert_subject_key(&subject("alice", 2, b"wrapped-2"))
+            .insert_subject_key(&subject_record("alice", 2, b"wrapped-2"))
             .await,
         Ok(true)
     );
     assert_eq!(
-        store.insert_subject_key(&subject("bob", 1, b"bob")).await,
+        store
+            .insert_subject_key(&subject_record("bob", 1, b"bob"))
+            .await,
         Ok(true)
     );
     let newest = store.subject_key("alice", None).await.expect("read");
@@ -221,4 +227,147 @@ async fn index_keys_are_written_once(b: Backend) {
         "{}",
         b.name
     );
+}
+
+async fn rewrap_pages_walk_old_wraps_in_key_order_and_replace_by_compare_and_set(b: Backend) {
+    let store = &b.store;
+    for (subject, generation, version) in [
+        ("b", 1, 1),
+        ("a", 2, 1),
+        ("a", 1, 1),
+        ("c", 1, 2),
+        ("d", 1, 1),
+    ] {
+        let mut record = subject_record(subject, generation, b"old");
+        record.kek_version = version;
+        assert_eq!(store.insert_subject_key(&record).await, Ok(true));
+    }
+    store.destroy_subject("d", 1).await.expect("destroy");
+    assert_eq!(
+        store.count_wrapped_below("palisade-subjects", 2).await,
+        Ok(3),
+        "{}",
+        b.name
+    );
+    let page = |after: (&'static str, u32)| async move {
+        store
+            .subject_keys_below("palisade-subjects", 2, after, 2)
+            .await
+            .expect("page")
+            .into_iter()
+            .map(|r| (r.subject, r.generation))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        page(("", 0)).await,
+        vec![("a".to_owned(), 1), ("a".to_owned(), 2)]
+    );
+    assert_eq!(
+        page(("a", 2)).await,
+        vec![("b".to_owned(), 1)],
+        "{}",
+        b.name
+    );
+    assert_eq!(page(("b", 1)).await, Vec::<(String, u32)>::new());
+
+    assert_eq!(
+        store.replace_subject_wrap("a", 1, 1, 2, b"new").await,
+        Ok(true)
+    );
+    assert_eq!(
+        store.replace_subject_wrap("a", 1, 1, 3, b"newer").await,
+        Ok(false),
+        "old version gone"
+    );
+    assert_eq!(
+        store.replace_subject_wrap("d", 1, 1, 2, b"revived").await,
+        Ok(false),
+        "shredded stays shredded"
+    );
+    let a1 = store
+        .subject_key("a", Some(1))
+        .await
+        .expect("read")
+        .expect("a1");
+    assert_eq!((a1.kek_version, a1.wrapped), (2, Some(b"new".to_vec())));
+    assert_eq!(
+        store
+            .subject_key("d", Some(1))
+            .await
+            .expect("read")
+            .and_then(|r| r.wrapped),
+        None
+    );
+
+    for (name, version) in [("y", 1), ("x", 1), ("z", 3)] {
+        let record = IndexKeyRecord {
+            name: name.into(),
+            kek_name: "palisade-index".into(),
+            kek_version: version,
+            wrapped: vec![1],
+            settings: "{}".into(),
+            created_at_ms: 0,
+        };
+        assert_eq!(store.insert_index_key(&record).await, Ok(true));
+    }
+    let names = |after: &'static str| async move {
+        store
+            .index_keys_below("palisade-index", 3, after, 10)
+            .await
+            .expect("page")
+            .into_iter()
+            .map(|r| r.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names("").await, vec!["x", "y"]);
+    assert_eq!(names("x").await, vec!["y"]);
+    assert_eq!(store.replace_index_wrap("x", 1, 3, &[9]).await, Ok(true));
+    assert_eq!(store.replace_index_wrap("x", 1, 4, &[8]).await, Ok(false));
+    assert_eq!(
+        store
+            .index_key("x")
+            .await
+            .expect("read")
+            .map(|r| (r.kek_version, r.wrapped)),
+        Some((3, vec![9]))
+    );
+}
+
+async fn rewrap_jobs_round_trip_and_running_ones_are_listed(b: Backend) {
+    let store = &b.store;
+    let mut job = RewrapJob {
+        id: "0190-job-1".into(),
+        kek_name: "palisade-subjects".into(),
+        target_version: 2,
+        state: RewrapState::Running,
+        phase: RewrapPhase::Subjects,
+        cursor_key: String::new(),
+        cursor_generation: 0,
+        total: 10,
+        rewrapped: 0,
+        started_at_ms: 5,
+        updated_at_ms: 5,
+        error: None,
+    };
+    store.insert_rewrap_job(&job).await.expect("insert");
+    assert_eq!(store.rewrap_job("0190-job-1").await, Ok(Some(job.clone())));
+    assert_eq!(store.running_rewrap_jobs().await, Ok(vec![job.clone()]));
+    job.phase = RewrapPhase::Indexes;
+    job.cursor_key = "user-9".into();
+    job.cursor_generation = 3;
+    job.rewrapped = 7;
+    job.updated_at_ms = 9;
+    store.update_rewrap_job(&job).await.expect("update");
+    assert_eq!(
+        store.rewrap_job("0190-job-1").await,
+        Ok(Some(job.clone())),
+        "{}",
+        b.name
+    );
+    job.state = RewrapState::Failed;
+    job.error = Some("kms unavailable".into());
+    store.update_rewrap_job(&job).await.expect("update");
+    assert_eq!(store.running_rewrap_jobs().await, Ok(vec![]));
+    assert_eq!(store.rewrap_job("0190-job-1").await, Ok(Some(job)));
+    assert_eq!(store.rewrap_job("other").await, Ok(None));
 }

@@ -85,6 +85,8 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crypto::list_keys))
         .routes(routes!(crypto::rotate_key))
         .routes(routes!(crypto::shred_subject))
+        .routes(routes!(crypto::start_rewrap))
+        .routes(routes!(crypto::rewrap_job))
         .routes(routes!(tokens::issue))
         .routes(routes!(tokens::verify))
         .routes(routes!(tokens::refresh))

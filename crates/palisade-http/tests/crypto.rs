@@ -143,6 +143,7 @@ on_both_backends!(
     rotation_keeps_old_data_readable_and_is_audited,
     a_shredded_subject_is_gone_and_the_shredding_is_audited,
     scopes_are_enforced_and_an_unconfigured_instance_answers_503,
+    a_rewrap_job_moves_stored_subject_keys_to_the_new_version_and_is_audited,
 );
 
 async fn encrypts_and_decrypts_with_aad_and_refuses_other_aad_and_other_tenants(
@@ -601,4 +602,91 @@ async fn scopes_are_enforced_and_an_unconfigured_instance_answers_503(backend: c
             "{uri}"
         );
     }
+}
+
+async fn a_rewrap_job_moves_stored_subject_keys_to_the_new_version_and_is_audited(
+    backend: common::Backend,
+) {
+    let s = setup(backend).await;
+    let mut sealed = Vec::new();
+    for i in 0..5 {
+        let subject = format!("user-{i}");
+        let ct = s
+            .admin
+            .encrypt(json!({"subject": subject, "plaintext": b64(subject.as_bytes())}))
+            .await;
+        sealed.push((subject, ct));
+    }
+    let (status, rotated) = s
+        .admin
+        .send("POST", "/v1/crypto/keys/palisade-subjects/rotate", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let (status, job) = s
+        .admin
+        .send("POST", "/v1/crypto/keys/palisade-subjects/rewrap", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["total"], 5);
+    assert_eq!(job["target_version"], 2);
+    let id = job["id"].as_str().expect("job id").to_owned();
+    let admin = &s.admin;
+    palisade_testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "rewrap job done",
+        || {
+            let uri = format!("/v1/crypto/rewrap-jobs/{id}");
+            async move {
+                let (_, job) = admin.send("GET", &uri, None).await;
+                job["state"] == "done"
+            }
+        },
+    )
+    .await;
+    let (_, done) = s
+        .admin
+        .send("GET", &format!("/v1/crypto/rewrap-jobs/{id}"), None)
+        .await;
+    assert_eq!(done["rewrapped"], 5, "{done}");
+    assert_eq!(done["phase"], "finished");
+    s.keyring.clear_cache();
+    for (subject, ct) in &sealed {
+        let (status, body) = s.admin.decrypt(ct, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["plaintext"], b64(subject.as_bytes()));
+    }
+    assert_eq!(
+        s.admin
+            .send("GET", "/v1/crypto/rewrap-jobs/nope", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.admin
+            .send("POST", "/v1/crypto/keys/nope/rewrap", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    palisade_testkit::eventually(
+        std::time::Duration::from_secs(5),
+        "rewrap audited",
+        || async {
+            let (_, events) = admin
+                .send("GET", "/v1/audit/events?action=crypto.rewrap", None)
+                .await;
+            let actions: Vec<String> = events["events"]
+                .as_array()
+                .map(|e| {
+                    e.iter()
+                        .filter_map(|e| e["event"]["action"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            actions.contains(&"crypto.rewrap.started".to_owned())
+                && actions.contains(&"crypto.rewrap.finished".to_owned())
+        },
+    )
+    .await;
 }

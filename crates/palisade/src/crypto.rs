@@ -215,8 +215,9 @@ fn describe(source: &MasterKeySource) -> String {
 
 /// The keyring of `palisade serve`: once the schema exists, makes sure the key
 /// `default` exists, installs the keyring in `state` (until then `/v1/crypto`
-/// answers 503), then re-reads key versions every `refresh` (rotations made
-/// elsewhere) and publishes the DEK cache metrics.
+/// answers 503), resumes rewrap jobs left running, then re-reads key versions
+/// every `refresh` (rotations made elsewhere) and publishes the DEK cache
+/// metrics.
 pub async fn run(state: AppState, keyring: Keyring, refresh: Duration) {
     loop {
         if state.is_migrated() {
@@ -230,6 +231,13 @@ pub async fn run(state: AppState, keyring: Keyring, refresh: Duration) {
     let state = state.with_crypto(keyring.clone());
     tracing::info!(kms = keyring.kms().backend(), "keyring ready");
     drop(state);
+    // Rewrap jobs a stopped process left running continue here.
+    let resuming = keyring.clone();
+    tokio::spawn(async move {
+        if let Err(error) = resuming.resume_rewraps().await {
+            tracing::warn!(%error, "rewrap jobs not resumed");
+        }
+    });
     let mut tick = tokio::time::interval(refresh);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -1,7 +1,10 @@
 //! The keyring's state in this process only: for tests, benchmarks and
 //! ephemeral keyrings. Same semantics as the database backend.
 
-use super::{IndexKeyRecord, KeyInfo, Reservation, SubjectKeyRecord, VersionInfo, VersionState};
+use super::{
+    IndexKeyRecord, KeyInfo, Reservation, RewrapJob, RewrapState, SubjectKeyRecord, VersionInfo,
+    VersionState,
+};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +19,7 @@ struct State {
     keys: BTreeMap<String, Vec<VersionInfo>>,
     subjects: BTreeMap<(String, u32), SubjectKeyRecord>,
     indexes: BTreeMap<String, IndexKeyRecord>,
+    rewrap_jobs: BTreeMap<String, RewrapJob>,
 }
 
 impl MemoryStore {
@@ -124,6 +128,113 @@ impl MemoryStore {
 
     pub(super) fn index_key(&self, name: &str) -> Option<IndexKeyRecord> {
         self.lock().indexes.get(name).cloned()
+    }
+
+    pub(super) fn count_wrapped_below(&self, kek_name: &str, version: u32) -> u64 {
+        let state = self.lock();
+        let subjects = state
+            .subjects
+            .values()
+            .filter(|r| r.kek_name == kek_name && r.kek_version < version && r.wrapped.is_some())
+            .count();
+        let indexes = state
+            .indexes
+            .values()
+            .filter(|r| r.kek_name == kek_name && r.kek_version < version)
+            .count();
+        (subjects + indexes) as u64
+    }
+
+    pub(super) fn subject_keys_below(
+        &self,
+        kek_name: &str,
+        version: u32,
+        after: (&str, u32),
+        limit: usize,
+    ) -> Vec<SubjectKeyRecord> {
+        let state = self.lock();
+        state
+            .subjects
+            .iter()
+            .filter(|((subject, generation), _)| (subject.as_str(), *generation) > after)
+            .map(|(_, r)| r)
+            .filter(|r| r.kek_name == kek_name && r.kek_version < version && r.wrapped.is_some())
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    pub(super) fn replace_subject_wrap(
+        &self,
+        subject: &str,
+        generation: u32,
+        old_version: u32,
+        new_version: u32,
+        wrapped: &[u8],
+    ) -> bool {
+        let mut state = self.lock();
+        match state.subjects.get_mut(&(subject.to_owned(), generation)) {
+            Some(r) if r.wrapped.is_some() && r.kek_version == old_version => {
+                r.kek_version = new_version;
+                r.wrapped = Some(wrapped.to_vec());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn index_keys_below(
+        &self,
+        kek_name: &str,
+        version: u32,
+        after: &str,
+        limit: usize,
+    ) -> Vec<IndexKeyRecord> {
+        let state = self.lock();
+        state
+            .indexes
+            .values()
+            .filter(|r| {
+                r.name.as_str() > after && r.kek_name == kek_name && r.kek_version < version
+            })
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    pub(super) fn replace_index_wrap(
+        &self,
+        name: &str,
+        old_version: u32,
+        new_version: u32,
+        wrapped: &[u8],
+    ) -> bool {
+        let mut state = self.lock();
+        match state.indexes.get_mut(name) {
+            Some(r) if r.kek_version == old_version => {
+                r.kek_version = new_version;
+                r.wrapped = wrapped.to_vec();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn put_rewrap_job(&self, job: &RewrapJob) {
+        self.lock().rewrap_jobs.insert(job.id.clone(), job.clone());
+    }
+
+    pub(super) fn rewrap_job(&self, id: &str) -> Option<RewrapJob> {
+        self.lock().rewrap_jobs.get(id).cloned()
+    }
+
+    pub(super) fn running_rewrap_jobs(&self) -> Vec<RewrapJob> {
+        self.lock()
+            .rewrap_jobs
+            .values()
+            .filter(|j| j.state == RewrapState::Running)
+            .cloned()
+            .collect()
     }
 
     pub(super) fn insert_index_key(&self, record: &IndexKeyRecord) -> bool {

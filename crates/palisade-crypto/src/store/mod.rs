@@ -113,6 +113,105 @@ pub struct IndexKeyRecord {
     pub created_at_ms: i64,
 }
 
+/// Where a rewrap job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewrapState {
+    /// Work remains (or the process running it stopped: it resumes).
+    Running,
+    /// Everything stored under the key uses the target version or newer.
+    Done,
+    /// Stopped on an error (in `error`); starting a new job retries.
+    Failed,
+}
+
+impl RewrapState {
+    /// The state as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses a stored state.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "running" => Some(Self::Running),
+            "done" => Some(Self::Done),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Which stored keys a rewrap job is going through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewrapPhase {
+    /// Subject keys, by (subject, generation).
+    Subjects,
+    /// Blind-index keys, by name.
+    Indexes,
+    /// Nothing left.
+    Finished,
+}
+
+impl RewrapPhase {
+    /// The phase as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Subjects => "subjects",
+            Self::Indexes => "indexes",
+            Self::Finished => "finished",
+        }
+    }
+
+    /// Parses a stored phase.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "subjects" => Some(Self::Subjects),
+            "indexes" => Some(Self::Indexes),
+            "finished" => Some(Self::Finished),
+            _ => None,
+        }
+    }
+}
+
+/// A rewrap job: re-wraps the keys stored under keyring key `kek_name`
+/// (subject keys, blind-index keys) with version `target_version` or newer,
+/// resumably: the cursor is the last row done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RewrapJob {
+    /// The job's id (a UUIDv7).
+    pub id: String,
+    /// The keyring key whose stored keys are rewrapped.
+    pub kek_name: String,
+    /// The version they are brought to (the newest when the job started).
+    pub target_version: u32,
+    /// Running, done or failed.
+    pub state: RewrapState,
+    /// Which stored keys it is going through.
+    pub phase: RewrapPhase,
+    /// Last key done in the phase (subject id or index name).
+    #[serde(skip)]
+    pub cursor_key: String,
+    /// Last subject key generation done.
+    #[serde(skip)]
+    pub cursor_generation: u32,
+    /// Keys to rewrap when the job started.
+    pub total: u64,
+    /// Keys rewrapped so far.
+    pub rewrapped: u64,
+    /// When it started, Unix ms.
+    pub started_at_ms: i64,
+    /// When it last made progress, Unix ms.
+    pub updated_at_ms: i64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
 /// What a usage reservation found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
@@ -224,6 +323,137 @@ impl KeyringStore {
         match self {
             Self::Memory(store) => Ok(store.insert_index_key(record)),
             Self::Sql(store) => store.insert_index_key(record).await,
+        }
+    }
+
+    /// Stored keys (live subject keys and index keys) wrapped by `kek_name`
+    /// below `version`.
+    pub async fn count_wrapped_below(&self, kek_name: &str, version: u32) -> Result<u64> {
+        match self {
+            Self::Memory(store) => Ok(store.count_wrapped_below(kek_name, version)),
+            Self::Sql(store) => store.count_wrapped_below(kek_name, version).await,
+        }
+    }
+
+    /// Up to `limit` live subject keys wrapped by `kek_name` below `version`,
+    /// after `(subject, generation)`, in that order.
+    pub async fn subject_keys_below(
+        &self,
+        kek_name: &str,
+        version: u32,
+        after: (&str, u32),
+        limit: usize,
+    ) -> Result<Vec<SubjectKeyRecord>> {
+        match self {
+            Self::Memory(store) => Ok(store.subject_keys_below(kek_name, version, after, limit)),
+            Self::Sql(store) => {
+                store
+                    .subject_keys_below(kek_name, version, after, limit)
+                    .await
+            }
+        }
+    }
+
+    /// Replaces a subject key's wrap if it is still live and wrapped by
+    /// `old_version` (a shredding or another rewrap in between wins).
+    pub async fn replace_subject_wrap(
+        &self,
+        subject: &str,
+        generation: u32,
+        old_version: u32,
+        new_version: u32,
+        wrapped: &[u8],
+    ) -> Result<bool> {
+        match self {
+            Self::Memory(store) => Ok(store.replace_subject_wrap(
+                subject,
+                generation,
+                old_version,
+                new_version,
+                wrapped,
+            )),
+            Self::Sql(store) => {
+                store
+                    .replace_subject_wrap(subject, generation, old_version, new_version, wrapped)
+                    .await
+            }
+        }
+    }
+
+    /// Up to `limit` index keys wrapped by `kek_name` below `version`, after
+    /// `after` by name.
+    pub async fn index_keys_below(
+        &self,
+        kek_name: &str,
+        version: u32,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<IndexKeyRecord>> {
+        match self {
+            Self::Memory(store) => Ok(store.index_keys_below(kek_name, version, after, limit)),
+            Self::Sql(store) => {
+                store
+                    .index_keys_below(kek_name, version, after, limit)
+                    .await
+            }
+        }
+    }
+
+    /// Replaces an index key's wrap if it is still wrapped by `old_version`.
+    pub async fn replace_index_wrap(
+        &self,
+        name: &str,
+        old_version: u32,
+        new_version: u32,
+        wrapped: &[u8],
+    ) -> Result<bool> {
+        match self {
+            Self::Memory(store) => {
+                Ok(store.replace_index_wrap(name, old_version, new_version, wrapped))
+            }
+            Self::Sql(store) => {
+                store
+                    .replace_index_wrap(name, old_version, new_version, wrapped)
+                    .await
+            }
+        }
+    }
+
+    /// Stores a new rewrap job.
+    pub async fn insert_rewrap_job(&self, job: &RewrapJob) -> Result<()> {
+        match self {
+            Self::Memory(store) => {
+                store.put_rewrap_job(job);
+                Ok(())
+            }
+            Self::Sql(store) => store.insert_rewrap_job(job).await,
+        }
+    }
+
+    /// Saves a rewrap job's progress.
+    pub async fn update_rewrap_job(&self, job: &RewrapJob) -> Result<()> {
+        match self {
+            Self::Memory(store) => {
+                store.put_rewrap_job(job);
+                Ok(())
+            }
+            Self::Sql(store) => store.update_rewrap_job(job).await,
+        }
+    }
+
+    /// A rewrap job by id.
+    pub async fn rewrap_job(&self, id: &str) -> Result<Option<RewrapJob>> {
+        match self {
+            Self::Memory(store) => Ok(store.rewrap_job(id)),
+            Self::Sql(store) => store.rewrap_job(id).await,
+        }
+    }
+
+    /// Rewrap jobs still running (to resume after a restart), oldest first.
+    pub async fn running_rewrap_jobs(&self) -> Result<Vec<RewrapJob>> {
+        match self {
+            Self::Memory(store) => Ok(store.running_rewrap_jobs()),
+            Self::Sql(store) => store.running_rewrap_jobs().await,
         }
     }
 }

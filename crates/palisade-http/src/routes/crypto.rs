@@ -8,8 +8,8 @@
 //! that was altered, or opened with other AAD, is a 400/422 problem, never a
 //! 500 and never plaintext; a shredded subject's data is 410.
 //!
-//! Binary values (plaintext, AAD) travel as standard base64. Key rotation
-//! and shredding are audit events.
+//! Binary values (plaintext, AAD) travel as standard base64. Key rotation,
+//! shredding and rewrap jobs are audit events.
 
 use crate::auth::Caller;
 use crate::json::ApiJson;
@@ -22,11 +22,12 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use palisade_audit::event::Resource;
+use palisade_audit::event::{Actor, NewEvent, Outcome, Resource};
 use palisade_crypto::envelope::{self, Envelope, KeyKind};
 use palisade_crypto::keyring::{DEFAULT_KEY, RESERVED_PREFIX};
 use palisade_crypto::{
     BlindIndexSettings, CryptoError, FieldKey, JsonPath, KeyInfo, Keyring, Normalization,
+    RewrapJob, RewrapState,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -579,4 +580,159 @@ pub async fn shred_subject(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A rewrap job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RewrapJobView {
+    /// The job's id.
+    pub id: String,
+    /// The key whose stored keys are rewrapped.
+    pub key: String,
+    /// The version they are brought to.
+    pub target_version: u32,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// `subjects`, `indexes` or `finished`.
+    pub phase: String,
+    /// Stored keys to rewrap when the job started.
+    pub total: u64,
+    /// Rewrapped so far.
+    pub rewrapped: u64,
+    /// Started (Unix ms).
+    pub started_at_ms: i64,
+    /// Last progress (Unix ms).
+    pub updated_at_ms: i64,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<RewrapJob> for RewrapJobView {
+    fn from(job: RewrapJob) -> Self {
+        Self {
+            id: job.id,
+            key: job.kek_name,
+            target_version: job.target_version,
+            state: job.state.as_str().to_owned(),
+            phase: job.phase.as_str().to_owned(),
+            total: job.total,
+            rewrapped: job.rewrapped,
+            started_at_ms: job.started_at_ms,
+            updated_at_ms: job.updated_at_ms,
+            error: job.error,
+        }
+    }
+}
+
+/// Starts a background job re-wrapping the keys Palisade stores under this
+/// key (subject keys under `palisade-subjects`, blind-index keys under
+/// `palisade-index`) with its newest version; data is not re-encrypted.
+/// Resumable, with progress at `GET /v1/crypto/rewrap-jobs/{id}`; its start
+/// and end are audited. Ciphertexts stored elsewhere keep opening; there is
+/// nothing of theirs here to rewrap.
+#[utoipa::path(post, path = "/v1/crypto/keys/{name}/rewrap", tag = "crypto", security(("api_key" = [])),
+    params(("name" = String, Path, description = "The key's name")),
+    responses((status = 202, body = RewrapJobView), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 503, body = Problem)))]
+pub async fn start_rewrap(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<impl IntoResponse, Problem> {
+    caller.require(ADMIN_SCOPE)?;
+    let keyring = state.crypto()?.clone();
+    let job = keyring
+        .start_rewrap(&name)
+        .await
+        .map_err(unknown_key_is_404)?;
+    record_change(
+        &state,
+        &caller,
+        "crypto.rewrap.started",
+        Resource {
+            kind: "crypto_key".into(),
+            id: Some(name),
+        },
+        Some(serde_json::Map::from_iter([
+            ("job".to_owned(), serde_json::Value::from(job.id.clone())),
+            (
+                "target_version".to_owned(),
+                serde_json::Value::from(job.target_version),
+            ),
+            ("total".to_owned(), serde_json::Value::from(job.total)),
+        ])),
+    )
+    .await?;
+    let view = RewrapJobView::from(job.clone());
+    tokio::spawn(run_rewrap_job(state, caller, keyring, job.id));
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// Runs a rewrap job to its end and writes the audit event of how it ended.
+async fn run_rewrap_job(state: AppState, caller: Caller, keyring: Keyring, id: String) {
+    let (outcome, metadata) = match keyring.run_rewrap(&id).await {
+        Ok(job) => (
+            if job.state == RewrapState::Done {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+            serde_json::Map::from_iter([
+                ("job".to_owned(), serde_json::Value::from(job.id)),
+                (
+                    "rewrapped".to_owned(),
+                    serde_json::Value::from(job.rewrapped),
+                ),
+                (
+                    "state".to_owned(),
+                    serde_json::Value::from(job.state.as_str()),
+                ),
+            ]),
+        ),
+        Err(error) => {
+            tracing::warn!(job = %id, %error, "rewrap job could not be run");
+            (
+                Outcome::Error,
+                serde_json::Map::from_iter([("job".to_owned(), serde_json::Value::from(id))]),
+            )
+        }
+    };
+    let event = NewEvent {
+        id: None,
+        tenant: None,
+        action: "crypto.rewrap.finished".to_owned(),
+        actor: Actor {
+            id: caller.key.id.to_string(),
+            kind: Some("api_key".into()),
+            ip: None,
+            user_agent: None,
+        },
+        resource: None,
+        outcome,
+        occurred_at: None,
+        request_id: None,
+        metadata: Some(metadata),
+    };
+    if let Err(error) = state.audit.append(caller.key.tenant.clone(), event).await {
+        tracing::warn!(%error, "could not audit the end of a rewrap job");
+    }
+}
+
+/// A rewrap job's progress.
+#[utoipa::path(get, path = "/v1/crypto/rewrap-jobs/{id}", tag = "crypto", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The job's id")),
+    responses((status = 200, body = RewrapJobView), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 503, body = Problem)))]
+pub async fn rewrap_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RewrapJobView>, Problem> {
+    caller.require(ADMIN_SCOPE)?;
+    let keyring = state.crypto()?;
+    match keyring.rewrap_job(&id).await? {
+        Some(job) => Ok(Json(job.into())),
+        None => Err(Problem::not_found("no rewrap job with that id")),
+    }
 }
