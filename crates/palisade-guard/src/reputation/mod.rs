@@ -213,13 +213,19 @@ impl Reputation {
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Listing {
         let snapshot = self.current.load();
-        if let Some(hit) = snapshot.allow.lookup(ip) {
+        // Most addresses are on no list: answer those with the cheap
+        // membership test and build the evidence only for a hit.
+        if snapshot.allow.contains(ip)
+            && let Some(hit) = snapshot.allow.lookup(ip)
+        {
             return Listing::Allowed(hit);
         }
-        match snapshot.block.lookup(ip) {
-            Some(hit) => Listing::Blocked(hit),
-            None => Listing::Unlisted,
+        if snapshot.block.contains(ip)
+            && let Some(hit) = snapshot.block.lookup(ip)
+        {
+            return Listing::Blocked(hit);
         }
+        Listing::Unlisted
     }
 
     /// Whether an allow list holds `ip`.
