@@ -95,18 +95,18 @@ fn detection_floors_and_false_positive_ceilings_hold_at_every_level() {
     }
     // (label, level) -> least share blocked, in percent.
     let floors: &[(&str, u8, f64)] = &[
-        ("sqli", 1, 0.0),
-        ("sqli", 2, 0.0),
-        ("sqli", 3, 0.0),
-        ("xss", 1, 0.0),
-        ("xss", 2, 0.0),
-        ("xss", 3, 0.0),
-        ("path_traversal", 1, 0.0),
-        ("path_traversal", 2, 0.0),
-        ("path_traversal", 3, 0.0),
-        ("cmdi", 1, 0.0),
-        ("cmdi", 2, 0.0),
-        ("cmdi", 3, 0.0),
+        ("sqli", 1, 90.0),
+        ("sqli", 2, 92.5),
+        ("sqli", 3, 92.5),
+        ("xss", 1, 89.0),
+        ("xss", 2, 90.0),
+        ("xss", 3, 92.0),
+        ("path_traversal", 1, 79.0),
+        ("path_traversal", 2, 82.0),
+        ("path_traversal", 3, 82.0),
+        ("cmdi", 1, 78.5),
+        ("cmdi", 2, 86.0),
+        ("cmdi", 3, 86.0),
     ];
     for &(label, level, floor) in floors {
         let (n, blocked, ..) = rates[&(label, level)];
@@ -117,7 +117,7 @@ fn detection_floors_and_false_positive_ceilings_hold_at_every_level() {
         );
     }
     // level -> most share of benign values flagged or blocked, in percent.
-    let ceilings: &[(u8, f64)] = &[(1, 100.0), (2, 100.0), (3, 100.0)];
+    let ceilings: &[(u8, f64)] = &[(1, 1.0), (2, 1.5), (3, 2.5)];
     for &(level, ceiling) in ceilings {
         let (n, _, acted, _) = rates[&("benign", level)];
         let rate = pct(acted, n);

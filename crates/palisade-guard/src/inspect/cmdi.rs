@@ -14,7 +14,7 @@
 //! - at level 2, a value that is a command line of its own (`ls -la /tmp`);
 //!   at level 3, redirections (`> /tmp/x`, `2>&1`).
 
-use super::xss::find;
+use super::xss::{find, matches_any};
 use super::{Category, Hit, Severity};
 
 const CRIT: Severity = Severity::Critical;
@@ -174,6 +174,12 @@ const SHELL_TOKENS: &[&str] = &[
 /// Looks for command injection in `text`. Returns the bytes processed.
 pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
     let raw = text.as_bytes();
+    let has = |set: &[u8]| raw.iter().any(|b| set.contains(b));
+    let separators = has(b";|&`\n\r$");
+    let shell = separators || has(b"(/%");
+    if !shell && level < 2 {
+        return raw.len() as u64;
+    }
     let lower: Vec<u8> = raw.iter().map(u8::to_ascii_lowercase).collect();
     let s = &lower[..];
     let mut add = |rule: &'static str, span: (usize, usize)| {
@@ -181,13 +187,7 @@ pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
             hits.push(Hit::new(Category::Cmdi, rule, CRIT, span));
         }
     };
-    let shellish = s.iter().any(|&b| {
-        matches!(
-            b,
-            b';' | b'|' | b'&' | b'`' | b'$' | b'\n' | b'\r' | b'(' | b'%' | b'/'
-        )
-    });
-    if shellish {
+    if separators {
         // Separators and substitutions, then a command.
         for (i, &b) in s.iter().enumerate() {
             let start = match b {
@@ -200,19 +200,17 @@ pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
                 break;
             }
         }
-        for token in SHELL_TOKENS {
-            if let Some(p) = find(s, token.as_bytes()) {
-                add("cmdi.shell-syntax", (p, s.len().min(p + 40)));
-                break;
-            }
+    }
+    if shell {
+        if let Some((p, _)) = matches_any(s, SHELL_TOKENS).next() {
+            add("cmdi.shell-syntax", (p, s.len().min(p + 40)));
         }
-        for call in EXEC_CALLS {
-            if let Some(p) = find(s, call.as_bytes()) {
-                let whole = p == 0 || !(s[p - 1].is_ascii_alphanumeric() || s[p - 1] == b'_');
-                if whole {
-                    add("cmdi.exec-call", (p, s.len().min(p + 40)));
-                    break;
-                }
+        if raw.contains(&b'(') || raw.contains(&b'$') {
+            let whole = |&(p, _): &(usize, usize)| {
+                p == 0 || !(s[p - 1].is_ascii_alphanumeric() || s[p - 1] == b'_')
+            };
+            if let Some((p, _)) = matches_any(s, EXEC_CALLS).find(whole) {
+                add("cmdi.exec-call", (p, s.len().min(p + 40)));
             }
         }
     }

@@ -408,6 +408,10 @@ impl<'c> Scan<'c> {
         if !(active.sqli || active.xss || active.traversal || active.cmdi) || raw.is_empty() {
             return true;
         }
+        if self.level == 1 && is_plain_token(raw) {
+            self.work += raw.len() as u64;
+            return true;
+        }
         let decoded = decode::decode(raw, encoding);
         self.work += decoded.work;
         let text = decoded.text.as_str();
@@ -455,6 +459,9 @@ impl<'c> Scan<'c> {
             collect(&mut hits, from, text);
         }
         self.hits = hits;
+        if found.is_empty() {
+            return true;
+        }
         let secret = is_secret(location);
         let mut seen: Vec<&'static str> = Vec::new();
         for (hit, evidence) in found {
@@ -476,6 +483,17 @@ impl<'c> Scan<'c> {
         }
         true
     }
+}
+
+/// A short value of letters, digits, `_`, `.` and single `-` (an id, a
+/// code, a name, a number): no level 1 rule can match it, so it is not
+/// decoded or scanned. Most keys and many values of ordinary requests are.
+fn is_plain_token(raw: &[u8]) -> bool {
+    raw.len() <= 256
+        && raw
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && !raw.windows(2).any(|w| w == b".." || w == b"--")
 }
 
 /// `text` without its `/* ... */` comments (an unterminated one runs to the end).

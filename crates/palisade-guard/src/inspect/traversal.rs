@@ -13,7 +13,7 @@
 //! - at level 2, dot pairs separated by any repeated non-alphanumeric
 //!   character (`..%uEFC8..%uEFC8`), and a NUL that cuts a path short.
 
-use super::xss::find;
+use super::xss::{find, matches_any};
 use super::{Category, Hit, Severity};
 
 const CRIT: Severity = Severity::Critical;
@@ -134,7 +134,8 @@ const WRAPPERS: &[&str] = &[
 /// Returns the bytes processed.
 pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) -> u64 {
     let raw = text.as_bytes();
-    if !raw.iter().any(|&b| matches!(b, b'.' | b'/' | b'\\' | b':')) {
+    // Every rule needs `..`, a separator, or a scheme/drive colon.
+    if !raw.iter().any(|&b| matches!(b, b'/' | b'\\' | b':')) && find(raw, b"..").is_none() {
         return raw.len() as u64;
     }
     // Lower case, one separator.
@@ -181,10 +182,7 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
         let end = s.len().min(after_last_step + 40);
         add("path_traversal.dot-dot", CRIT, (from, end));
         let target = &s[after_last_step..];
-        if SENSITIVE_FILES
-            .iter()
-            .any(|f| starts_after_slashes(target, f) || find(target, f.as_bytes()).is_some())
-        {
+        if matches_any(target, SENSITIVE_FILES).next().is_some() {
             add("path_traversal.sensitive-file", CRIT, (from, end));
         }
     }
@@ -212,9 +210,7 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
     if absolute {
         let rest = strip_drive(&path[path_start..]);
         if UNIX_PATHS.iter().any(|p| rest.starts_with(p.as_bytes()))
-            || SENSITIVE_FILES
-                .iter()
-                .any(|f| find(rest, f.as_bytes()).is_some())
+            || matches_any(rest, SENSITIVE_FILES).next().is_some()
         {
             add(
                 "path_traversal.system-path",
@@ -224,11 +220,11 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
         }
     }
     // A sensitive file named anywhere, after a separator.
-    if let Some(at) = SENSITIVE_FILES
-        .iter()
-        .filter(|f| f.contains('/') || f.starts_with('.'))
-        .find_map(|f| find(&s, f.as_bytes()).filter(|&p| p > 0 && s[p - 1] == b'/'))
-    {
+    let after_separator = |&(p, j): &(usize, usize)| {
+        let f = SENSITIVE_FILES[j];
+        (f.contains('/') || f.starts_with('.')) && p > 0 && s[p - 1] == b'/'
+    };
+    if let Some((at, _)) = matches_any(&s, SENSITIVE_FILES).find(after_separator) {
         add(
             "path_traversal.sensitive-file",
             CRIT,
@@ -258,11 +254,6 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
         );
     }
     2 * raw.len() as u64
-}
-
-fn starts_after_slashes(s: &[u8], what: &str) -> bool {
-    let start = s.iter().position(|&b| b != b'/').unwrap_or(s.len());
-    s[start..].starts_with(what.as_bytes())
 }
 
 fn drive_letter(s: &[u8]) -> bool {

@@ -208,6 +208,14 @@ struct Pattern {
     anchored: bool,
     to_end: bool,
     elems: Vec<Elem>,
+    /// The kinds every match contains, as a bit set (see [`kind_bit`]): a
+    /// fingerprint lacking one of them cannot match, so the pattern is skipped.
+    required: u64,
+}
+
+/// A bit per token kind, for quick "does this fingerprint have X" tests.
+fn kind_bit(k: u8) -> u64 {
+    1u64 << (k % 64)
 }
 
 static COMPILED: LazyLock<Vec<Pattern>> = LazyLock::new(|| PATTERNS.iter().map(compile).collect());
@@ -255,6 +263,16 @@ fn compile(&(rule, level, severity, context, text): &Spec) -> Pattern {
         elems.push(elem);
         i += 1;
     }
+    let required = elems
+        .iter()
+        .map(|e| match e {
+            Elem::Kind(k) => kind_bit(*k),
+            // A class requires its kind only when it has one member.
+            Elem::Class(c) if c.len() == 1 => kind_bit(c[0]),
+            Elem::Closes => kind_bit(b')'),
+            _ => 0,
+        })
+        .fold(0, |a, b| a | b);
     Pattern {
         rule,
         level,
@@ -263,6 +281,7 @@ fn compile(&(rule, level, severity, context, text): &Spec) -> Pattern {
         anchored,
         to_end,
         elems,
+        required,
     }
 }
 
@@ -367,8 +386,9 @@ pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
         if fp.executable_comment {
             add("sqli.executable-comment", CRIT, (0, bytes.len()));
         }
+        let present = fp.kinds.iter().fold(0u64, |a, &k| a | kind_bit(k));
         for pattern in COMPILED.iter() {
-            if pattern.level > level {
+            if pattern.level > level || pattern.required & !present != 0 {
                 continue;
             }
             let applies = match pattern.context {
