@@ -63,6 +63,9 @@ pub struct Config {
     /// `[ratelimit]`: limiter settings and rules.
     #[serde(default)]
     pub ratelimit: crate::ratelimit_config::RateLimitConfig,
+    /// `[inspection]`: request inspection behind `POST /v1/inspect`.
+    #[serde(default)]
+    pub inspection: palisade_guard::inspect::InspectConfig,
     /// `[security_headers]`: response headers of Palisade's own answers.
     #[serde(default)]
     pub security_headers: palisade_http::layers::security_headers::SecurityHeaders,
@@ -366,6 +369,7 @@ impl Config {
             redis.validate().map_err(|e| from_store(&e, "redis"))?;
         }
         self.ratelimit.validate()?;
+        crate::inspection_config::inspector(&self.inspection)?;
         self.threats.validate()?;
         self.authz.validate()?;
         self.passwords.validate()?;

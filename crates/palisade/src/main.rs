@@ -5,6 +5,7 @@ mod authz_config;
 mod config;
 mod crypto;
 mod init;
+mod inspection_config;
 mod lockout_config;
 mod passwords_config;
 mod ratelimit_config;

@@ -100,7 +100,8 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         clock.clone(),
         settings,
     )
-    .with_protection(config.protection()?);
+    .with_protection(config.protection()?)
+    .with_inspector(crate::inspection_config::inspector(&config.inspection)?);
     // Reads the state's events, so it is built before anything else may
     // replace them; shares detector state and blocks through Redis.
     let state = match config.threats.start(&state, redis.clone())? {
