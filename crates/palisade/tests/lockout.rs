@@ -9,15 +9,13 @@ use palisade_testkit::{TestDatabase, eventually};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
-use support::{Client, Server, printed_key, run};
+use support::Twins;
 
 const PROMPT: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_on_one_instance_lock_the_account_on_the_other() {
     let pg = TestDatabase::create().await.expect("test schema");
-    let first_dir = tempfile::tempdir().expect("temp dir");
-    let second_dir = tempfile::tempdir().expect("temp dir");
     let mut env = HashMap::new();
     env.insert("PALISADE_DATABASE__URL".to_owned(), pg.url());
     env.insert("PALISADE_REDIS__URL".to_owned(), redis_url());
@@ -35,24 +33,9 @@ async fn failures_on_one_instance_lock_the_account_on_the_other() {
     ] {
         env.insert(format!("PALISADE_LOCKOUT__{key}"), value.to_owned());
     }
-    let (status, out, err) = run(first_dir.path(), &env, &["init"]);
-    assert!(status.success(), "{err}");
-    let key = printed_key(&out).expect("admin key");
     // Same secrets, same database: the second instance is the first's twin.
-    std::fs::create_dir_all(second_dir.path().join("palisade-data")).expect("data dir");
-    std::fs::copy(
-        first_dir.path().join("palisade-data/palisade.toml"),
-        second_dir.path().join("palisade-data/palisade.toml"),
-    )
-    .expect("copy config");
-    let mut first = Server::start(first_dir.path(), env.clone());
-    let mut second = Server::start(second_dir.path(), env);
-    first.wait_ready(200).await;
-    second.wait_ready(200).await;
-    let (a, b) = (
-        Client::new(&first.base, &key),
-        Client::new(&second.base, &key),
-    );
+    let twins = Twins::start(&env, &HashMap::new()).await;
+    let (a, b) = (&twins.a, &twins.b);
 
     let (status, hashed) = a
         .post(
