@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use support::{Client, Server, printed_key, run};
+use support::{Client, Twins};
 
 const PROMPT: Duration = Duration::from_secs(15);
 
@@ -81,11 +81,7 @@ async fn two_instances(
     pg: &TestDatabase,
     proxy: Option<&FaultProxy>,
     redis: Option<&FaultProxy>,
-) -> (Server, Server, Client, Client, Vec<tempfile::TempDir>) {
-    let dirs = vec![
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    ];
+) -> Twins {
     let mut env = HashMap::new();
     env.insert("PALISADE_DATABASE__URL".to_owned(), pg.url());
     if let Some(redis) = redis {
@@ -94,31 +90,14 @@ async fn two_instances(
             format!("redis://{}", redis.addr()),
         );
     }
-    let (status, out, err) = run(dirs[0].path(), &env, &["init"]);
-    assert!(status.success(), "{err}");
-    let key = printed_key(&out).expect("admin key");
-    std::fs::create_dir_all(dirs[1].path().join("palisade-data")).expect("data dir");
-    std::fs::copy(
-        dirs[0].path().join("palisade-data/palisade.toml"),
-        dirs[1].path().join("palisade-data/palisade.toml"),
-    )
-    .expect("copy config");
-    let mut second_env = env.clone();
+    let mut second_env = HashMap::new();
     if let Some(proxy) = proxy {
         let url = pg
             .url()
             .replace(&upstream(&pg.url()).to_string(), &proxy.addr().to_string());
         second_env.insert("PALISADE_DATABASE__URL".to_owned(), url);
     }
-    let mut first = Server::start(dirs[0].path(), env);
-    let mut second = Server::start(dirs[1].path(), second_env);
-    first.wait_ready(200).await;
-    second.wait_ready(200).await;
-    let (a, b) = (
-        Client::new(&first.base, &key),
-        Client::new(&second.base, &key),
-    );
-    (first, second, a, b, dirs)
+    Twins::start(&env, &second_env).await
 }
 
 async fn grant(a: &Client) {
@@ -136,17 +115,18 @@ async fn grant(a: &Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_binding_stops_granting_on_the_other_instance_within_a_second() {
     let pg = TestDatabase::create().await.expect("test schema");
-    let (_first, _second, a, b, _dirs) = two_instances(&pg, None, None).await;
+    let twins = two_instances(&pg, None, None).await;
+    let (a, b) = (&twins.a, &twins.b);
     let mut revocations = Vec::new();
     for _ in 0..5 {
-        grant(&a).await;
-        time_until(&b, true).await;
-        assert_eq!(delete(&a, "/v1/authz/bindings/alice").await, 200);
+        grant(a).await;
+        time_until(b, true).await;
+        assert_eq!(delete(a, "/v1/authz/bindings/alice").await, 200);
         assert!(
-            !allowed(&a).await,
+            !allowed(a).await,
             "the instance that changed it denies at once"
         );
-        revocations.push(time_until(&b, false).await);
+        revocations.push(time_until(b, false).await);
     }
     eprintln!("revocation reached the other instance after {revocations:?}");
     let slowest = revocations.iter().max().copied().unwrap_or_default();
@@ -161,17 +141,18 @@ async fn after_its_database_link_is_cut_and_restored_an_instance_still_stops_gra
  {
     let pg = TestDatabase::create().await.expect("test schema");
     let proxy = FaultProxy::start(upstream(&pg.url())).await.expect("proxy");
-    let (_first, _second, a, b, _dirs) = two_instances(&pg, Some(&proxy), None).await;
-    grant(&a).await;
-    time_until(&b, true).await;
+    let twins = two_instances(&pg, Some(&proxy), None).await;
+    let (a, b) = (&twins.a, &twins.b);
+    grant(a).await;
+    time_until(b, true).await;
     // Drop every connection of the second instance (its LISTEN among them),
     // then let new ones through: the listener is gone for a while, the pool
     // reconnects at once.
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(200)).await;
     proxy.resume();
-    assert_eq!(delete(&a, "/v1/authz/bindings/alice").await, 200);
-    let took = time_until(&b, false).await;
+    assert_eq!(delete(a, "/v1/authz/bindings/alice").await, 200);
+    let took = time_until(b, false).await;
     assert!(took < Duration::from_secs(1), "revocation took {took:?}");
 }
 
@@ -181,15 +162,16 @@ async fn with_redis_cut_decisions_stay_correct_and_revocations_still_arrive() {
     let redis = FaultProxy::start(support::redis_addr())
         .await
         .expect("proxy");
-    let (_first, _second, a, b, _dirs) = two_instances(&pg, None, Some(&redis)).await;
-    grant(&a).await;
-    time_until(&b, true).await;
+    let twins = two_instances(&pg, None, Some(&redis)).await;
+    let (a, b) = (&twins.a, &twins.b);
+    grant(a).await;
+    time_until(b, true).await;
     // Policies and their change notices live in PostgreSQL: Redis being away
     // changes nothing about what is decided.
     redis.cut();
-    assert!(allowed(&b).await);
-    assert_eq!(delete(&a, "/v1/authz/bindings/alice").await, 200);
-    let took = time_until(&b, false).await;
+    assert!(allowed(b).await);
+    assert_eq!(delete(a, "/v1/authz/bindings/alice").await, 200);
+    let took = time_until(b, false).await;
     assert!(took < Duration::from_secs(1), "revocation took {took:?}");
     let (_, health) = b.get("/health").await;
     assert_eq!(health["status"], "degraded", "{health}");
