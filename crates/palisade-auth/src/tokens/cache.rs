@@ -28,11 +28,12 @@ impl VerifiedCache {
         Self { entries }
     }
 
-    /// The key of `token`.
-    pub(crate) fn key(token: &str) -> [u8; 32] {
+    /// The key of `token`, or `None` when the cache is off (no hash computed).
+    pub(crate) fn key(&self, token: &str) -> Option<[u8; 32]> {
+        self.entries.as_ref()?;
         let mut key = [0u8; 32];
         key.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
-        key
+        Some(key)
     }
 
     pub(crate) fn get(&self, key: &[u8; 32]) -> Option<Arc<Claims>> {

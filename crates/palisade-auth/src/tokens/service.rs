@@ -329,15 +329,17 @@ impl Tokens {
                 .err()
                 .map_or(TokenError::Invalid("token too large"), TokenError::Jwt));
         }
-        let key = VerifiedCache::key(token);
-        let claims = match self.inner.cache.get(&key) {
+        let key = self.inner.cache.key(token);
+        let claims = match key.and_then(|k| self.inner.cache.get(&k)) {
             Some(claims) => {
                 verifier.recheck_claims(&claims, audience)?;
                 claims
             }
             None => {
                 let claims = Arc::new(verifier.verify(token, audience)?);
-                self.inner.cache.insert(key, Arc::clone(&claims));
+                if let Some(key) = key {
+                    self.inner.cache.insert(key, Arc::clone(&claims));
+                }
                 claims
             }
         };
