@@ -109,10 +109,12 @@ impl Outcome {
 pub struct EventLimits {
     /// Largest `metadata`, serialized, in bytes.
     pub max_metadata_bytes: usize,
-    /// Deepest nesting of `metadata`.
+    /// Deepest nesting of `metadata` (and of `pii`).
     pub max_metadata_depth: usize,
     /// Most events in one append.
     pub max_batch: usize,
+    /// Largest `pii` object, in canonical (RFC 8785) bytes, before encryption.
+    pub max_pii_bytes: usize,
 }
 
 impl Default for EventLimits {
@@ -121,6 +123,7 @@ impl Default for EventLimits {
             max_metadata_bytes: 16 * 1024,
             max_metadata_depth: 16,
             max_batch: 1000,
+            max_pii_bytes: 8 * 1024,
         }
     }
 }
@@ -186,6 +189,18 @@ struct Leaf<'a> {
     request_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<&'a Map<String, Value>>,
+    /// The data subject (`crate::pii`), in clear.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    /// The subject's personal data, only ever as ciphertext (`crate::pii`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pii: Option<&'a str>,
+}
+
+/// An event whose fields passed validation, waiting for its leaf.
+#[derive(Debug)]
+pub(crate) struct CheckedEvent {
+    occurred_at: Option<String>,
 }
 
 impl NewEvent {
@@ -197,6 +212,19 @@ impl NewEvent {
         received_at: OffsetDateTime,
         limits: &EventLimits,
     ) -> Result<PreparedEvent, InvalidField> {
+        let checked = self.check(limits)?;
+        self.build(
+            tenant,
+            self.id.unwrap_or(id),
+            received_at,
+            &checked,
+            None,
+            None,
+        )
+    }
+
+    /// Validates every field (the `pii` of [`crate::pii`] is checked apart).
+    pub(crate) fn check(&self, limits: &EventLimits) -> Result<CheckedEvent, InvalidField> {
         check_action(&self.action)?;
         check_text("actor.id", &self.actor.id, 1, 256)?;
         if let Some(kind) = &self.actor.kind {
@@ -230,7 +258,20 @@ impl NewEvent {
         if let Some(metadata) = &self.metadata {
             check_metadata(metadata, limits)?;
         }
-        let id = self.id.unwrap_or(id);
+        Ok(CheckedEvent { occurred_at })
+    }
+
+    /// Builds the leaf of a checked event with its final `id`, the data subject
+    /// and the already sealed `pii` (never plaintext).
+    pub(crate) fn build(
+        &self,
+        tenant: TenantId,
+        id: Uuid,
+        received_at: OffsetDateTime,
+        checked: &CheckedEvent,
+        subject: Option<&str>,
+        sealed_pii: Option<&str>,
+    ) -> Result<PreparedEvent, InvalidField> {
         let leaf = Leaf {
             v: LEAF_VERSION,
             id,
@@ -239,10 +280,12 @@ impl NewEvent {
             actor: &self.actor,
             resource: self.resource.as_ref(),
             outcome: self.outcome,
-            occurred_at,
+            occurred_at: checked.occurred_at.clone(),
             received_at: format_utc(received_at)?,
             request_id: self.request_id.as_deref(),
             metadata: self.metadata.as_ref(),
+            subject,
+            pii: sealed_pii,
         };
         let leaf = serde_jcs::to_vec(&leaf)
             .map_err(|e| invalid("metadata", format!("not representable: {e}")))?;

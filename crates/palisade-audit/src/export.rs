@@ -28,7 +28,9 @@
 //! (denied); `actor.user.uid` = actor id; `src_endpoint.ip` = actor IP;
 //! `metadata.uid` = event id, `metadata.sequence` = index, `metadata.tenant_uid` =
 //! tenant, `metadata.correlation_uid` = the caller's request id; `unmapped.palisade`
-//! holds `index`, `leaf_hash`, `tenant` and the caller's `metadata`. Authentication
+//! holds `index`, `leaf_hash`, `tenant`, the caller's `metadata`, and the event's
+//! `subject` and `pii` view (decrypted, redacted or erased, as in
+//! [`crate::pii`]; CEF records carry neither). Authentication
 //! and Account Change also set the required `user` (the actor for a login, the
 //! changed resource for an account change); API Activity sets `api.operation` (the
 //! action) and `resources`.
@@ -113,10 +115,12 @@ pub fn leaf_hash_base64(event: &StoredEvent) -> String {
     STANDARD.encode(leaf_hash(&event.leaf))
 }
 
-/// The parsed leaf, or `null` for bytes that are not JSON (every leaf Palisade
-/// writes is; a damaged one must still export, and `audit verify` reports it).
+/// The parsed leaf as the reader may see it ([`crate::pii::leaf_view`]: `pii`
+/// decrypted, redacted or erased, never the ciphertext), or `null` for bytes that
+/// are not JSON (every leaf Palisade writes is; a damaged one must still export,
+/// and `audit verify` reports it).
 fn parsed_leaf(event: &StoredEvent) -> Value {
-    serde_json::from_slice(&event.leaf).unwrap_or(Value::Null)
+    crate::pii::leaf_view(event)
 }
 
 /// The NDJSON record: the shape of a `GET /v1/audit/events` item plus `leaf_hash`.
@@ -361,6 +365,8 @@ pub fn ocsf(event: &StoredEvent) -> Value {
     palisade.insert("leaf_hash".into(), Value::from(leaf_hash_base64(event)));
     palisade.insert("tenant".into(), Value::from(event.tenant.as_str()));
     put(&mut palisade, "metadata", leaf.get("metadata").cloned());
+    put(&mut palisade, "subject", leaf.get("subject").cloned());
+    put(&mut palisade, "pii", leaf.get("pii").cloned());
     out.insert("unmapped".into(), json!({ "palisade": palisade }));
     Value::Object(out)
 }
@@ -473,6 +479,7 @@ mod tests {
             id: Uuid::nil(),
             tenant: "acme".into(),
             leaf: serde_jcs::to_vec(&leaf).unwrap_or_default(),
+            pii: None,
         }
     }
 
@@ -736,6 +743,7 @@ mod tests {
             id: Uuid::nil(),
             tenant: "t".into(),
             leaf: b"not json".to_vec(),
+            pii: None,
         };
         assert_eq!(ndjson(&event)["event"], Value::Null);
         assert_eq!(ocsf(&event)["unmapped"]["palisade"]["index"], 1);

@@ -669,6 +669,7 @@ mod tests {
             id: uuid::Uuid::nil(),
             tenant: "acme \"q\" ]\\".into(),
             leaf: leaf.as_bytes().to_vec(),
+            pii: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod export;
 pub mod forward;
 pub mod log;
 pub mod merkle;
+pub mod pii;
 pub mod spool;
 pub mod store;
 pub mod verify;

@@ -6,6 +6,7 @@
 use crate::checkpoint::NoteSigner;
 use crate::event::{EventLimits, InvalidField, NewEvent, PreparedEvent};
 use crate::merkle::{self, Hash, ProofError};
+use crate::pii::{self, PiiAccess, PiiCipher, PiiError, SubjectPii};
 use crate::spool::{Spool, SpoolError};
 use crate::store::{
     AscendingPage, AuditStore, AuditStoreError, EventFilter, Page, PageAfter, StoredCheckpoint,
@@ -13,7 +14,7 @@ use crate::store::{
 };
 use palisade_core::principal::TenantId;
 use palisade_core::{SharedClock, new_id};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -109,6 +110,9 @@ struct Inner {
     appended: watch::Sender<u64>,
     /// Bounds concurrent [`AuditLog::query_after`] reads.
     ordered_reads: Semaphore,
+    /// Seals and opens events' personal data, once installed
+    /// ([`AuditLog::set_pii_cipher`]); without it `pii` is refused.
+    pii: OnceLock<Arc<dyn PiiCipher>>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -139,6 +143,7 @@ impl AuditLog {
             writer,
             appended: watch::Sender::new(0),
             ordered_reads: Semaphore::new(ORDERED_READERS),
+            pii: OnceLock::new(),
         });
         tokio::spawn(write_loop(inner.clone(), queue));
         if inner.spool.is_some() {
@@ -159,26 +164,125 @@ impl AuditLog {
         &self,
         events: Vec<(TenantId, NewEvent)>,
     ) -> Result<Receipt, AuditError> {
+        self.append_batch_with_pii(
+            events
+                .into_iter()
+                .map(|(tenant, event)| (tenant, event, SubjectPii::none()))
+                .collect(),
+        )
+        .await
+    }
+
+    /// [`AuditLog::append_batch`] of events that may carry personal data about a
+    /// subject: each `pii` object is sealed under its subject's key before the leaf
+    /// is built, so the leaf (and the spool) only ever hold the ciphertext. `pii`
+    /// without a subject, or without a cipher installed, is refused (`Invalid`); a
+    /// cipher that cannot be reached is `Unavailable`. Everything is validated
+    /// before anything is sealed.
+    pub async fn append_batch_with_pii(
+        &self,
+        events: Vec<(TenantId, NewEvent, SubjectPii)>,
+    ) -> Result<Receipt, AuditError> {
         let max = self.inner.settings.limits.max_batch;
         if events.is_empty() || events.len() > max {
             return Err(AuditError::BatchSize { max });
         }
+        let limits = &self.inner.settings.limits;
+        let cipher = self.inner.pii.get();
+        let mut checked = Vec::with_capacity(events.len());
+        for (index, (tenant, event, personal)) in events.into_iter().enumerate() {
+            let invalid = |field| AuditError::Invalid { index, field };
+            let fields = event.check(limits).map_err(invalid)?;
+            let personal = personal.check(limits).map_err(invalid)?;
+            if personal.plaintext.is_some() && cipher.is_none() {
+                return Err(invalid(crate::event::InvalidField {
+                    field: "pii".into(),
+                    message: "this audit log has no encryption keyring; personal data is never \
+                              stored in clear"
+                        .into(),
+                }));
+            }
+            let id = event
+                .id
+                .unwrap_or_else(|| new_id(self.inner.clock.as_ref()));
+            checked.push((tenant, event, fields, personal, id));
+        }
         let received_at = OffsetDateTime::from(self.inner.clock.now());
-        let prepared = events
-            .into_iter()
-            .enumerate()
-            .map(|(index, (tenant, event))| {
-                event
-                    .prepare(
-                        tenant,
-                        new_id(self.inner.clock.as_ref()),
-                        received_at,
-                        &self.inner.settings.limits,
-                    )
-                    .map_err(|field| AuditError::Invalid { index, field })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut prepared = Vec::with_capacity(checked.len());
+        for (index, (tenant, event, fields, personal, id)) in checked.into_iter().enumerate() {
+            let sealed = match (cipher, &personal.subject, &personal.plaintext) {
+                (Some(cipher), Some(subject), Some(plaintext)) => {
+                    let aad = pii::pii_aad(tenant.as_str(), subject, id);
+                    let sealed = cipher
+                        .seal(tenant.as_str(), subject, plaintext, &aad)
+                        .await
+                        .map_err(|e| match e {
+                            PiiError::InvalidSubject(message) => AuditError::Invalid {
+                                index,
+                                field: crate::event::InvalidField {
+                                    field: "subject".into(),
+                                    message,
+                                },
+                            },
+                            other => AuditError::Unavailable(format!(
+                                "cannot encrypt events[{index}].pii: {other}"
+                            )),
+                        })?;
+                    Some(sealed)
+                }
+                _ => None,
+            };
+            let event = event
+                .build(
+                    tenant,
+                    id,
+                    received_at,
+                    &fields,
+                    personal.subject.as_deref(),
+                    sealed.as_deref(),
+                )
+                .map_err(|field| AuditError::Invalid { index, field })?;
+            prepared.push(event);
+        }
         self.append_prepared(prepared).await
+    }
+
+    /// Installs the cipher of events' personal data (the first one wins; later
+    /// calls return false). Until one is installed, events with `pii` are refused.
+    pub fn set_pii_cipher(&self, cipher: Arc<dyn PiiCipher>) -> bool {
+        self.inner.pii.set(cipher).is_ok()
+    }
+
+    /// Whether a cipher of personal data is installed.
+    pub fn has_pii_cipher(&self) -> bool {
+        self.inner.pii.get().is_some()
+    }
+
+    /// Resolves the `pii` of read events for a reader with `access` (see
+    /// [`crate::pii`]): fills each [`StoredEvent::pii`] with the decrypted object,
+    /// `{"redacted": true}`, `{"erased": true}` (subject key destroyed, for every
+    /// reader), `{"unavailable": true}` or `{"unreadable": true}`. Events without
+    /// `pii` are left alone. Never fails: a read must not stop at one event.
+    pub async fn reveal_pii(&self, events: &mut [StoredEvent], access: PiiAccess) {
+        for event in events.iter_mut() {
+            if !pii::may_carry_pii(&event.leaf) {
+                continue;
+            }
+            let Ok(leaf) = serde_json::from_slice::<serde_json::Value>(&event.leaf) else {
+                continue;
+            };
+            let Some(sealed) = pii::sealed_in(&leaf) else {
+                continue;
+            };
+            let opened = match self.inner.pii.get() {
+                Some(cipher) => cipher.open(sealed.ciphertext, &sealed.aad).await,
+                None => Err(PiiError::Unavailable("no cipher installed".into())),
+            };
+            if let Err(PiiError::Failed(reason)) = &opened {
+                tracing::warn!(index = event.index, %reason, "audit event pii does not open");
+            }
+            event.pii = Some(pii::view_of(opened, access));
+        }
     }
 
     /// Wakes on every append this instance commits, carrying the tree size after it.

@@ -200,8 +200,16 @@ impl AppState {
     /// Installs the encryption keyring behind `/v1/crypto` (without one those
     /// routes answer 503). Set once, on the state shared by every clone, so it
     /// may be called after cloning; a second keyring is refused (logged) and
-    /// the first stays.
+    /// the first stays. The audit log seals events' `pii` with it too, unless
+    /// it was given a cipher already.
     pub fn with_crypto(self, keyring: palisade_crypto::Keyring) -> Self {
+        if !self.0.audit.has_pii_cipher() {
+            self.0
+                .audit
+                .set_pii_cipher(std::sync::Arc::new(palisade_audit::pii::KeyringPii::new(
+                    keyring.clone(),
+                )));
+        }
         if self.0.crypto.set(keyring).is_err() {
             tracing::error!("AppState::with_crypto called twice; keeping the first keyring");
         }

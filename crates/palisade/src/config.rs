@@ -129,6 +129,8 @@ pub struct AuditConfig {
     pub max_metadata_depth: usize,
     /// Most events in one append.
     pub max_batch: usize,
+    /// Largest `pii` object of one event (canonical JSON, before encryption), in bytes.
+    pub max_pii_bytes: usize,
     /// Largest size of the local spool that keeps events while the database is down.
     pub spool_max_bytes: u64,
     /// Events buffered per live subscriber (`/v1/audit/stream`, `/v1/audit/ws`).
@@ -258,6 +260,7 @@ impl AuditConfig {
             max_metadata_bytes: self.max_metadata_bytes,
             max_metadata_depth: self.max_metadata_depth,
             max_batch: self.max_batch,
+            max_pii_bytes: self.max_pii_bytes,
         }
     }
 }
@@ -269,6 +272,7 @@ impl Default for AuditConfig {
             max_metadata_bytes: 16 * 1024,
             max_metadata_depth: 16,
             max_batch: 1000,
+            max_pii_bytes: 8 * 1024,
             spool_max_bytes: 1024 * 1024 * 1024,
             stream_buffer: 256,
             stream_grace_ms: 5_000,

@@ -122,6 +122,13 @@ pub async fn build(config: &Config) -> anyhow::Result<App> {
         .crypto
         .keyring(&config.data_dir(), &db, state.clock.clone())
         .context("setting up the encryption keyring ([crypto])")?;
+    // Events' personal data is sealed with it from the start (until migrations
+    // have run, such appends answer 503 rather than 422).
+    state
+        .audit
+        .set_pii_cipher(Arc::new(palisade_audit::pii::KeyringPii::new(
+            keyring.clone(),
+        )));
     match db.backend() {
         Backend::Sqlite => {
             db.migrate()

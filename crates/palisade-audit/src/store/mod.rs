@@ -79,6 +79,10 @@ pub struct StoredEvent {
     pub tenant: String,
     /// The canonical leaf bytes.
     pub leaf: Vec<u8>,
+    /// The reader's view of the leaf's `pii` ([`crate::pii`]): filled by
+    /// [`crate::log::AuditLog::reveal_pii`], never stored. `None` when unresolved,
+    /// which views show as redacted.
+    pub pii: Option<serde_json::Value>,
 }
 
 /// Query filters; all optional, combined with AND. Tenant is mandatory so that a
@@ -542,6 +546,7 @@ where
         id: row.try_get("id")?,
         tenant: row.try_get("tenant")?,
         leaf: row.try_get("leaf")?,
+        pii: None,
     })
 }
 
@@ -557,6 +562,7 @@ mod tests {
                 id: Uuid::nil(),
                 tenant: "t".into(),
                 leaf: Vec::new(),
+                pii: None,
             })
             .collect()
     }

@@ -16,6 +16,9 @@ impl Scope {
     pub const AUDIT_WRITE: &'static str = "audit:write";
     /// Read, query, stream and export the audit log.
     pub const AUDIT_READ: &'static str = "audit:read";
+    /// See the personal data (`pii`) of audit events decrypted; without it readers
+    /// get `{"redacted": true}`. Only useful with `audit:read`.
+    pub const AUDIT_PII: &'static str = "audit:pii";
 
     /// The scopes this build knows. Unknown scopes are rejected so a typo never
     /// silently grants nothing (or, worse, is read differently by a later version).
@@ -23,6 +26,7 @@ impl Scope {
         Self::ADMIN,
         Self::AUDIT_WRITE,
         Self::AUDIT_READ,
+        Self::AUDIT_PII,
         "authz:admin",
         "authz:check",
         "auth:admin",

@@ -6,8 +6,12 @@
 //! what each does, and calls stay static. A KEK is named and versioned;
 //! `rotate` adds a version, and every version stays able to unwrap.
 
+#[cfg(feature = "aws-kms")]
+pub mod aws;
 mod local;
 
+#[cfg(feature = "aws-kms")]
+pub use aws::{AwsCredentials, AwsKms, AwsKmsConfig};
 pub use local::LocalKms;
 
 use crate::aead::KeyBytes;
@@ -19,6 +23,9 @@ use crate::error::Result;
 pub enum Kms {
     /// KEKs in a key file sealed by a master key (or in memory).
     Local(LocalKms),
+    /// KEKs in AWS KMS, one KMS key per version (feature `aws-kms`).
+    #[cfg(feature = "aws-kms")]
+    Aws(AwsKms),
 }
 
 impl Kms {
@@ -31,6 +38,8 @@ impl Kms {
     pub fn backend(&self) -> &'static str {
         match self {
             Self::Local(_) => "local",
+            #[cfg(feature = "aws-kms")]
+            Self::Aws(_) => "aws",
         }
     }
 
@@ -38,6 +47,8 @@ impl Kms {
     pub async fn create_key(&self, name: &str, now_ms: i64) -> Result<u32> {
         let result = match self {
             Self::Local(kms) => kms.create_key(name, now_ms).await,
+            #[cfg(feature = "aws-kms")]
+            Self::Aws(kms) => kms.create_key(name, now_ms).await,
         };
         self.count("create_key", &result);
         result
@@ -47,6 +58,8 @@ impl Kms {
     pub async fn rotate(&self, name: &str, now_ms: i64) -> Result<u32> {
         let result = match self {
             Self::Local(kms) => kms.rotate(name, now_ms).await,
+            #[cfg(feature = "aws-kms")]
+            Self::Aws(kms) => kms.rotate(name, now_ms).await,
         };
         self.count("rotate", &result);
         result
@@ -64,6 +77,8 @@ impl Kms {
     ) -> Result<Vec<u8>> {
         let result = match self {
             Self::Local(kms) => kms.wrap(name, version, key, context).await,
+            #[cfg(feature = "aws-kms")]
+            Self::Aws(kms) => kms.wrap(name, version, key, context).await,
         };
         self.count("wrap", &result);
         result
@@ -79,6 +94,8 @@ impl Kms {
     ) -> Result<KeyBytes> {
         let result = match self {
             Self::Local(kms) => kms.unwrap(name, version, wrapped, context).await,
+            #[cfg(feature = "aws-kms")]
+            Self::Aws(kms) => kms.unwrap(name, version, wrapped, context).await,
         };
         self.count("unwrap", &result);
         result

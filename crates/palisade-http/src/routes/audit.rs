@@ -1,6 +1,14 @@
 //! `/v1/audit`: append events, read the signed checkpoint and verifier key, get
 //! inclusion and consistency proofs, raw leaves, single events, filtered queries,
 //! and the C2SP tlog-tiles hash tiles.
+//!
+//! Personal data: an event may carry `subject` (an opaque id, stored in clear) and
+//! `pii` (a JSON object), which is encrypted under the subject's key before the
+//! leaf is built (`palisade_audit::pii`). Reads show `pii` decrypted to keys with
+//! the `audit:pii` scope, `{"redacted": true}` to others, and `{"erased": true}` to
+//! everyone once `DELETE /v1/crypto/subjects/{subject}` destroyed the key (also
+//! `{"unavailable": true}` while the key service is down, `{"unreadable": true}`
+//! for a ciphertext that does not open). Raw leaves hold the ciphertext.
 
 use crate::auth::Caller;
 use crate::problem::Problem;
@@ -14,6 +22,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use palisade_audit::event::{NewEvent, Outcome};
 use palisade_audit::log::{AuditError, Receipt};
+use palisade_audit::pii::{PiiAccess, SubjectPii};
 use palisade_audit::store::{EventFilter, Page, StoredEvent};
 use palisade_auth::Scope;
 use serde::{Deserialize, Serialize};
@@ -85,7 +94,8 @@ pub struct AppendResponse {
 }
 
 /// Appends one event, or a batch as `{"events": [...]}`. Answers 201 only when every
-/// event is durable.
+/// event is durable. An event may carry `subject` (opaque id) and `pii` (a JSON
+/// object, stored only encrypted under the subject's key; 422 without a subject).
 #[utoipa::path(post, path = "/v1/audit/events", tag = "audit", params(AppendParams),
     request_body(content = Object, description = "An event, or {\"events\": [event, ...]}"),
     security(("api_key" = [])),
@@ -150,6 +160,7 @@ pub async fn append(
         } else {
             String::new()
         };
+        let (raw, personal) = split_personal(raw, &prefix)?;
         let event: NewEvent = serde_path_to_error::deserialize(raw).map_err(|e| {
             let path = e.path().to_string();
             let field = match (prefix.is_empty(), path.as_str()) {
@@ -161,9 +172,9 @@ pub async fn append(
             Problem::unprocessable(format!("{field}: {message}")).field(field, message)
         })?;
         let tenant = caller.tenant(event.tenant.as_deref())?;
-        events.push((tenant, event));
+        events.push((tenant, event, personal));
     }
-    let mut receipt = state.audit.append_batch(events).await?;
+    let mut receipt = state.audit.append_batch_with_pii(events).await?;
     if wait_sequenced && receipt.indexes.is_none() {
         receipt = wait_for_sequencing(&state, receipt).await?;
     }
@@ -180,6 +191,44 @@ pub async fn append(
         tree_size: receipt.tree_size,
     };
     Ok((StatusCode::CREATED, Json(response)).into_response())
+}
+
+/// Takes `subject` and `pii` out of a raw event: they are not part of `NewEvent`,
+/// since `pii` is sealed before the leaf is built.
+fn split_personal(raw: Value, prefix: &str) -> Result<(Value, SubjectPii), Problem> {
+    let Value::Object(mut map) = raw else {
+        return Ok((raw, SubjectPii::none()));
+    };
+    let path = |name: &str| {
+        if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}.{name}")
+        }
+    };
+    let subject = match map.remove("subject") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(subject)) => Some(subject),
+        Some(_) => {
+            let field = path("subject");
+            return Err(Problem::unprocessable(format!("{field}: must be a string"))
+                .field(field, "must be a string"));
+        }
+    };
+    let pii = match map.remove("pii") {
+        None | Some(Value::Null) => None,
+        Some(pii) => Some(pii),
+    };
+    Ok((Value::Object(map), SubjectPii { subject, pii }))
+}
+
+/// What a caller may see of events' personal data.
+pub(crate) fn pii_access(caller: &Caller) -> PiiAccess {
+    if caller.key.scopes.allows(Scope::AUDIT_PII) {
+        PiiAccess::Reveal
+    } else {
+        PiiAccess::Redact
+    }
 }
 
 /// Spooled events reach the tree when the database returns; poll until they do.
@@ -360,16 +409,19 @@ pub struct EventView {
     pub index: u64,
     /// Event id.
     pub id: Uuid,
-    /// The event (the canonical leaf, parsed).
+    /// The event (the canonical leaf, parsed), with `pii` as the caller may see it
+    /// (decrypted, `{"redacted": true}` or `{"erased": true}`), never the ciphertext.
     #[schema(value_type = Object)]
     pub event: Value,
 }
 
+/// The view of an event whose `pii` was resolved with `AuditLog::reveal_pii`
+/// (unresolved `pii` shows as redacted).
 pub(crate) fn view(event: &StoredEvent) -> EventView {
     EventView {
         index: event.index,
         id: event.id,
-        event: serde_json::from_slice(&event.leaf).unwrap_or(Value::Null),
+        event: palisade_audit::pii::leaf_view(event),
     }
 }
 
@@ -396,7 +448,12 @@ pub async fn event(
         .await?
         .filter(|e| visible(&caller, e))
         .ok_or_else(not_found)?;
-    Ok(Json(view(&event)))
+    let mut events = [event];
+    state
+        .audit
+        .reveal_pii(&mut events, pii_access(&caller))
+        .await;
+    Ok(Json(view(&events[0])))
 }
 
 /// The filters every audit read shares with `GET /v1/audit/events`.
@@ -515,7 +572,11 @@ pub async fn query(
         to: params.to,
     }
     .into_filter(&caller)?;
-    let events = state.audit.query(&filter, Page { before, limit }).await?;
+    let mut events = state.audit.query(&filter, Page { before, limit }).await?;
+    state
+        .audit
+        .reveal_pii(&mut events, pii_access(&caller))
+        .await;
     let next_cursor = (events.len() == limit as usize)
         .then(|| events.last().map(|e| encode_cursor(e.index)))
         .flatten();

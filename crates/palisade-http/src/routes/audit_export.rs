@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use palisade_audit::export::ExportFormat;
 use palisade_audit::log::AuditLog;
+use palisade_audit::pii::PiiAccess;
 use palisade_audit::store::{EventFilter, PageAfter};
 use palisade_auth::Scope;
 use serde::Deserialize;
@@ -85,7 +86,14 @@ pub async fn export(
     }
     .into_filter(&caller)?;
     let end = state.audit.tree_size().await?;
-    let body = Body::from_stream(export_stream(state.audit.clone(), filter, format, end));
+    let access = crate::routes::audit::pii_access(&caller);
+    let body = Body::from_stream(export_stream(
+        state.audit.clone(),
+        filter,
+        access,
+        format,
+        end,
+    ));
     let disposition = format!(
         "attachment; filename=\"audit-export.{}\"",
         format.file_extension()
@@ -105,6 +113,8 @@ pub async fn export(
 struct Progress {
     log: AuditLog,
     filter: EventFilter,
+    /// What the caller may see of personal data.
+    access: PiiAccess,
     format: ExportFormat,
     /// The tree size when the export began: it covers indexes below this.
     end: u64,
@@ -118,12 +128,14 @@ struct Progress {
 fn export_stream(
     log: AuditLog,
     filter: EventFilter,
+    access: PiiAccess,
     format: ExportFormat,
     end: u64,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     let progress = Progress {
         log,
         filter,
+        access,
         format,
         end,
         position: None,
@@ -143,7 +155,7 @@ async fn next_chunk(progress: &mut Progress) -> Option<Result<Bytes, std::io::Er
             before: Some(progress.end),
             limit: PAGE,
         };
-        let page = match progress.log.query_after(&progress.filter, page).await {
+        let mut page = match progress.log.query_after(&progress.filter, page).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::error!(error = %e, "audit export failed part-way");
@@ -173,6 +185,10 @@ async fn next_chunk(progress: &mut Progress) -> Option<Result<Bytes, std::io::Er
         if page.events.is_empty() {
             continue;
         }
+        progress
+            .log
+            .reveal_pii(&mut page.events, progress.access)
+            .await;
         let mut chunk = String::new();
         for event in &page.events {
             chunk.push_str(&progress.format.line(event));

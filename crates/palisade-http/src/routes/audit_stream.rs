@@ -31,6 +31,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, Stream, StreamExt};
 use palisade_audit::log::{AuditError, AuditLog};
+use palisade_audit::pii::PiiAccess;
 use palisade_audit::store::{EventFilter, PageAfter, StoredEvent};
 use palisade_auth::Scope;
 use serde::Deserialize;
@@ -212,6 +213,7 @@ impl Subscription {
     fn start(
         log: AuditLog,
         filter: EventFilter,
+        access: PiiAccess,
         position: Option<u64>,
         settings: &AuditStreamSettings,
     ) -> Self {
@@ -220,6 +222,7 @@ impl Subscription {
         tokio::spawn(read_loop(
             log,
             filter,
+            access,
             position,
             settings.clone(),
             events,
@@ -271,6 +274,7 @@ impl Drop for SubscriberGauge {
 async fn read_loop(
     log: AuditLog,
     filter: EventFilter,
+    access: PiiAccess,
     mut position: Option<u64>,
     settings: AuditStreamSettings,
     buffer: mpsc::Sender<Rendered>,
@@ -286,7 +290,7 @@ async fn read_loop(
                 before: None,
                 limit: PAGE,
             };
-            let page = match log.query_after(&filter, page).await {
+            let mut page = match log.query_after(&filter, page).await {
                 Ok(page) => page,
                 Err(AuditError::Store(e)) if e.is_unavailable() => {
                     tracing::debug!(error = %e, "audit stream waiting for the database");
@@ -298,6 +302,7 @@ async fn read_loop(
                 }
             };
             let full = page.events.len() >= PAGE as usize;
+            log.reveal_pii(&mut page.events, access).await;
             for event in page.events {
                 let rendered = Rendered {
                     index: event.index,
@@ -392,7 +397,9 @@ pub async fn stream(
     let (filters, cursor, start) = params.split();
     let filter = filters.into_filter(&caller)?;
     let position = start_position(&state.audit, &headers, cursor, start).await?;
-    let subscription = Subscription::start(state.audit.clone(), filter, position, &settings);
+    let access = super::audit::pii_access(&caller);
+    let subscription =
+        Subscription::start(state.audit.clone(), filter, access, position, &settings);
     let keep_alive = KeepAlive::new()
         .interval(settings.keep_alive())
         .text("keep-alive");
@@ -432,8 +439,9 @@ pub async fn websocket(
     };
     let position = start_position(&state.audit, &headers, cursor, start).await?;
     let log = state.audit.clone();
+    let access = super::audit::pii_access(&caller);
     Ok(upgrade.on_upgrade(move |socket| async move {
-        let subscription = Subscription::start(log, filter, position, &settings);
+        let subscription = Subscription::start(log, filter, access, position, &settings);
         serve_socket(socket, subscription, &settings).await;
     }))
 }
