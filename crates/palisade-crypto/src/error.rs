@@ -5,7 +5,7 @@
 //! `UnsupportedAlgorithm` and `Invalid*` → 400/422 (the input cannot be what
 //! it claims), `DecryptFailed`, `UnknownKey`, `UnknownKeyVersion` → 422 (a
 //! well-formed ciphertext that does not open here), `Shredded` → 410,
-//! `KmsUnavailable`/`StoreUnavailable` → 503, the rest → 500.
+//! `KmsUnavailable`/`StoreUnavailable` → 503, the rest (`KmsDenied` too) → 500.
 
 /// Everything that can go wrong in `palisade-crypto`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -80,6 +80,11 @@ pub enum CryptoError {
     /// The key management service answered with an error.
     #[error("key management service error: {0}")]
     Kms(String),
+    /// The key management service refused Palisade's credentials or
+    /// permissions (AWS KMS `AccessDeniedException`, an unknown or expired
+    /// access key). Not retried: an operator must fix the credentials.
+    #[error("key management service denied access: {0}")]
+    KmsDenied(String),
     /// The master key of the local KMS is missing or unusable.
     #[error("master key: {0}")]
     MasterKey(String),
