@@ -128,8 +128,14 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         axum::routing::get(audit::tile),
     );
     // Layers run outside-in in the reverse order of `.layer` calls: authenticate first,
+    // then blocks of the caller's API key (the address was checked outside),
     // then rate limits (which may count by API key or tenant), then idempotency
     // (which needs the caller to scope its records).
+    let principal_block = state
+        .threats()
+        .ok()
+        .cloned()
+        .map(crate::layers::threat_block::ThreatBlockLayer::principals);
     let v1 = v1
         .layer(from_fn_with_state(
             state.clone(),
@@ -139,6 +145,7 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             state.ratelimit.clone(),
             state.settings.rate_limit_headers,
         ))
+        .layer(tower::util::option_layer(principal_block))
         .layer(from_fn_with_state(state.clone(), auth::authenticate));
     let (root, root_api) = OpenApiRouter::new()
         .routes(routes!(health::live))

@@ -1,7 +1,8 @@
 //! `[threats]` in `palisade.toml`: the IP reputation lists and their reload,
 //! the account-attack detectors (`[threats.detectors.<name>]`) and traffic
 //! anomaly detection (`[threats.anomaly]`). On by default with no lists;
-//! detector state and blocks are shared through Redis when `[redis]` is set.
+//! detector state, blocks, rate-limit tightenings and incidents are shared
+//! through Redis when `[redis]` is set.
 //!
 //! ```toml
 //! [threats]
@@ -22,6 +23,14 @@
 //! window_ms = 300000
 //! action = "block_ip"
 //! block_ttl_ms = 900000
+//!
+//! # A quarter of the usual rate limit for an hour, instead of a block.
+//! [threats.detectors.password_spraying]
+//! threshold = 10
+//! window_ms = 1800000
+//! action = "tighten_rate_limit"
+//! tighten_factor = 4
+//! block_ttl_ms = 3600000
 //! ```
 
 use crate::config::ConfigError;
@@ -164,6 +173,8 @@ impl ThreatsConfig {
                 reporter: Some(palisade_http::routes::threats::audit_reporter(
                     state.audit.clone(),
                 )),
+                // `tighten_rate_limit` responses go to the server's limiter.
+                tightenings: Some(state.ratelimit.tightenings().clone()),
             },
             state.security_events.clone(),
             state.clock.clone(),
@@ -194,6 +205,9 @@ mod tests {
             [detectors.brute_force_ip]
             threshold = 30
             action = "block_ip"
+            [detectors.password_spraying]
+            action = "tighten_rate_limit"
+            tighten_factor = 4
             [anomaly]
             z_threshold = 8.0
             "#,
@@ -202,6 +216,11 @@ mod tests {
         config.validate().unwrap();
         assert_eq!(config.lists.len(), 2);
         assert_eq!(config.detectors.brute_force_ip.threshold, 30);
+        assert_eq!(
+            config.detectors.password_spraying.action,
+            palisade_guard::threats::ResponseAction::TightenRateLimit
+        );
+        assert_eq!(config.detectors.password_spraying.tighten_factor, 4);
         assert_eq!(config.anomaly.z_threshold, 8.0);
         assert!(config.enabled);
     }
@@ -222,6 +241,16 @@ mod tests {
         assert!(error("reload_interval_ms = 5\n").contains("threats.reload_interval_ms"));
         assert!(error("[anomaly]\nalpha = 0.0\n").contains("threats.anomaly.alpha"));
         assert!(error("unknown = 1\n").contains("unknown"));
+        assert!(
+            error(
+                "[detectors.brute_force_ip]\naction = \"tighten_rate_limit\"\ntighten_factor = 1\n"
+            )
+            .contains("threats.detectors.brute_force_ip")
+        );
+        assert!(
+            error("[detectors.brute_force_ip]\naction = \"tighten\"\n").contains("action"),
+            "an unknown action is refused"
+        );
         let dup = "[[lists]]\nname = \"a\"\nkind = \"block\"\npath = \"/x\"\n[[lists]]\nname = \"a\"\nkind = \"allow\"\npath = \"/y\"\n";
         assert!(error(dup).contains("threats.lists[1].name"));
     }

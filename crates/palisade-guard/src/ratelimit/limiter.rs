@@ -10,7 +10,8 @@
 
 use super::outcomes::Tallies;
 use super::redis::RedisLimiter;
-use super::rules::{Rule, RuleSpec};
+use super::rules::{KeySource, Rule, RuleSpec};
+use super::tighten::Tightenings;
 use super::{Decision, Limit, LimitSpec, LocalLimiter};
 use crate::GuardError;
 use arc_swap::ArcSwap;
@@ -138,6 +139,7 @@ struct Inner {
     blocks: Tallies,
     reporter: Option<BlockReporter>,
     inline_policy: Arc<str>,
+    tightenings: Arc<Tightenings>,
 }
 
 impl fmt::Debug for RateLimiter {
@@ -169,8 +171,15 @@ impl RateLimiter {
                 reporter,
                 settings,
                 inline_policy: Arc::from("inline"),
+                tightenings: Arc::new(Tightenings::default()),
             }),
         }
+    }
+
+    /// The keys paying more per request for a while (threat detection's
+    /// `tighten_rate_limit` response fills it; see [`Tightenings`]).
+    pub fn tightenings(&self) -> &Arc<Tightenings> {
+        &self.inner.tightenings
     }
 
     /// Whether limits are shared through Redis.
@@ -272,6 +281,7 @@ impl RateLimiter {
         let (tier, limit) = active.rule.limit_for(tier);
         limit.check_cost(cost)?;
         let cost = self.adaptive_cost(&active, key, cost, limit);
+        let cost = self.tightened_cost(&active, key, cost, limit);
         let state = tier
             .and_then(|tier| active.tiers.get(tier))
             .unwrap_or(&active.own);
@@ -408,6 +418,32 @@ impl RateLimiter {
         } else {
             cost
         }
+    }
+
+    /// The cost of a check for a tightened key: multiplied by its factor,
+    /// capped at the limit's capacity so the key still gets a request through
+    /// now and then rather than being blocked by a rate limit.
+    fn tightened_cost(&self, active: &ActiveRule, key: &str, cost: u64, limit: &Limit) -> u64 {
+        let tightenings = &self.inner.tightenings;
+        if tightenings.is_empty() {
+            return cost;
+        }
+        let now = self.inner.clock.now_unix_ms();
+        let factor = match active.rule.key_source() {
+            KeySource::Ip => key
+                .parse::<std::net::IpAddr>()
+                .map_or(1, |ip| tightenings.factor_for_ip(ip, now)),
+            KeySource::Subject | KeySource::ApiKey => tightenings.factor_for_subject(key, now),
+            _ => 1,
+        };
+        if factor <= 1 {
+            return cost;
+        }
+        metrics::counter!("palisade_ratelimit_threat_tightened_total", "rule" => active.rule.name().to_owned())
+            .increment(1);
+        cost.saturating_mul(u64::from(factor))
+            .min(limit.capacity())
+            .max(cost)
     }
 
     async fn decide(
@@ -560,6 +596,69 @@ mod tests {
             );
         }
         allowed
+    }
+
+    #[tokio::test]
+    async fn tightened_keys_get_a_fraction_of_their_quota_until_the_entry_expires() {
+        use crate::ratelimit::Tightening;
+        use crate::reputation::BlockTarget;
+        let clock = ManualClock::new();
+        let limiter = local(&clock, None, 0);
+        let by_ip = RuleSpec {
+            key: KeySource::Ip,
+            ..spec("per-ip", 20)
+        };
+        let by_subject = RuleSpec {
+            key: KeySource::Subject,
+            ..spec("per-subject", 20)
+        };
+        limiter
+            .replace_rules(vec![rule(by_ip), rule(by_subject)])
+            .unwrap();
+        let now = palisade_core::Clock::now_unix_ms(&clock);
+        let entry = |target, factor| Tightening {
+            target,
+            factor,
+            detector: "brute_force_ip".into(),
+            reason: "test".into(),
+            created_at_ms: now,
+            expires_at_ms: now + 30_000,
+            incident: None,
+            offense: 1,
+        };
+        let set = limiter.tightenings();
+        set.insert(
+            entry(BlockTarget::ip("198.51.100.0/24".parse().unwrap()), 4),
+            now,
+        )
+        .unwrap();
+        set.insert(entry(BlockTarget::Subject("mallory".into()), 10), now)
+            .unwrap();
+        assert_eq!(
+            allowed(&limiter, "per-ip", "198.51.100.9", None, 30).await,
+            5
+        );
+        assert_eq!(allowed(&limiter, "per-ip", "192.0.2.1", None, 30).await, 20);
+        assert_eq!(
+            allowed(&limiter, "per-subject", "mallory", None, 30).await,
+            2
+        );
+        assert_eq!(
+            allowed(&limiter, "per-subject", "alice", None, 30).await,
+            20
+        );
+        // The same subject value under an ip rule is not an address: untouched.
+        assert_eq!(allowed(&limiter, "per-ip", "mallory", None, 30).await, 20);
+        // Once the entry has expired (and a new window begun), the full quota.
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(
+            allowed(&limiter, "per-ip", "198.51.100.9", None, 30).await,
+            20
+        );
+        assert_eq!(
+            allowed(&limiter, "per-subject", "mallory", None, 30).await,
+            20
+        );
     }
 
     #[tokio::test]

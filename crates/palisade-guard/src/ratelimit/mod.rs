@@ -21,6 +21,7 @@ mod redis;
 mod rules;
 mod store;
 mod sync;
+mod tighten;
 
 pub use limiter::{
     BlockReport, BlockReporter, Checked, MAX_INLINE_LIMITS, MAX_KEY_BYTES, RateLimiter,
@@ -31,6 +32,7 @@ pub use redis::{RedisLimiter, script_source};
 pub use rules::{AdaptiveSpec, KeySource, LimitSpec, Rule, RuleOrigin, RuleSpec};
 pub use store::RuleStore;
 pub use sync::RuleSync;
+pub use tighten::{MAX_TIGHTEN_FACTOR, Tightening, Tightenings};
 
 use crate::GuardError;
 use serde::{Deserialize, Serialize};

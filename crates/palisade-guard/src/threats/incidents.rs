@@ -3,11 +3,13 @@
 //! incident sharing one of its keys (its source address or network, its
 //! subject, its password fingerprint); an incident closes once nothing joined
 //! it for `gap`. Kept in process and bounded: beyond `max` the oldest go.
+//! With Redis, `shared_incidents.rs` publishes them for every instance.
 
 use super::detect::Detection;
+use crate::ratelimit::Tightening;
 use crate::reputation::Block;
 use palisade_core::SecurityEvent;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 
@@ -17,12 +19,12 @@ const MAX_LISTED: usize = 50;
 const MAX_SAMPLE: usize = 20;
 
 /// A detection as an incident lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IncidentDetection {
     /// The detection's id.
     pub id: String,
     /// The detector.
-    pub detector: &'static str,
+    pub detector: String,
     /// When (Unix ms).
     pub at_ms: i64,
     /// Its summary.
@@ -30,12 +32,12 @@ pub struct IncidentDetection {
 }
 
 /// Related detections, actions and events.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     /// Unique id (UUIDv7, so ids sort by opening time).
     pub id: String,
     /// `open` while events keep joining, `closed` after the gap.
-    pub status: &'static str,
+    pub status: String,
     /// When it opened (Unix ms).
     pub opened_at_ms: i64,
     /// When something last joined (Unix ms).
@@ -43,13 +45,16 @@ pub struct Incident {
     /// What it concerns: `ip:...`, `subject:...`, `fingerprint:...`.
     pub keys: BTreeSet<String>,
     /// Detectors that fired.
-    pub detectors: BTreeSet<&'static str>,
+    pub detectors: BTreeSet<String>,
     /// The first detections.
     pub detections: Vec<IncidentDetection>,
     /// All detections.
     pub detection_count: u64,
     /// Blocks and flags made (the first ones).
     pub actions: Vec<Block>,
+    /// Rate-limit tightenings made (the first ones).
+    #[serde(default)]
+    pub rate_limits: Vec<Tightening>,
     /// Security events concerning its keys while it was open.
     pub event_count: u64,
     /// The latest of those events.
@@ -71,7 +76,7 @@ pub struct Incidents {
 }
 
 /// The keys a detection concerns.
-fn keys_of(d: &Detection) -> Vec<String> {
+pub(crate) fn keys_of(d: &Detection) -> Vec<String> {
     let mut keys = Vec::new();
     if let Some(net) = d.source {
         keys.push(format!("ip:{net}"));
@@ -144,7 +149,7 @@ impl Incidents {
                     new_id.clone(),
                     Incident {
                         id: new_id.clone(),
-                        status: "open",
+                        status: "open".to_owned(),
                         opened_at_ms: at,
                         last_seen_ms: at,
                         keys: BTreeSet::new(),
@@ -152,6 +157,7 @@ impl Incidents {
                         detections: Vec::new(),
                         detection_count: 0,
                         actions: Vec::new(),
+                        rate_limits: Vec::new(),
                         event_count: 0,
                         events: VecDeque::new(),
                     },
@@ -165,12 +171,14 @@ impl Incidents {
         if let Some(incident) = inner.incidents.get_mut(&id) {
             incident.last_seen_ms = incident.last_seen_ms.max(at);
             incident.keys.extend(keys);
-            incident.detectors.insert(detection.detector.as_str());
+            incident
+                .detectors
+                .insert(detection.detector.as_str().to_owned());
             incident.detection_count += 1;
             if incident.detections.len() < MAX_LISTED {
                 incident.detections.push(IncidentDetection {
                     id: detection.id.clone(),
-                    detector: detection.detector.as_str(),
+                    detector: detection.detector.as_str().to_owned(),
                     at_ms: at,
                     summary: detection.summary.clone(),
                 });
@@ -191,23 +199,61 @@ impl Incidents {
         }
     }
 
-    /// Adds `event` to the open incident concerning it, if any.
-    pub fn record_event(&self, event: &SecurityEvent) {
+    /// Records a rate-limit tightening made for incident `id`.
+    pub fn record_tightening(&self, id: &str, tightening: &Tightening) {
+        let mut inner = self.lock();
+        if let Some(incident) = inner.incidents.get_mut(id)
+            && incident.rate_limits.len() < MAX_LISTED
+        {
+            incident.rate_limits.push(tightening.clone());
+        }
+    }
+
+    /// Adds `event` to the open incident concerning it, if any; that
+    /// incident's id and its event count.
+    pub fn record_event(&self, event: &SecurityEvent) -> Option<(String, u64)> {
         let keys = event_keys(event);
         if keys.is_empty() {
-            return;
+            return None;
         }
         let mut inner = self.lock();
         let gap = self.gap_ms;
-        let Some(id) = keys.iter().find_map(|k| inner.by_key.get(k).cloned()) else {
-            return;
-        };
-        if let Some(incident) = inner.incidents.get_mut(&id)
-            && event.at_ms - incident.last_seen_ms <= gap
-        {
-            incident.last_seen_ms = incident.last_seen_ms.max(event.at_ms);
-            push_event(incident, event);
+        let id = keys.iter().find_map(|k| inner.by_key.get(k).cloned())?;
+        let incident = inner.incidents.get_mut(&id)?;
+        if event.at_ms - incident.last_seen_ms > gap {
+            return None;
         }
+        incident.last_seen_ms = incident.last_seen_ms.max(event.at_ms);
+        push_event(incident, event);
+        Some((id, incident.event_count))
+    }
+
+    /// Takes in `incident` as read from the shared store (another instance
+    /// may have added to it), replacing this instance's copy, so the next
+    /// detection concerning one of its keys joins it.
+    pub fn adopt(&self, incident: Incident) {
+        let mut inner = self.lock();
+        for key in &incident.keys {
+            inner.by_key.insert(key.clone(), incident.id.clone());
+        }
+        inner.incidents.insert(incident.id.clone(), incident);
+        self.trim(&mut inner);
+    }
+
+    /// `incident` with its status as of `now_ms`.
+    pub fn with_status(&self, mut incident: Incident, now_ms: i64) -> Incident {
+        incident.status = if now_ms - incident.last_seen_ms > self.gap_ms {
+            "closed"
+        } else {
+            "open"
+        }
+        .to_owned();
+        incident
+    }
+
+    /// How long quiet keeps an incident open, ms.
+    pub fn gap_ms(&self) -> i64 {
+        self.gap_ms
     }
 
     /// Incidents newest first, those older than the id `before` when given,
@@ -226,15 +272,7 @@ impl Incidents {
         };
         range
             .rev()
-            .map(|(_, i)| {
-                let mut i = i.clone();
-                i.status = if now_ms - i.last_seen_ms > self.gap_ms {
-                    "closed"
-                } else {
-                    "open"
-                };
-                i
-            })
+            .map(|(_, i)| self.with_status(i.clone(), now_ms))
             .filter(|i| !open_only || i.status == "open")
             .take(limit)
             .collect()

@@ -5,15 +5,17 @@
 //! [`ThreatDefense`] is the service. It subscribes to
 //! [`SecurityEvents`](palisade_core::SecurityEvents) ([`ThreatDefense::start`]),
 //! runs every event through the detectors (`detect.rs`), and for each
-//! detection applies its detector's [`ResponseAction`]: log, flag, or block
-//! the address (or network) or the subject for a TTL that grows for repeat
-//! offenders. Every detection and action is handed to the
-//! [`ThreatReporter`] the HTTP layer wires to the audit log, with its evidence.
+//! detection applies its detector's [`ResponseAction`]: log, flag, tighten
+//! the rate limit of, or block the address (or network) or the subject for a
+//! TTL that grows for repeat offenders. Every detection and action is handed
+//! to the [`ThreatReporter`] the HTTP layer wires to the audit log, with its
+//! evidence.
 //!
 //! State is in process by default and shared through Redis when one is given:
-//! detector windows (`window.rs`) and blocks (`shared.rs`), so several
-//! instances see one attack and enforce one set of blocks. Incidents stay per
-//! instance.
+//! detector windows (`window.rs`), blocks (`shared.rs`), rate-limit
+//! tightenings (`tightened.rs`) and incidents (`shared_incidents.rs`), so
+//! several instances see one attack, enforce one set of blocks and list one
+//! set of incidents.
 //!
 //! [`ThreatDefense::check_ip`] is the per-request check, in this order: a
 //! manual block refuses; an allow list lets through; an automatic block or a
@@ -23,6 +25,8 @@ mod detect;
 mod incidents;
 mod settings;
 mod shared;
+mod shared_incidents;
+mod tightened;
 mod window;
 
 pub use detect::{Detection, DetectorKind};
@@ -33,6 +37,7 @@ use crate::GuardError;
 use crate::anomaly::{
     AnomalyAlert, AnomalyDetector, AnomalyKey, AnomalySettings, KeyKind, Outcome,
 };
+use crate::ratelimit::{Tightening, Tightenings};
 use crate::reputation::{
     Block, BlockMode, BlockOrigin, BlockTable, BlockTarget, ListMatch, Listing, Reputation,
 };
@@ -42,10 +47,12 @@ use palisade_core::{SecurityEvent, SecurityEvents, SharedClock};
 use palisade_store::Redis;
 use serde::Serialize;
 use shared::SharedBlocks;
+use shared_incidents::SharedIncidents;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tightened::SharedTightenings;
 use window::Windows;
 
 /// What the service hands out for the audit log.
@@ -68,11 +75,19 @@ pub enum ThreatNotice {
         /// The detection it answers.
         detection: String,
     },
+    /// A key's rate limit was tightened in response.
+    RateLimitTightened {
+        /// The tightening (target, factor, expiry, detector).
+        tightening: Tightening,
+        /// The detection it answers.
+        detection: String,
+    },
     /// The configured action was not taken.
     ActionSkipped {
         /// The detection.
         detection: String,
-        /// Why (`allowlisted`, `manual_block_in_force`, `no_target`, `table_full`).
+        /// Why (`allowlisted`, `manual_block_in_force`, `no_target`,
+        /// `table_full`, `no_rate_limiter`).
         reason: &'static str,
     },
     /// A traffic spike.
@@ -115,6 +130,10 @@ pub struct ThreatOptions {
     pub reputation: Arc<Reputation>,
     /// Where notices go (the audit log).
     pub reporter: Option<ThreatReporter>,
+    /// The rate limiter's tightened keys ([`crate::ratelimit::RateLimiter::tightenings`]),
+    /// for the `tighten_rate_limit` response; without it that response is
+    /// reported as skipped (`no_rate_limiter`).
+    pub tightenings: Option<Arc<Tightenings>>,
 }
 
 impl std::fmt::Debug for ThreatOptions {
@@ -134,6 +153,7 @@ impl Default for ThreatOptions {
             redis: None,
             reputation: Arc::new(Reputation::empty()),
             reporter: None,
+            tightenings: None,
         }
     }
 }
@@ -141,9 +161,10 @@ impl Default for ThreatOptions {
 struct Inner {
     detectors: Detectors,
     blocks: SharedBlocks,
+    tightenings: Option<SharedTightenings>,
     reputation: Arc<Reputation>,
     anomaly: AnomalyDetector,
-    incidents: Incidents,
+    incidents: SharedIncidents,
     events: SecurityEvents,
     clock: SharedClock,
     reporter: Option<ThreatReporter>,
@@ -178,11 +199,18 @@ impl ThreatDefense {
         let windows = Windows::new(options.redis.clone(), options.settings.max_tracked_keys);
         let table = Arc::new(BlockTable::new(options.settings.max_blocks));
         Ok(Self(Arc::new(Inner {
-            incidents: Incidents::new(
-                options.settings.incident_gap_ms,
+            incidents: SharedIncidents::new(
+                Incidents::new(
+                    options.settings.incident_gap_ms,
+                    options.settings.max_incidents,
+                ),
+                options.redis.clone(),
                 options.settings.max_incidents,
             ),
             detectors: Detectors::new(options.settings, windows, clock.clone()),
+            tightenings: options
+                .tightenings
+                .map(|set| SharedTightenings::new(set, options.redis.clone())),
             blocks: SharedBlocks::new(table, options.redis),
             reputation: options.reputation,
             anomaly: AnomalyDetector::new(options.anomaly),
@@ -236,6 +264,11 @@ impl ThreatDefense {
                 if let Err(error) = inner.blocks.sync(now).await {
                     tracing::debug!(%error, "shared blocks not synced; keeping this instance's");
                 }
+                if let Some(tightenings) = &inner.tightenings
+                    && let Err(error) = tightenings.sync(now).await
+                {
+                    tracing::debug!(%error, "shared rate-limit tightenings not synced; keeping this instance's");
+                }
                 ticks += 1;
                 if ticks.is_multiple_of(60) {
                     let idle = i64::try_from(inner.anomaly.settings().interval_ms)
@@ -288,14 +321,15 @@ impl ThreatDefense {
     pub async fn process(&self, event: &SecurityEvent) -> Vec<Detection> {
         let detections = self.0.detectors.observe(event).await;
         if detections.is_empty() {
-            self.0.incidents.record_event(event);
+            self.0.incidents.record_event(event).await;
         }
         let mut incident_of_event: Option<String> = None;
         for detection in &detections {
             self.0.detections.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("palisade_threat_detections_total", "detector" => detection.detector.as_str())
                 .increment(1);
-            let incident = self.0.incidents.record_detection(
+            self.0.incidents.prepare(detection).await;
+            let incident = self.0.incidents.local().record_detection(
                 detection,
                 incident_of_event.as_deref(),
                 self.new_id(),
@@ -309,6 +343,7 @@ impl ThreatDefense {
                 action: rule.action,
             });
             self.respond(detection, &rule, &incident).await;
+            self.0.incidents.publish(&incident).await;
         }
         self.0.processed.fetch_add(1, Ordering::Release);
         detections
@@ -348,6 +383,12 @@ impl ThreatDefense {
             ResponseAction::Flag => (ip_target().or_else(subject_target), BlockMode::Flag),
             ResponseAction::BlockIp => (ip_target().or_else(subject_target), BlockMode::Block),
             ResponseAction::BlockSubject => (subject_target().or_else(ip_target), BlockMode::Block),
+            ResponseAction::TightenRateLimit => {
+                // Rate-limit subject keys carry no tenant (see ratelimit::Tightenings).
+                let target =
+                    ip_target().or_else(|| detection.subject.clone().map(BlockTarget::Subject));
+                return self.tighten(detection, rule, incident, target).await;
+            }
         };
         let Some(target) = target else {
             self.report(skipped("no_target"));
@@ -402,7 +443,7 @@ impl ThreatDefense {
         };
         match self.0.blocks.put(block.clone(), now).await {
             Ok(()) => {
-                self.0.incidents.record_action(incident, &block);
+                self.0.incidents.local().record_action(incident, &block);
                 self.report(ThreatNotice::Action {
                     block,
                     detection: detection.id.clone(),
@@ -410,6 +451,83 @@ impl ThreatDefense {
             }
             Err(error) => {
                 tracing::error!(%error, "could not apply a threat block");
+                self.report(skipped("table_full"));
+            }
+        }
+    }
+
+    /// The `tighten_rate_limit` response: `target` pays the rule's factor per
+    /// request for the (escalating) TTL.
+    async fn tighten(
+        &self,
+        detection: &Detection,
+        rule: &DetectorRule,
+        incident: &str,
+        target: Option<BlockTarget>,
+    ) {
+        let skipped = |reason| ThreatNotice::ActionSkipped {
+            detection: detection.id.clone(),
+            reason,
+        };
+        let Some(tightenings) = &self.0.tightenings else {
+            self.report(skipped("no_rate_limiter"));
+            return;
+        };
+        let Some(target) = target else {
+            self.report(skipped("no_target"));
+            return;
+        };
+        if let BlockTarget::Ip(net) = &target
+            && self.0.reputation.is_allowed(net.network())
+        {
+            self.report(skipped("allowlisted"));
+            return;
+        }
+        let now = self.0.clock.now_unix_ms();
+        let offense = self
+            .0
+            .detectors
+            .windows()
+            .add(
+                &format!("tighten:{}", target.key()),
+                &detection.id,
+                detection.at_ms,
+                rule.escalation_window_ms,
+                1_000,
+            )
+            .await;
+        let offense = u32::try_from(offense).unwrap_or(u32::MAX).max(1);
+        let ttl = i64::try_from(rule.ttl_ms(offense)).unwrap_or(i64::MAX / 4);
+        let mut expires_at_ms = now.saturating_add(ttl);
+        let mut factor = rule.tighten_factor;
+        // Never loosen a tightening already in force.
+        if let Some(existing) = tightenings.set().get(&target, now) {
+            expires_at_ms = expires_at_ms.max(existing.expires_at_ms);
+            factor = factor.max(existing.factor);
+        }
+        let tightening = Tightening {
+            target,
+            factor,
+            detector: detection.detector.as_str().to_owned(),
+            reason: detection.summary.clone(),
+            created_at_ms: now,
+            expires_at_ms,
+            incident: Some(incident.to_owned()),
+            offense,
+        };
+        match tightenings.put(tightening.clone(), now).await {
+            Ok(()) => {
+                self.0
+                    .incidents
+                    .local()
+                    .record_tightening(incident, &tightening);
+                self.report(ThreatNotice::RateLimitTightened {
+                    tightening,
+                    detection: detection.id.clone(),
+                });
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not tighten a rate limit");
                 self.report(skipped("table_full"));
             }
         }
@@ -454,6 +572,15 @@ impl ThreatDefense {
         self.0.blocks.table().list(self.0.clock.now_unix_ms())
     }
 
+    /// Rate-limit tightenings in force, newest first (none without a rate limiter).
+    pub fn tightenings(&self) -> Vec<Tightening> {
+        self.0
+            .tightenings
+            .as_ref()
+            .map(|t| t.set().list(self.0.clock.now_unix_ms()))
+            .unwrap_or_default()
+    }
+
     /// Makes a manual block of `target` for `ttl_ms` (replacing any block of
     /// it); returns the block.
     pub async fn block(
@@ -488,21 +615,34 @@ impl ThreatDefense {
         self.0.blocks.remove(target).await
     }
 
-    /// Re-reads the shared blocks now (the started service does it on a timer).
+    /// Re-reads the shared blocks and rate-limit tightenings now (the
+    /// started service does it on a timer).
     pub async fn sync_blocks(&self) -> Result<(), GuardError> {
-        self.0.blocks.sync(self.0.clock.now_unix_ms()).await
+        let now = self.0.clock.now_unix_ms();
+        self.0.blocks.sync(now).await?;
+        if let Some(tightenings) = &self.0.tightenings {
+            tightenings.sync(now).await?;
+        }
+        Ok(())
     }
 
-    /// The incidents (see [`Incidents::list`]).
-    pub fn incidents(&self, before: Option<&str>, limit: usize, open_only: bool) -> Vec<Incident> {
+    /// The incidents (see [`Incidents::list`]), of every instance when
+    /// shared through Redis.
+    pub async fn incidents(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+        open_only: bool,
+    ) -> Vec<Incident> {
         self.0
             .incidents
             .list(self.0.clock.now_unix_ms(), before, limit, open_only)
+            .await
     }
 
     /// One incident.
-    pub fn incident(&self, id: &str) -> Option<Incident> {
-        self.0.incidents.get(id)
+    pub async fn incident(&self, id: &str) -> Option<Incident> {
+        self.0.incidents.get(self.0.clock.now_unix_ms(), id).await
     }
 
     /// Feeds one answered request into the traffic baselines of its client
@@ -521,10 +661,30 @@ impl ThreatDefense {
             keys.push(AnomalyKey::new(KeyKind::ApiKey, key));
         }
         for key in &keys {
-            for alert in self.0.anomaly.observe(key, outcome, now) {
-                tracing::warn!(kind = ?alert.key.kind, key = %alert.key.value, metric = ?alert.metric, z = alert.z, "traffic anomaly");
-                self.report(ThreatNotice::Anomaly(alert));
-            }
+            self.observe_anomaly(key, outcome, now);
+        }
+    }
+
+    /// Feeds one answered request into the traffic baselines of its
+    /// authenticated subject (`tenant/subject` outside the default tenant)
+    /// and API key, when known, reporting spikes. The same bounded map holds
+    /// them as the addresses and routes.
+    pub fn record_principal(&self, subject: Option<&str>, api_key: Option<&str>, status: u16) {
+        let now = self.0.clock.now_unix_ms();
+        let outcome = Outcome::of_status(status);
+        let keys = [
+            subject.map(|s| AnomalyKey::new(KeyKind::Subject, s)),
+            api_key.map(|k| AnomalyKey::new(KeyKind::ApiKey, k)),
+        ];
+        for key in keys.iter().flatten() {
+            self.observe_anomaly(key, outcome, now);
+        }
+    }
+
+    fn observe_anomaly(&self, key: &AnomalyKey, outcome: Outcome, now: i64) {
+        for alert in self.0.anomaly.observe(key, outcome, now) {
+            tracing::warn!(kind = ?alert.key.kind, key = %alert.key.value, metric = ?alert.metric, z = alert.z, "traffic anomaly");
+            self.report(ThreatNotice::Anomaly(alert));
         }
     }
 
@@ -665,6 +825,7 @@ mod tests {
             .map(|n| match n {
                 ThreatNotice::Detection { .. } => "detection",
                 ThreatNotice::Action { .. } => "action",
+                ThreatNotice::RateLimitTightened { .. } => "tightened",
                 ThreatNotice::ActionSkipped { .. } => "skipped",
                 ThreatNotice::Anomaly(_) => "anomaly",
             })
@@ -875,7 +1036,7 @@ mod tests {
         let found = fail_logins(&f, "198.51.100.9", &["alice", "alice", "alice"]).await;
         assert_eq!(found.len(), 2, "both detectors fire on the third failure");
         fail_logins(&f, "198.51.100.9", &["bob"]).await;
-        let incidents = f.threats.incidents(None, 10, false);
+        let incidents = f.threats.incidents(None, 10, false).await;
         assert_eq!(incidents.len(), 1);
         let incident = &incidents[0];
         assert_eq!(incident.detectors.len(), 2);
@@ -884,8 +1045,11 @@ mod tests {
         assert_eq!(incident.status, "open");
         assert_eq!(incident.event_count, 2, "the trigger and the later failure");
         f.clock.advance(Duration::from_secs(3 * 3600));
-        assert_eq!(f.threats.incidents(None, 10, false)[0].status, "closed");
-        assert!(f.threats.incidents(None, 10, true).is_empty());
+        assert_eq!(
+            f.threats.incidents(None, 10, false).await[0].status,
+            "closed"
+        );
+        assert!(f.threats.incidents(None, 10, true).await.is_empty());
     }
 
     #[tokio::test]
@@ -914,6 +1078,133 @@ mod tests {
             f.threats.check_ip(ip("198.51.100.1")),
             IpVerdict::Refused(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn tightening_escalates_never_loosens_and_is_skipped_without_a_limiter() {
+        let clock = ManualClock::new();
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let sink = notices.clone();
+        let set = Arc::new(Tightenings::new(100));
+        let mut r = rule(3, ResponseAction::TightenRateLimit);
+        r.tighten_factor = 5;
+        let threats = ThreatDefense::new(
+            ThreatOptions {
+                settings: only(DetectorKind::BruteForceIp, r.clone()),
+                reporter: Some(Arc::new(move |n| sink.lock().unwrap().push(n))),
+                tightenings: Some(set.clone()),
+                ..ThreatOptions::default()
+            },
+            SecurityEvents::new(64),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        let f = Fixture {
+            clock: clock.clone(),
+            threats,
+            notices,
+        };
+        assert_eq!(
+            fail_logins(&f, "198.51.100.4", &["a", "b", "c"])
+                .await
+                .len(),
+            1
+        );
+        let now = clock.now_unix_ms();
+        assert_eq!(set.factor_for_ip(ip("198.51.100.4"), now), 5);
+        assert_eq!(set.factor_for_ip(ip("198.51.100.5"), now), 1);
+        assert_eq!(
+            f.threats.check_ip(ip("198.51.100.4")),
+            IpVerdict::Pass,
+            "not a block"
+        );
+        let listed = f.threats.tightenings();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].expires_at_ms - listed[0].created_at_ms, 60_000);
+        {
+            let notices = f.notices.lock().unwrap();
+            let Some(ThreatNotice::RateLimitTightened { tightening, .. }) = notices.last() else {
+                panic!("no tightening notice: {notices:?}");
+            };
+            assert_eq!(tightening.factor, 5);
+            assert_eq!(tightening.detector, "brute_force_ip");
+        }
+        let incidents = f.threats.incidents(None, 10, false).await;
+        assert_eq!(incidents[0].rate_limits.len(), 1);
+        // A repeat offence after expiry is tightened twice as long.
+        clock.advance(Duration::from_secs(61));
+        assert_eq!(
+            set.factor_for_ip(ip("198.51.100.4"), clock.now_unix_ms()),
+            1
+        );
+        fail_logins(&f, "198.51.100.4", &["a", "b", "c"]).await;
+        let listed = f.threats.tightenings();
+        assert_eq!(listed[0].offense, 2);
+        assert_eq!(listed[0].expires_at_ms - listed[0].created_at_ms, 120_000);
+
+        // Without the rate limiter's set, the action is reported as skipped.
+        let g = fixture(only(DetectorKind::BruteForceIp, r), Reputation::empty());
+        fail_logins(&g, "198.51.100.4", &["a", "b", "c"]).await;
+        assert!(matches!(
+            g.notices.lock().unwrap().last(),
+            Some(ThreatNotice::ActionSkipped {
+                reason: "no_rate_limiter",
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn subjects_and_api_keys_get_baselines_of_their_own() {
+        let clock = ManualClock::new();
+        let notices = Arc::new(Mutex::new(Vec::new()));
+        let sink = notices.clone();
+        let threats = ThreatDefense::new(
+            ThreatOptions {
+                anomaly: AnomalySettings {
+                    warmup_intervals: 3,
+                    min_count: 10,
+                    ..AnomalySettings::default()
+                },
+                reporter: Some(Arc::new(move |n| sink.lock().unwrap().push(n))),
+                ..ThreatOptions::default()
+            },
+            SecurityEvents::new(8),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        for _ in 0..10 {
+            for _ in 0..5 {
+                threats.record_principal(Some("acme/alice"), Some("key-1"), 200);
+                threats.record_principal(Some("acme/bob"), None, 200);
+            }
+            clock.advance(Duration::from_secs(10));
+        }
+        // Alice's denials spike; Bob keeps his pace.
+        for _ in 0..100 {
+            threats.record_principal(Some("acme/alice"), Some("key-1"), 403);
+        }
+        for _ in 0..5 {
+            threats.record_principal(Some("acme/bob"), None, 200);
+        }
+        let notices = notices.lock().unwrap();
+        let alerted: Vec<(KeyKind, String)> = notices
+            .iter()
+            .filter_map(|n| match n {
+                ThreatNotice::Anomaly(a) => Some((a.key.kind, a.key.value.clone())),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            alerted.contains(&(KeyKind::Subject, "acme/alice".into())),
+            "{alerted:?}"
+        );
+        assert!(
+            alerted.contains(&(KeyKind::ApiKey, "key-1".into())),
+            "{alerted:?}"
+        );
+        assert!(!alerted.iter().any(|(_, v)| v == "acme/bob"), "{alerted:?}");
+        assert_eq!(threats.anomaly().tracked(), 3);
     }
 
     #[tokio::test]

@@ -18,6 +18,10 @@ pub enum ResponseAction {
     BlockIp,
     /// Refuse the subject (account) for the TTL.
     BlockSubject,
+    /// Make the client address (or network, or else the subject) pay
+    /// `tighten_factor` units per request under the rate-limit rules keyed
+    /// by it, for the TTL: its quota shrinks to `1 / tighten_factor`.
+    TightenRateLimit,
 }
 
 /// One detector's thresholds and response.
@@ -53,6 +57,9 @@ pub struct DetectorRule {
     pub max_block_ttl_ms: u64,
     /// How far back offences count for escalation, ms.
     pub escalation_window_ms: u64,
+    /// `tighten_rate_limit` only: each request of the target costs this many
+    /// units (2 to 1000), so it gets `1 / tighten_factor` of its quota.
+    pub tighten_factor: u32,
 }
 
 impl Default for DetectorRule {
@@ -69,6 +76,7 @@ impl Default for DetectorRule {
             escalation_factor: 2,
             max_block_ttl_ms: 24 * 3_600_000,
             escalation_window_ms: 24 * 3_600_000,
+            tighten_factor: 10,
         }
     }
 }
@@ -119,6 +127,9 @@ impl DetectorRule {
         }
         if self.escalation_factor == 0 || self.escalation_factor > 100 {
             return Err(bad("escalation_factor must be between 1 and 100"));
+        }
+        if !(2..=crate::ratelimit::MAX_TIGHTEN_FACTOR).contains(&self.tighten_factor) {
+            return Err(bad("tighten_factor must be between 2 and 1000"));
         }
         Ok(())
     }
@@ -233,6 +244,21 @@ mod tests {
             serde_json::from_str(r#"{"brute_force_ip": {"threshold": 5, "action": "block_ip"}}"#)
                 .unwrap();
         assert_eq!(parsed.brute_force_ip.threshold, 5);
+        let mut bad = ThreatSettings::default();
+        bad.brute_force_ip.tighten_factor = 1;
+        assert!(matches!(
+            bad.validate(),
+            Err(GuardError::Invalid {
+                field: "brute_force_ip",
+                reason,
+            }) if reason.contains("tighten_factor")
+        ));
+        let parsed: ThreatSettings = serde_json::from_str(
+            r#"{"token_reuse": {"action": "tighten_rate_limit", "tighten_factor": 4}}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.token_reuse.action, ResponseAction::TightenRateLimit);
+        assert_eq!(parsed.token_reuse.tighten_factor, 4);
         assert_eq!(
             parsed.brute_force_account,
             ThreatSettings::default().brute_force_account

@@ -16,7 +16,8 @@ use palisade_audit::event::{Actor, NewEvent, Outcome, Resource};
 use palisade_audit::log::AuditLog;
 use palisade_core::principal::TenantId;
 use palisade_core::{SecurityEvent, SecurityEventKind};
-use palisade_guard::reputation::{Block, BlockTarget, ListStatus};
+use palisade_guard::ratelimit::Tightening;
+use palisade_guard::reputation::{Block, BlockMode, BlockTarget, ListStatus};
 use palisade_guard::threats::{Incident, IpVerdict, ThreatNotice, ThreatReporter};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -185,7 +186,9 @@ pub async fn report_events(
 pub struct BlockRequest {
     /// An address or CIDR (`192.0.2.7`, `2001:db8::/48`); or give `subject`.
     pub ip: Option<String>,
-    /// An account (`tenant/subject` outside the default tenant); or give `ip`.
+    /// An account (`tenant/subject` outside the default tenant), or an API
+    /// key's id; or give `ip`. Refused on every route the blocking layer
+    /// protects, from any address.
     pub subject: Option<String>,
     /// How long, ms (1 s to 30 days).
     pub ttl_ms: u64,
@@ -297,9 +300,17 @@ pub struct BlockList {
     /// Blocks and flags in force (those concerning `ip` or `subject` when given), newest first.
     #[schema(value_type = Vec<Object>)]
     pub blocks: Vec<Block>,
-    /// With `ip`: whether a request from it would be refused now (blocks and lists).
+    /// Rate-limit tightenings in force (those concerning `ip` or `subject`
+    /// when given), newest first: the key pays `factor` units per request.
+    #[schema(value_type = Vec<Object>)]
+    pub tightened: Vec<Tightening>,
+    /// With `ip` or `subject`: whether a request from that address, or by
+    /// that subject, would be refused now (blocks and lists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<bool>,
+    /// With `subject`: when the block refusing it ends (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused_until_ms: Option<i64>,
     /// With `ip`: the list holding it, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listed_in: Option<String>,
@@ -308,8 +319,10 @@ pub struct BlockList {
     pub lists: Vec<ListStatus>,
 }
 
-/// Lists the blocks in force; with `ip` (an address) or `subject`, only those
-/// concerning it, and for an address the verdict a request from it gets now.
+/// Lists the blocks and rate-limit tightenings in force; with `ip` (an
+/// address) or `subject`, only those concerning it, and the verdict a request
+/// from that address or by that subject gets now: services in other
+/// languages call this to enforce subject blocks.
 #[utoipa::path(get, path = "/v1/threats/blocks", tag = "threats", params(TargetQuery),
     security(("api_key" = [])),
     responses((status = 200, body = BlockList), (status = 401, body = Problem),
@@ -322,14 +335,20 @@ pub async fn list_blocks(
     caller.require(CHECK_SCOPE)?;
     let threats = state.threats()?;
     let mut blocks = threats.blocks();
-    let (mut refused, mut listed_in) = (None, None);
+    let mut tightened = threats.tightenings();
+    let (mut refused, mut listed_in, mut refused_until_ms) = (None, None, None);
+    if query.ip.is_some() && query.subject.is_some() {
+        return Err(Problem::unprocessable("give at most one of ip and subject")
+            .field("subject", "at most one of ip and subject is accepted"));
+    }
     if let Some(ip) = &query.ip {
         let ip = IpAddr::from_str(ip.trim()).map_err(|_| {
             Problem::unprocessable("ip: not an address").field("ip", "must be an address")
         })?;
-        blocks.retain(
-            |b| matches!(&b.target, BlockTarget::Ip(net) if net.contains(&ip.to_canonical())),
-        );
+        let concerns =
+            |t: &BlockTarget| matches!(t, BlockTarget::Ip(net) if net.contains(&ip.to_canonical()));
+        blocks.retain(|b| concerns(&b.target));
+        tightened.retain(|t| concerns(&t.target));
         let verdict = threats.check_ip(ip);
         refused = Some(matches!(verdict, IpVerdict::Refused(_)));
         listed_in = match threats.reputation().lookup(ip) {
@@ -339,11 +358,29 @@ pub async fn list_blocks(
         };
     }
     if let Some(subject) = &query.subject {
-        blocks.retain(|b| matches!(&b.target, BlockTarget::Subject(s) if s == subject));
+        if !plain_text(subject, 512) {
+            return Err(Problem::unprocessable(
+                "subject: 1 to 512 bytes without control characters",
+            )
+            .field(
+                "subject",
+                "must be 1 to 512 bytes without control characters",
+            ));
+        }
+        let concerns = |t: &BlockTarget| matches!(t, BlockTarget::Subject(s) if s == subject);
+        blocks.retain(|b| concerns(&b.target));
+        tightened.retain(|t| concerns(&t.target));
+        let block = threats
+            .check_subject(subject)
+            .filter(|b| b.mode == BlockMode::Block);
+        refused = Some(block.is_some());
+        refused_until_ms = block.map(|b| b.expires_at_ms);
     }
     Ok(Json(BlockList {
         blocks,
+        tightened,
         refused,
+        refused_until_ms,
         listed_in,
         lists: threats.reputation().status(),
     }))
@@ -373,8 +410,9 @@ pub struct IncidentPage {
     pub next_cursor: Option<String>,
 }
 
-/// Incidents: related detections, the blocks made for them and the events
-/// around them, newest first. Kept per instance.
+/// Incidents: related detections, the blocks and rate-limit tightenings
+/// made for them and the events around them, newest first. Those of every
+/// instance when Redis is configured.
 #[utoipa::path(get, path = "/v1/threats/incidents", tag = "threats", params(IncidentQuery),
     security(("api_key" = [])),
     responses((status = 200, body = IncidentPage), (status = 401, body = Problem),
@@ -404,7 +442,9 @@ pub async fn list_incidents(
         return Err(Problem::unprocessable("cursor: not a cursor of this list")
             .field("cursor", "must be a next_cursor of this list"));
     }
-    let mut incidents = threats.incidents(query.cursor.as_deref(), limit + 1, open_only);
+    let mut incidents = threats
+        .incidents(query.cursor.as_deref(), limit + 1, open_only)
+        .await;
     let next_cursor = if incidents.len() > limit {
         incidents.truncate(limit);
         incidents.last().map(|i| i.id.clone())
@@ -438,8 +478,8 @@ async fn record(
 /// A reporter writing every [`ThreatNotice`] to `audit`, each on a task of
 /// its own so detection never waits for the log: `security.threat.detected`
 /// (with the detection's evidence and trigger), `security.threat.blocked` /
-/// `security.threat.flagged`, `security.threat.action_skipped` and
-/// `security.anomaly`.
+/// `security.threat.flagged`, `security.threat.rate_limit_tightened`,
+/// `security.threat.action_skipped` and `security.anomaly`.
 pub fn audit_reporter(audit: AuditLog) -> ThreatReporter {
     Arc::new(move |notice: ThreatNotice| {
         let (tenant, event) = audit_event(&notice);
@@ -489,8 +529,8 @@ pub fn audit_event(notice: &ThreatNotice) -> (TenantId, NewEvent) {
         }
         ThreatNotice::Action { block, .. } => {
             let action = match block.mode {
-                palisade_guard::reputation::BlockMode::Block => "security.threat.blocked",
-                palisade_guard::reputation::BlockMode::Flag => "security.threat.flagged",
+                BlockMode::Block => "security.threat.blocked",
+                BlockMode::Flag => "security.threat.flagged",
             };
             (
                 None,
@@ -500,6 +540,13 @@ pub fn audit_event(notice: &ThreatNotice) -> (TenantId, NewEvent) {
                 Outcome::Success,
             )
         }
+        ThreatNotice::RateLimitTightened { tightening, .. } => (
+            None,
+            "security.threat.rate_limit_tightened",
+            actor("palisade".into(), "service", None),
+            resource("rate_limit_key", tightening.target.key()),
+            Outcome::Success,
+        ),
         ThreatNotice::ActionSkipped { detection, .. } => (
             None,
             "security.threat.action_skipped",
