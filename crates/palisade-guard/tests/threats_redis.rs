@@ -6,6 +6,7 @@
 use palisade_core::{
     Clock, ManualClock, SecurityEvent, SecurityEventKind, SecurityEvents, SystemClock,
 };
+use palisade_guard::ratelimit::Tightenings;
 use palisade_guard::reputation::BlockTarget;
 use palisade_guard::threats::{
     DetectorKind, DetectorRule, IpVerdict, ResponseAction, ThreatDefense, ThreatOptions,
@@ -168,5 +169,152 @@ async fn a_second_attack_after_the_window_is_a_second_detection_on_either_instan
         clock.advance(Duration::from_secs(61));
     }
     assert_eq!(count, 2);
+    cleanup(&prefix).await;
+}
+
+fn responding(prefix: &str, clock: &ManualClock, set: Arc<Tightenings>) -> ThreatDefense {
+    let rule = |action| DetectorRule {
+        threshold: 3,
+        window_ms: 60_000,
+        action,
+        block_ttl_ms: 60_000,
+        tighten_factor: 4,
+        ..DetectorRule::default()
+    };
+    let off = DetectorRule {
+        enabled: false,
+        ..DetectorRule::default()
+    };
+    ThreatDefense::new(
+        ThreatOptions {
+            settings: ThreatSettings {
+                brute_force_account: rule(ResponseAction::BlockSubject),
+                brute_force_ip: rule(ResponseAction::TightenRateLimit),
+                credential_stuffing: off.clone(),
+                password_spraying: off,
+                ..ThreatSettings::default()
+            },
+            redis: Some(redis(prefix)),
+            tightenings: Some(set),
+            ..ThreatOptions::default()
+        },
+        SecurityEvents::new(64),
+        Arc::new(clock.clone()),
+    )
+    .expect("valid settings")
+}
+
+fn failure(clock: &ManualClock, from: &str, account: &str) -> SecurityEvent {
+    SecurityEvent::new(SecurityEventKind::LoginFailure, clock.now_unix_ms())
+        .ip(Some(ip(from)))
+        .subject(account)
+}
+
+#[tokio::test]
+async fn tightenings_subject_blocks_and_incidents_made_on_one_instance_reach_the_other() {
+    let prefix = unique_prefix("tightenings_subject_blocks_and_incidents");
+    let clock = ManualClock::new();
+    let (set_a, set_b) = (
+        Arc::new(Tightenings::new(100)),
+        Arc::new(Tightenings::new(100)),
+    );
+    let a = responding(&prefix, &clock, set_a.clone());
+    let b = responding(&prefix, &clock, set_b.clone());
+
+    // Three failures on one account from one address, seen on A: the
+    // address is tightened, the account blocked, one incident opened.
+    for _ in 0..3 {
+        a.process(&failure(&clock, "198.51.100.40", "alice")).await;
+        clock.advance(Duration::from_millis(100));
+    }
+    let now = clock.now_unix_ms();
+    assert_eq!(set_a.factor_for_ip(ip("198.51.100.40"), now), 4);
+    assert_eq!(
+        set_b.factor_for_ip(ip("198.51.100.40"), now),
+        1,
+        "not synced yet"
+    );
+    assert!(b.check_subject("alice").is_none(), "not synced yet");
+    b.sync_blocks().await.expect("sync b");
+    assert_eq!(set_b.factor_for_ip(ip("198.51.100.40"), now), 4);
+    assert_eq!(set_b.factor_for_ip(ip("198.51.100.41"), now), 1);
+    assert!(
+        b.check_subject("alice")
+            .is_some_and(|block| !block.is_manual())
+    );
+    assert_eq!(b.tightenings().len(), 1);
+
+    let on_b = b.incidents(None, 10, false).await;
+    assert_eq!(on_b.len(), 1, "A's incident is listed on B");
+    let incident = &on_b[0];
+    assert_eq!(incident.detection_count, 2);
+    assert_eq!(incident.actions.len(), 1, "the subject block");
+    assert_eq!(incident.rate_limits.len(), 1, "the tightening");
+    assert_eq!(b.incident(&incident.id).await.as_ref(), Some(incident));
+
+    // The same address attacking again through B, in the next window, joins
+    // A's incident, and its tightening escalates.
+    clock.advance(Duration::from_secs(61));
+    for n in 0..3 {
+        b.process(&failure(&clock, "198.51.100.40", &format!("bob{n}")))
+            .await;
+        clock.advance(Duration::from_millis(100));
+    }
+    let on_a = a.incidents(None, 10, false).await;
+    assert_eq!(on_a.len(), 1, "{on_a:?}");
+    assert_eq!(on_a[0].id, incident.id);
+    assert_eq!(on_a[0].detection_count, 3);
+    assert_eq!(on_a[0].rate_limits.len(), 2);
+    assert_eq!(on_a[0].rate_limits[1].offense, 2);
+    assert!(on_a[0].event_count >= 2, "the triggers of both instances");
+
+    // Once expired, tightenings leave the shared table and both instances.
+    clock.advance(Duration::from_secs(10 * 60));
+    a.sync_blocks().await.expect("sync a");
+    b.sync_blocks().await.expect("sync b");
+    assert!(set_a.is_empty() && set_b.is_empty());
+    assert!(b.check_subject("alice").is_none());
+    // Incidents stay listed, closed after the gap.
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(b.incidents(None, 10, false).await[0].status, "closed");
+    assert!(b.incidents(None, 10, true).await.is_empty());
+    cleanup(&prefix).await;
+}
+
+#[tokio::test]
+async fn incident_listing_pages_across_instances_newest_first() {
+    let prefix = unique_prefix("incident_listing_pages_across_instances");
+    let clock = ManualClock::new();
+    let a = responding(&prefix, &clock, Arc::new(Tightenings::new(100)));
+    let b = responding(&prefix, &clock, Arc::new(Tightenings::new(100)));
+    // Five attacks from five addresses, alternately on A and B.
+    for n in 0..5 {
+        let instance = if n % 2 == 0 { &a } else { &b };
+        for _ in 0..3 {
+            instance
+                .process(&failure(
+                    &clock,
+                    &format!("192.0.2.{n}"),
+                    &format!("user{n}-{}", 0),
+                ))
+                .await;
+            clock.advance(Duration::from_millis(10));
+        }
+        clock.advance(Duration::from_secs(1));
+    }
+    let all = a.incidents(None, 10, false).await;
+    assert_eq!(all.len(), 5);
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    let first = b.incidents(None, 2, false).await;
+    let second = b.incidents(Some(&first[1].id), 2, false).await;
+    let third = b.incidents(Some(&second[1].id), 2, false).await;
+    let paged: Vec<&str> = first
+        .iter()
+        .chain(&second)
+        .chain(&third)
+        .map(|i| i.id.as_str())
+        .collect();
+    let expected: Vec<&str> = all.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(paged, expected);
     cleanup(&prefix).await;
 }
