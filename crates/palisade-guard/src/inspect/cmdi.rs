@@ -14,7 +14,7 @@
 //! - at level 2, a value that is a command line of its own (`ls -la /tmp`);
 //!   at level 3, redirections (`> /tmp/x`, `2>&1`).
 
-use super::xss::{find, matches_any};
+use super::xss::{Needles, find, matches_any};
 use super::{Category, Hit, Severity};
 
 const CRIT: Severity = Severity::Critical;
@@ -146,6 +146,8 @@ const EXEC_CALLS: &[&str] = &[
     "assert(",
 ];
 
+static EXEC_CALL_SET: Needles = Needles::new(EXEC_CALLS);
+
 /// Tokens only a shell command line has.
 const SHELL_TOKENS: &[&str] = &[
     "${ifs}",
@@ -170,6 +172,8 @@ const SHELL_TOKENS: &[&str] = &[
     "|| ping",
     "&& ping",
 ];
+
+static SHELL_TOKEN_SET: Needles = Needles::new(SHELL_TOKENS);
 
 /// Looks for command injection in `text`. Returns the bytes processed.
 pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
@@ -202,14 +206,14 @@ pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
         }
     }
     if shell {
-        if let Some((p, _)) = matches_any(s, SHELL_TOKENS).next() {
+        if let Some((p, _)) = matches_any(s, &SHELL_TOKEN_SET).next() {
             add("cmdi.shell-syntax", (p, s.len().min(p + 40)));
         }
         if raw.contains(&b'(') || raw.contains(&b'$') {
             let whole = |&(p, _): &(usize, usize)| {
                 p == 0 || !(s[p - 1].is_ascii_alphanumeric() || s[p - 1] == b'_')
             };
-            if let Some((p, _)) = matches_any(s, EXEC_CALLS).find(whole) {
+            if let Some((p, _)) = matches_any(s, &EXEC_CALL_SET).find(whole) {
                 add("cmdi.exec-call", (p, s.len().min(p + 40)));
             }
         }

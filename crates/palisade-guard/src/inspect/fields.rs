@@ -14,6 +14,11 @@ const MAX_KEY_CHARS: usize = 64;
 /// A location segment for `key`: control characters shown as `?`, at most
 /// [`MAX_KEY_CHARS`] characters.
 pub(crate) fn clean_key(key: &str) -> Cow<'_, str> {
+    // ASCII: one byte per character, and the only control characters are
+    // the ASCII ones.
+    if key.len() <= MAX_KEY_CHARS && key.bytes().all(|b| (b' '..0x7f).contains(&b)) {
+        return Cow::Borrowed(key);
+    }
     if key.chars().count() <= MAX_KEY_CHARS && !key.chars().any(char::is_control) {
         return Cow::Borrowed(key);
     }
@@ -218,6 +223,15 @@ fn read_key(p: &mut Parser<'_>, buf: &mut String, path: &mut String, shown: bool
     true
 }
 
+/// Appends `bytes` to `buf`, invalid UTF-8 as U+FFFD; valid UTF-8 (the usual
+/// case) is checked once and copied.
+fn push_lossy(buf: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => buf.push_str(text),
+        Err(_) => buf.push_str(&String::from_utf8_lossy(bytes)),
+    }
+}
+
 struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
@@ -261,12 +275,12 @@ impl Parser<'_> {
             };
             match b {
                 b'"' => {
-                    buf.push_str(&String::from_utf8_lossy(&self.s[raw_start..self.pos]));
+                    push_lossy(buf, &self.s[raw_start..self.pos]);
                     self.pos += 1;
                     return true;
                 }
                 b'\\' => {
-                    buf.push_str(&String::from_utf8_lossy(&self.s[raw_start..self.pos]));
+                    push_lossy(buf, &self.s[raw_start..self.pos]);
                     let Some(e) = self.s.get(self.pos + 1).copied() else {
                         return false;
                     };

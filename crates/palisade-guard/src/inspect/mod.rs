@@ -26,6 +26,7 @@ pub mod sql;
 mod verdict;
 
 mod cmdi;
+mod prefilter;
 mod steps;
 mod traversal;
 mod xss;
@@ -35,6 +36,7 @@ pub use verdict::{Action, Category, EVIDENCE_CHARS, Finding, REDACTED, Severity,
 
 use crate::GuardError;
 use decode::Encoding;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// A request to inspect. Everything is as received: the path and query
@@ -154,6 +156,40 @@ struct Detectors {
     cmdi: bool,
 }
 
+impl Detectors {
+    fn any(self) -> bool {
+        self.sqli || self.xss || self.traversal || self.cmdi
+    }
+}
+
+/// Where a value is in the request. Rendered as a string only when needed
+/// (an exclusion to check, a finding to report): most values have neither.
+#[derive(Debug, Clone, Copy)]
+enum Location<'a> {
+    /// Already rendered (`path`, `body.user.name`).
+    Fixed(&'a str),
+    /// `header.<name>`, the name in any case.
+    Header(&'a str),
+    /// `<prefix>.<key>`, the key still encoded with the encoding given.
+    Pair(&'a str, &'a [u8], Encoding),
+}
+
+impl Location<'_> {
+    fn render(&self) -> Cow<'_, str> {
+        match *self {
+            Self::Fixed(s) => Cow::Borrowed(s),
+            Self::Header(name) => Cow::Owned(format!(
+                "header.{}",
+                fields::clean_key(&name.to_ascii_lowercase())
+            )),
+            Self::Pair(prefix, key, encoding) => {
+                let name = decode::decode(key, encoding).text;
+                Cow::Owned(format!("{prefix}.{}", fields::clean_key(&name)))
+            }
+        }
+    }
+}
+
 const ALL: Detectors = Detectors {
     sqli: true,
     xss: true,
@@ -182,7 +218,19 @@ impl Inspector {
 
     /// Inspects `request` at `sensitivity`.
     pub fn inspect_at(&self, request: &HttpRequest<'_>, sensitivity: Sensitivity) -> Verdict {
+        self.inspect_filtered(request, sensitivity, true)
+    }
+
+    /// Inspects `request`, with the prefilter and the decoding fast path
+    /// ([`prefilter`]) or without them (for the tests that compare both).
+    fn inspect_filtered(
+        &self,
+        request: &HttpRequest<'_>,
+        sensitivity: Sensitivity,
+        prefilter: bool,
+    ) -> Verdict {
         let mut scan = Scan::new(&self.config, sensitivity, request.method, request.path);
+        scan.prefilter = prefilter;
         scan.request(request);
         scan.finish()
     }
@@ -190,8 +238,23 @@ impl Inspector {
     /// Inspects one parameter value as it would arrive in a query string
     /// (still URL-encoded); its location is `value`.
     pub fn inspect_value(&self, raw: &str, sensitivity: Sensitivity) -> Verdict {
+        self.inspect_value_filtered(raw, sensitivity, true)
+    }
+
+    fn inspect_value_filtered(
+        &self,
+        raw: &str,
+        sensitivity: Sensitivity,
+        prefilter: bool,
+    ) -> Verdict {
         let mut scan = Scan::new(&self.config, sensitivity, "GET", "/");
-        scan.value("value", raw.as_bytes(), Encoding::Form, ALL);
+        scan.prefilter = prefilter;
+        scan.value(
+            Location::Fixed("value"),
+            raw.as_bytes(),
+            Encoding::Form,
+            ALL,
+        );
         scan.finish()
     }
 }
@@ -208,6 +271,9 @@ struct Scan<'c> {
     too_many: bool,
     work: u64,
     hits: Vec<Hit>,
+    /// Whether the prefilter and the decoding fast path are on (always, but
+    /// for the tests that compare the results without them).
+    prefilter: bool,
 }
 
 impl<'c> Scan<'c> {
@@ -227,6 +293,7 @@ impl<'c> Scan<'c> {
             too_many: false,
             work: 0,
             hits: Vec::new(),
+            prefilter: true,
         }
     }
 
@@ -279,11 +346,15 @@ impl<'c> Scan<'c> {
             }
         }
         for &(name, value) in r.headers {
-            let lower = name.to_ascii_lowercase();
-            if SKIPPED_HEADERS.contains(&lower.as_str()) || lower.starts_with("sec-") {
+            if SKIPPED_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+                || name
+                    .as_bytes()
+                    .get(..4)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"sec-"))
+            {
                 continue;
             }
-            if lower == "cookie" {
+            if name.eq_ignore_ascii_case("cookie") {
                 for (key, value) in fields::cookies(value) {
                     if !self.pair("cookie", key, value, Encoding::Url) {
                         return;
@@ -291,8 +362,7 @@ impl<'c> Scan<'c> {
                 }
                 continue;
             }
-            let location = format!("header.{}", fields::clean_key(&lower));
-            if !self.value(&location, value, Encoding::Url, ALL) {
+            if !self.value(Location::Header(name), value, Encoding::Url, ALL) {
                 return;
             }
         }
@@ -306,7 +376,8 @@ impl<'c> Scan<'c> {
             traversal: true,
             cmdi: false,
         };
-        if !self.value("path", path.as_bytes(), Encoding::Url, only_traversal) {
+        let location = Location::Fixed("path");
+        if !self.value(location, path.as_bytes(), Encoding::Url, only_traversal) {
             return;
         }
         let others = Detectors {
@@ -314,7 +385,7 @@ impl<'c> Scan<'c> {
             ..ALL
         };
         for segment in path.split('/').filter(|s| !s.is_empty()) {
-            if !self.value("path", segment.as_bytes(), Encoding::Url, others) {
+            if !self.value(location, segment.as_bytes(), Encoding::Url, others) {
                 return;
             }
         }
@@ -323,9 +394,8 @@ impl<'c> Scan<'c> {
     /// A `key=value` pair under `prefix`: the key and the value are both
     /// inspected. False once the value limit is reached.
     fn pair(&mut self, prefix: &str, key: &[u8], value: &[u8], encoding: Encoding) -> bool {
-        let name = decode::decode(key, encoding).text;
-        let location = format!("{prefix}.{}", fields::clean_key(&name));
-        self.value(&location, key, encoding, ALL) && self.value(&location, value, encoding, ALL)
+        let location = Location::Pair(prefix, key, encoding);
+        self.value(location, key, encoding, ALL) && self.value(location, value, encoding, ALL)
     }
 
     fn body(&mut self, body: &[u8], content_type: &str) {
@@ -352,7 +422,12 @@ impl<'c> Scan<'c> {
         if media.ends_with("json") || media.ends_with("+json") {
             let max_depth = self.config.limits.max_json_depth;
             let walk = fields::walk_json(body, "body", max_depth, |location, text, _| {
-                self.value(location, text.as_bytes(), Encoding::Text, ALL)
+                self.value(
+                    Location::Fixed(location),
+                    text.as_bytes(),
+                    Encoding::Text,
+                    ALL,
+                )
             });
             if walk.too_deep {
                 self.protocol(
@@ -367,7 +442,7 @@ impl<'c> Scan<'c> {
                     "body",
                     "not well-formed JSON".into(),
                 );
-                self.value("body", body, Encoding::Text, ALL);
+                self.value(Location::Fixed("body"), body, Encoding::Text, ALL);
             }
         } else if media == "application/x-www-form-urlencoded" {
             for (key, value) in fields::pairs(body) {
@@ -376,14 +451,14 @@ impl<'c> Scan<'c> {
                 }
             }
         } else {
-            self.value("body", body, Encoding::Text, ALL);
+            self.value(Location::Fixed("body"), body, Encoding::Text, ALL);
         }
     }
 
     /// Decodes and inspects one value. False once the value limit is reached.
     fn value(
         &mut self,
-        location: &str,
+        location: Location<'_>,
         raw: &[u8],
         encoding: Encoding,
         detectors: Detectors,
@@ -393,28 +468,69 @@ impl<'c> Scan<'c> {
             return false;
         }
         self.values += 1;
-        let wanted = |category: Category, on: bool| {
-            on && !self
-                .exclusions
-                .iter()
-                .any(|e| e.excludes(location, category))
+        if raw.is_empty() || !detectors.any() {
+            return true;
+        }
+        // The location is only needed here when an exclusion may apply.
+        let rendered = (!self.exclusions.is_empty()).then(|| location.render());
+        let active = match &rendered {
+            None => detectors,
+            Some(location) => {
+                let wanted = |category: Category, on: bool| {
+                    on && !self
+                        .exclusions
+                        .iter()
+                        .any(|e| e.excludes(location, category))
+                };
+                Detectors {
+                    sqli: wanted(Category::Sqli, detectors.sqli),
+                    xss: wanted(Category::Xss, detectors.xss),
+                    traversal: wanted(Category::PathTraversal, detectors.traversal),
+                    cmdi: wanted(Category::Cmdi, detectors.cmdi),
+                }
+            }
         };
-        let active = Detectors {
-            sqli: wanted(Category::Sqli, detectors.sqli),
-            xss: wanted(Category::Xss, detectors.xss),
-            traversal: wanted(Category::PathTraversal, detectors.traversal),
-            cmdi: wanted(Category::Cmdi, detectors.cmdi),
-        };
-        if !(active.sqli || active.xss || active.traversal || active.cmdi) || raw.is_empty() {
+        if !active.any() {
             return true;
         }
         if self.level == 1 && is_plain_token(raw) {
             self.work += raw.len() as u64;
             return true;
         }
-        let decoded = decode::decode(raw, encoding);
-        self.work += decoded.work;
-        let text = decoded.text.as_str();
+        let (text, had_nul, active) = if self.prefilter {
+            let mask = prefilter::classes(raw);
+            // ASCII with nothing to decode: `decode` would return it as is.
+            let plain = mask & (prefilter::PERCENT | prefilter::HIGH | prefilter::NUL) == 0
+                && !(encoding == Encoding::Form && mask & prefilter::PLUS != 0);
+            let (text, had_nul, mask) = match std::str::from_utf8(raw) {
+                Ok(text) if plain => {
+                    self.work += raw.len() as u64;
+                    (Cow::Borrowed(text), false, mask)
+                }
+                _ => {
+                    let decoded = decode::decode(raw, encoding);
+                    self.work += decoded.work;
+                    let mask = prefilter::classes(decoded.text.as_bytes());
+                    (Cow::Owned(decoded.text), decoded.had_nul, mask)
+                }
+            };
+            let gates = prefilter::Gates::of(text.as_bytes(), mask, self.level, active.sqli);
+            let active = Detectors {
+                sqli: active.sqli && gates.sqli,
+                xss: active.xss && gates.xss,
+                traversal: active.traversal && gates.traversal,
+                cmdi: active.cmdi && gates.cmdi,
+            };
+            if !active.any() {
+                return true;
+            }
+            (text, had_nul, active)
+        } else {
+            let decoded = decode::decode(raw, encoding);
+            self.work += decoded.work;
+            (Cow::Owned(decoded.text), decoded.had_nul, active)
+        };
+        let text = text.as_ref();
         let level = self.level;
         let mut hits = std::mem::take(&mut self.hits);
         hits.clear();
@@ -450,7 +566,7 @@ impl<'c> Scan<'c> {
         }
         if active.traversal {
             let from = hits.len();
-            self.work += traversal::detect(text, decoded.had_nul, level, &mut hits);
+            self.work += traversal::detect(text, had_nul, level, &mut hits);
             collect(&mut hits, from, text);
         }
         if active.cmdi {
@@ -462,7 +578,8 @@ impl<'c> Scan<'c> {
         if found.is_empty() {
             return true;
         }
-        let secret = is_secret(location);
+        let location = rendered.unwrap_or_else(|| location.render());
+        let secret = is_secret(&location);
         let mut seen: Vec<&'static str> = Vec::new();
         for (hit, evidence) in found {
             if seen.contains(&hit.rule) {
@@ -472,7 +589,7 @@ impl<'c> Scan<'c> {
             self.add(Finding {
                 category: hit.category,
                 rule: hit.rule,
-                location: location.to_owned(),
+                location: location.clone().into_owned(),
                 evidence: if secret {
                     REDACTED.to_owned()
                 } else {
@@ -522,6 +639,158 @@ mod tests {
             "UNION SELECT"
         );
         assert_eq!(strip_block_comments("a/*b"), "a");
+    }
+
+    /// The same verdict, findings and all, with the prefilter and without.
+    fn same(a: &Verdict, b: &Verdict) -> bool {
+        a.action == b.action && a.score == b.score && a.findings == b.findings
+    }
+
+    const LEVELS: [Sensitivity; 3] = [Sensitivity::Low, Sensitivity::Medium, Sensitivity::High];
+
+    /// Every value of the labelled corpus, at every level: the prefilter and
+    /// the decoding fast path change no finding.
+    #[test]
+    fn the_prefilter_agrees_with_the_full_scan_on_the_corpus() {
+        let inspector = Inspector::default();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/attacks");
+        let mut checked = 0;
+        for label in ["sqli", "xss", "path_traversal", "cmdi", "benign"] {
+            let path = dir.join(format!("{label}.jsonl"));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+                let sample = v["input"].as_str().expect("input");
+                for level in LEVELS {
+                    let fast = inspector.inspect_value_filtered(sample, level, true);
+                    let full = inspector.inspect_value_filtered(sample, level, false);
+                    assert!(
+                        same(&fast, &full),
+                        "{label} level {level:?}: {sample:?}\n{fast:?}\n{full:?}"
+                    );
+                    // As decoded text in a JSON body too (no URL decoding first).
+                    let body = serde_json::json!({ "v": sample }).to_string();
+                    let request = HttpRequest {
+                        method: "POST",
+                        path: "/",
+                        query: "",
+                        headers: &[],
+                        body: body.as_bytes(),
+                        content_type: Some("application/json"),
+                    };
+                    let fast = inspector.inspect_filtered(&request, level, true);
+                    let full = inspector.inspect_filtered(&request, level, false);
+                    assert!(
+                        same(&fast, &full),
+                        "{label} level {level:?} in JSON: {sample:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 50_000, "{checked}");
+    }
+
+    /// Pieces of attacks and of ordinary text, for random values close to
+    /// every gate's edge.
+    const PIECES: &[&str] = &[
+        "'",
+        "\"",
+        ";",
+        "(",
+        ")",
+        "#",
+        "--",
+        "-",
+        "/*",
+        "*/",
+        "/",
+        "\\",
+        "|",
+        "||",
+        "&",
+        "&&",
+        "<",
+        ">",
+        ":",
+        "=",
+        "`",
+        "{",
+        "$",
+        "$(",
+        "..",
+        ".",
+        "%",
+        "%25",
+        "%2e",
+        "%27",
+        "+",
+        "\n",
+        "é",
+        "\u{ff1c}",
+        "\u{200b}",
+        "\0",
+        "&lt;",
+        "&#x3c;",
+        " ",
+        "1",
+        "0x",
+        "a",
+        "or",
+        "and",
+        "union",
+        "select",
+        "sleep",
+        "order by",
+        "script",
+        "onload",
+        "alert",
+        "javascript",
+        "etc/passwd",
+        "id",
+        "cat",
+        "ls",
+        "php://",
+        "x.",
+        "_",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Random values, in the query, a header, a cookie and a JSON body, at
+        /// every level: the same verdict with the prefilter and without.
+        #[test]
+        fn the_prefilter_agrees_with_the_full_scan_on_random_requests(
+            parts in proptest::collection::vec(0..PIECES.len(), 0..14),
+            level in 0..3usize,
+        ) {
+            let value: String = parts.iter().map(|&i| PIECES[i]).collect();
+            let inspector = Inspector::default();
+            let level = LEVELS[level];
+            let fast = inspector.inspect_value_filtered(&value, level, true);
+            let full = inspector.inspect_value_filtered(&value, level, false);
+            proptest::prop_assert!(same(&fast, &full), "{:?}\n{:?}\n{:?}", value, fast, full);
+            let body = serde_json::json!({ "k": value, &value: [value] }).to_string();
+            let query = format!("q={value}&{value}");
+            let headers: [(&str, &[u8]); 3] = [
+                ("User-Agent", value.as_bytes()),
+                ("Cookie", value.as_bytes()),
+                ("X-Custom", value.as_bytes()),
+            ];
+            let request = HttpRequest {
+                method: "POST",
+                path: &format!("/a/{value}"),
+                query: &query,
+                headers: &headers,
+                body: body.as_bytes(),
+                content_type: Some("application/json"),
+            };
+            let fast = inspector.inspect_filtered(&request, level, true);
+            let full = inspector.inspect_filtered(&request, level, false);
+            proptest::prop_assert!(same(&fast, &full), "{:?}\n{:?}\n{:?}", value, fast, full);
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! - at level 2, dot pairs separated by any repeated non-alphanumeric
 //!   character (`..%uEFC8..%uEFC8`), and a NUL that cuts a path short.
 
-use super::xss::{find, matches_any};
+use super::xss::{Needles, find, matches_any};
 use super::{Category, Hit, Severity};
 
 const CRIT: Severity = Severity::Critical;
@@ -114,6 +114,10 @@ const SENSITIVE_FILES: &[&str] = &[
     "environ",
 ];
 
+static UNIX_PATH_SET: Needles = Needles::new(UNIX_PATHS);
+
+static SENSITIVE_FILE_SET: Needles = Needles::new(SENSITIVE_FILES);
+
 /// Stream wrappers and schemes that open local files.
 const WRAPPERS: &[&str] = &[
     "file:",
@@ -129,6 +133,8 @@ const WRAPPERS: &[&str] = &[
     "jar:file",
     "netdoc:",
 ];
+
+static WRAPPER_SET: Needles = Needles::new(WRAPPERS);
 
 /// Looks for traversal in `text`; `had_nul` says a NUL was removed from it.
 /// Returns the bytes processed.
@@ -182,7 +188,7 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
         let end = s.len().min(after_last_step + 40);
         add("path_traversal.dot-dot", CRIT, (from, end));
         let target = &s[after_last_step..];
-        if matches_any(target, SENSITIVE_FILES).next().is_some() {
+        if matches_any(target, &SENSITIVE_FILE_SET).next().is_some() {
             add("path_traversal.sensitive-file", CRIT, (from, end));
         }
     }
@@ -193,7 +199,7 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
         .position(|&b| !b.is_ascii_whitespace())
         .unwrap_or(s.len());
     let value = &s[trimmed_start..];
-    let wrapper = WRAPPERS.iter().find(|w| value.starts_with(w.as_bytes()));
+    let wrapper = WRAPPER_SET.prefix_of(value);
     let path = match wrapper {
         Some(w) => {
             add(
@@ -209,8 +215,8 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
     let absolute = path_start > 0 || drive_letter(path);
     if absolute {
         let rest = strip_drive(&path[path_start..]);
-        if UNIX_PATHS.iter().any(|p| rest.starts_with(p.as_bytes()))
-            || matches_any(rest, SENSITIVE_FILES).next().is_some()
+        if UNIX_PATH_SET.prefix_of(rest).is_some()
+            || matches_any(rest, &SENSITIVE_FILE_SET).next().is_some()
         {
             add(
                 "path_traversal.system-path",
@@ -224,7 +230,7 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
         let f = SENSITIVE_FILES[j];
         (f.contains('/') || f.starts_with('.')) && p > 0 && s[p - 1] == b'/'
     };
-    if let Some((at, _)) = matches_any(&s, SENSITIVE_FILES).find(after_separator) {
+    if let Some((at, _)) = matches_any(&s, &SENSITIVE_FILE_SET).find(after_separator) {
         add(
             "path_traversal.sensitive-file",
             CRIT,

@@ -82,6 +82,8 @@ const SINKS: &[&str] = &[
     "open(",
 ];
 
+static SINK_SET: Needles = Needles::new(SINKS);
+
 /// URL schemes that run script or show attacker markup.
 const SCRIPT_SCHEMES: &[&str] = &[
     "javascript:",
@@ -488,8 +490,7 @@ impl Scanner<'_, '_> {
     /// A quote or `</script>` ends a script string, then a sink is called.
     fn script_breakout(&mut self) {
         let s = self.s;
-        let found: Vec<(usize, usize)> = matches_any(s, SINKS).collect();
-        for (at, j) in found {
+        for (at, j) in matches_any(s, &SINK_SET) {
             let sink = SINKS[j];
             {
                 let end = at + sink.len();
@@ -621,33 +622,95 @@ pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     found
 }
 
-/// Where in `hay` any of `needles` starts, in order of position: one pass
-/// over `hay` checking only the needles whose first byte is there, instead
-/// of one search per needle. Yields `(position, needle index)`.
-pub(crate) fn matches_any<'a>(
+/// A list of needles indexed by first byte, built at compile time, for
+/// [`matches_any`]: at each position only the needles starting with that
+/// byte are compared (at most 64 needles per list).
+pub(crate) struct Needles {
+    list: &'static [&'static str],
+    /// Bit `j` of `by_first[b]`: needle `j` starts with byte `b`.
+    by_first: [u64; 256],
+}
+
+impl Needles {
+    /// The index for `list`.
+    pub(crate) const fn new(list: &'static [&'static str]) -> Self {
+        assert!(list.len() <= 64, "at most 64 needles");
+        let mut by_first = [0u64; 256];
+        let mut j = 0;
+        while j < list.len() {
+            let n = list[j].as_bytes();
+            if !n.is_empty() {
+                by_first[n[0] as usize] |= 1 << j;
+            }
+            j += 1;
+        }
+        Self { list, by_first }
+    }
+
+    /// The first needle (in list order) that `hay` starts with.
+    pub(crate) fn prefix_of(&self, hay: &[u8]) -> Option<&'static str> {
+        let mut pending = self.by_first[usize::from(*hay.first()?)];
+        while pending != 0 {
+            let j = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            if starts_with(hay, self.list[j].as_bytes()) {
+                return Some(self.list[j]);
+            }
+        }
+        None
+    }
+}
+
+/// `hay.starts_with(needle)`, with the second byte compared before the
+/// rest: most candidates of [`matches_any`] fail there, without a `memcmp`.
+fn starts_with(hay: &[u8], needle: &[u8]) -> bool {
+    needle.len() <= hay.len()
+        && (needle.len() < 2 || hay[1] == needle[1])
+        && hay[..needle.len()] == *needle
+}
+
+/// Where in `hay` any of `needles` starts, in order of position (and of
+/// needle index at one position): one pass over `hay` comparing only the
+/// needles whose first byte is there, instead of one search per needle.
+/// Yields `(position, needle index)`.
+pub(crate) fn matches_any<'a>(hay: &'a [u8], needles: &'a Needles) -> AnyMatches<'a> {
+    super::steps::add(hay.len());
+    AnyMatches {
+        hay,
+        needles,
+        at: 0,
+        pending: 0,
+    }
+}
+
+/// The iterator of [`matches_any`].
+pub(crate) struct AnyMatches<'a> {
     hay: &'a [u8],
-    needles: &'a [&'a str],
-) -> impl Iterator<Item = (usize, usize)> + 'a {
-    let mut firsts = [false; 256];
-    for n in needles {
-        if let Some(&b) = n.as_bytes().first() {
-            firsts[usize::from(b)] = true;
+    needles: &'a Needles,
+    /// The position whose needles are in `pending`, or the next to load.
+    at: usize,
+    /// Needles starting with the byte at `at - 1` not compared yet.
+    pending: u64,
+}
+
+impl Iterator for AnyMatches<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        loop {
+            while self.pending != 0 {
+                let j = self.pending.trailing_zeros() as usize;
+                self.pending &= self.pending - 1;
+                let pos = self.at - 1;
+                if starts_with(&self.hay[pos..], self.needles.list[j].as_bytes()) {
+                    return Some((pos, j));
+                }
+            }
+            let b = *self.hay.get(self.at)?;
+            self.at += 1;
+            self.pending = self.needles.by_first[usize::from(b)];
         }
     }
-    super::steps::add(hay.len());
-    hay.iter()
-        .enumerate()
-        .filter(move |(_, b)| firsts[usize::from(**b)])
-        .flat_map(move |(i, &b)| {
-            needles
-                .iter()
-                .enumerate()
-                .filter(move |(_, n)| {
-                    let n = n.as_bytes();
-                    n.first() == Some(&b) && hay.get(i..i + n.len()) == Some(n)
-                })
-                .map(move |(j, _)| (i, j))
-        })
 }
 
 fn find_uncounted(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -36,7 +36,19 @@ impl Fingerprint {
     /// Tokenizes `input` in the given quote context and folds the tokens.
     pub fn of(input: &[u8], quote: Option<u8>) -> Self {
         let mut lexer = Lexer::new(input, quote);
-        let mut folder = Folder::default();
+        // Room for the tokens of a typical value, so the vectors do not
+        // grow one token at a time.
+        let room = (input.len() / 2).clamp(4, 32);
+        let mut folder = Folder {
+            fp: Fingerprint {
+                kinds: Vec::with_capacity(room),
+                spans: Vec::with_capacity(room),
+                ..Fingerprint::default()
+            },
+            words: Vec::with_capacity(room),
+            ops: Vec::with_capacity(room),
+            trailing_comment: None,
+        };
         let mut first = true;
         for token in lexer.by_ref() {
             if first {
@@ -188,9 +200,50 @@ fn is_info_function(word: &[u8]) -> bool {
     .any(|name| word.eq_ignore_ascii_case(name))
 }
 
+/// Schema-qualified functions and procedures that are dangerous by their
+/// full name (see [`is_dangerous`]).
+const DANGEROUS_QUALIFIED: &[&[u8]] = &[
+    b"dbms_pipe.receive_message",
+    b"dbms_lock.sleep",
+    b"utl_inaddr.get_host_address",
+    b"utl_inaddr.get_host_name",
+    b"utl_http.request",
+    b"dbms_xmlgen.getxml",
+    b"ctxsys.drithsx.sn",
+];
+
+/// Functions and procedures that are dangerous by their name, or by the
+/// last part of a schema-qualified name (`master..xp_cmdshell`).
+const DANGEROUS_NAMES: &[&[u8]] = &[
+    b"sleep",
+    b"pg_sleep",
+    b"benchmark",
+    b"load_file",
+    b"extractvalue",
+    b"updatexml",
+    b"xp_cmdshell",
+    b"xp_dirtree",
+    b"xp_regread",
+    b"sp_executesql",
+    b"sp_oacreate",
+    b"sp_makewebtask",
+    b"sp_password",
+    b"openrowset",
+    b"opendatasource",
+    b"pg_read_file",
+    b"pg_ls_dir",
+    b"lo_import",
+    b"randomblob",
+    b"sys_eval",
+    b"sys_exec",
+    b"name_const",
+    b"outfile",
+    b"dumpfile",
+];
+
 /// Functions (and procedures) with no use in a legitimate parameter value:
 /// time delays, out-of-band channels, file access, error-based extraction.
-fn is_dangerous(word: &[u8]) -> bool {
+pub(crate) fn is_dangerous(word: &[u8]) -> bool {
     if word.len() > 32 {
         return false;
     }
@@ -200,42 +253,19 @@ fn is_dangerous(word: &[u8]) -> bool {
     lower.make_ascii_lowercase();
     // Schema-qualified names: match on the last part too (`master..xp_cmdshell`).
     let last = lower.rsplit(|&b| b == b'.').next().unwrap_or(lower);
-    matches!(
-        &*lower,
-        b"dbms_pipe.receive_message"
-            | b"dbms_lock.sleep"
-            | b"utl_inaddr.get_host_address"
-            | b"utl_inaddr.get_host_name"
-            | b"utl_http.request"
-            | b"dbms_xmlgen.getxml"
-            | b"ctxsys.drithsx.sn"
-    ) || matches!(
-        last,
-        b"sleep"
-            | b"pg_sleep"
-            | b"benchmark"
-            | b"load_file"
-            | b"extractvalue"
-            | b"updatexml"
-            | b"xp_cmdshell"
-            | b"xp_dirtree"
-            | b"xp_regread"
-            | b"sp_executesql"
-            | b"sp_oacreate"
-            | b"sp_makewebtask"
-            | b"sp_password"
-            | b"openrowset"
-            | b"opendatasource"
-            | b"pg_read_file"
-            | b"pg_ls_dir"
-            | b"lo_import"
-            | b"randomblob"
-            | b"sys_eval"
-            | b"sys_exec"
-            | b"name_const"
-            | b"outfile"
-            | b"dumpfile"
-    )
+    DANGEROUS_QUALIFIED.contains(&&*lower) || DANGEROUS_NAMES.contains(&last)
+}
+
+/// Whether `part` (any case) is the last part of a schema-qualified name
+/// [`is_dangerous`] knows, such as `request` of `utl_http.request`: the
+/// prefilter's test for the dotted names, whose last part alone is not
+/// dangerous.
+pub(crate) fn is_dangerous_qualified_tail(part: &[u8]) -> bool {
+    DANGEROUS_QUALIFIED.iter().any(|name| {
+        name.len() > part.len()
+            && name[name.len() - part.len() - 1] == b'.'
+            && name[name.len() - part.len()..].eq_ignore_ascii_case(part)
+    })
 }
 
 #[cfg(test)]

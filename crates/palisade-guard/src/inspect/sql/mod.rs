@@ -182,6 +182,13 @@ const PATTERNS: &[Spec] = &[
     ("sqli.tautology", 2, ERR, Context::Any, "&[1s]o[1s]"),
 ];
 
+/// Token kinds of which every pattern outside the quote contexts needs one
+/// (checked by a test on the compiled patterns): the prefilter
+/// ([`super::prefilter`]) skips the tokenizer on values that cannot yield
+/// any of them and have no quote.
+#[cfg(test)]
+const TRIGGER_KINDS: &[u8] = b"&;BTUE()c";
+
 /// One element of a compiled pattern.
 #[derive(Debug, Clone)]
 enum Elem {
@@ -448,6 +455,21 @@ mod tests {
             "1-2 business days",
         ] {
             assert_eq!(rules(text, 1), Vec::<&str>::new(), "{text}");
+        }
+    }
+
+    /// The prefilter's soundness rests on this: a pattern that applies
+    /// outside the quote contexts needs a trigger kind.
+    #[test]
+    fn every_pattern_outside_quotes_needs_a_trigger_kind() {
+        for p in COMPILED.iter().filter(|p| p.context != Context::Quoted) {
+            let needs = p.elems.iter().any(|e| match e {
+                Elem::Kind(k) => TRIGGER_KINDS.contains(k),
+                Elem::Class(c) => c.iter().all(|k| TRIGGER_KINDS.contains(k)),
+                Elem::Closes => true,
+                _ => false,
+            });
+            assert!(needs, "{} at level {}", p.rule, p.level);
         }
     }
 
