@@ -10,6 +10,7 @@
 //! - [`fault_proxy::FaultProxy`]: a TCP proxy that cuts, blackholes or slows
 //!   the link to a real server.
 //! - [`MotoServer`]: a throwaway `moto_server` (AWS emulator) for AWS KMS.
+//! - [`OpenBaoServer`]: a throwaway `bao server -dev` with Transit enabled.
 //! - [`ManualClock`]: time that moves only when the test says so.
 //! - [`within`] and [`eventually`]: bounded waits that panic with what they
 //!   waited for, so no test hangs.
@@ -22,6 +23,7 @@
 pub mod error;
 pub mod fault_proxy;
 pub mod moto;
+pub mod openbao;
 pub mod postgres;
 pub mod postgres_server;
 pub mod redis;
@@ -32,6 +34,7 @@ pub mod wait;
 pub use error::TestkitError;
 pub use fault_proxy::FaultProxy;
 pub use moto::MotoServer;
+pub use openbao::OpenBaoServer;
 /// Re-exported so tests need not depend on `palisade-core` just for time control.
 pub use palisade_core::clock::ManualClock;
 pub use postgres::TestDatabase;

@@ -10,6 +10,12 @@
 //!    embedded default works with zero setup. A warning says so: production
 //!    should supply the key from a secret manager and keep it apart from the
 //!    data (whoever has both the key file and the master key has every key).
+//!
+//! With `kms = "vault"` the key-encryption keys live in HashiCorp Vault /
+//! OpenBao Transit (`[crypto.vault]`) and no master key or key file is used.
+//! The Vault token never comes from `palisade.toml` either: the environment
+//! variable `crypto.vault.token_env` (default `VAULT_TOKEN`), else the file
+//! `crypto.vault.token_file`.
 
 use crate::config::{Config, ConfigError};
 use anyhow::Context;
@@ -17,10 +23,12 @@ use palisade_audit::checkpoint::NoteSigner;
 use palisade_audit::event::{Actor, NewEvent, Outcome, Resource};
 use palisade_audit::log::{AuditLog, AuditSettings};
 use palisade_audit::store::AuditStore;
+use palisade_core::Secret;
 use palisade_core::SharedClock;
 use palisade_core::principal::TenantId;
+use palisade_core::resilience::ResilienceConfig;
 use palisade_crypto::keyring::DEFAULT_KEY;
-use palisade_crypto::kms::LocalKms;
+use palisade_crypto::kms::{LocalKms, VaultConfig, VaultKms};
 use palisade_crypto::{
     DekCacheSettings, Keyring, KeyringSettings, KeyringStore, Kms, MasterKey, MasterKeySource,
 };
@@ -37,10 +45,25 @@ const DEFAULT_MASTER_KEY_FILE: &str = "master.key";
 /// The local KMS's key file in the data directory.
 const DEFAULT_KEY_FILE: &str = "keys.sealed";
 
+/// Which key management service holds the key-encryption keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KmsChoice {
+    /// A key file sealed by the master key.
+    #[default]
+    Local,
+    /// HashiCorp Vault / OpenBao Transit (`[crypto.vault]`).
+    Vault,
+}
+
 /// `[crypto]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CryptoConfig {
+    /// Where the key-encryption keys live: `local` (default) or `vault`.
+    pub kms: KmsChoice,
+    /// `[crypto.vault]`, required with `kms = "vault"`.
+    pub vault: Option<VaultSection>,
     /// Environment variable holding the master key (base64 of 32 bytes).
     pub master_key_env: String,
     /// File holding the master key (its base64), read when the variable is
@@ -70,6 +93,8 @@ impl Default for CryptoConfig {
     fn default() -> Self {
         let cache = DekCacheSettings::default();
         Self {
+            kms: KmsChoice::Local,
+            vault: None,
             master_key_env: MASTER_KEY_ENV.into(),
             master_key_file: None,
             key_file: None,
@@ -112,6 +137,16 @@ impl CryptoConfig {
         }
         if self.refresh_ms == 0 {
             return Err(invalid("refresh_ms", "must be at least 1".into()));
+        }
+        match (&self.vault, self.kms) {
+            (Some(vault), _) => vault.validate()?,
+            (None, KmsChoice::Vault) => {
+                return Err(invalid(
+                    "vault",
+                    "the [crypto.vault] section is required with kms = \"vault\"".into(),
+                ));
+            }
+            (None, KmsChoice::Local) => {}
         }
         self.settings()
             .validate()
@@ -169,6 +204,23 @@ impl CryptoConfig {
         db: &Database,
         clock: SharedClock,
     ) -> anyhow::Result<Keyring> {
+        let kms = match (self.kms, &self.vault) {
+            (KmsChoice::Local, _) => Kms::Local(self.local_kms(data_dir)?),
+            (KmsChoice::Vault, Some(vault)) => Kms::Vault(vault.kms()?),
+            (KmsChoice::Vault, None) => {
+                anyhow::bail!("crypto.vault: the section is required with kms = \"vault\"")
+            }
+        };
+        Ok(Keyring::new(
+            kms,
+            KeyringStore::database(db.clone()),
+            clock,
+            self.settings(),
+        )?)
+    }
+
+    /// The local KMS on the key file, sealed by the master key.
+    fn local_kms(&self, data_dir: &Path) -> anyhow::Result<LocalKms> {
         let (master, source) = self.master_key(data_dir)?;
         match &source {
             MasterKeySource::Env(name) => {
@@ -188,19 +240,145 @@ impl CryptoConfig {
             }
         }
         let key_file = self.key_file(data_dir);
-        let kms = LocalKms::open(&key_file, &master).with_context(|| {
+        LocalKms::open(&key_file, &master).with_context(|| {
             format!(
                 "opening the key file {} with the master key from {}",
                 key_file.display(),
                 describe(&source)
             )
-        })?;
-        Ok(Keyring::new(
-            Kms::Local(kms),
-            KeyringStore::database(db.clone()),
-            clock,
-            self.settings(),
-        )?)
+        })
+    }
+}
+
+/// The default environment variable of the Vault token.
+pub const VAULT_TOKEN_ENV: &str = "VAULT_TOKEN";
+
+/// `[crypto.vault]`: HashiCorp Vault / OpenBao Transit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultSection {
+    /// `https://vault.example:8200`.
+    pub address: String,
+    /// Environment variable holding the token (default `VAULT_TOKEN`).
+    pub token_env: String,
+    /// File holding the token, read when the variable is not set.
+    pub token_file: Option<PathBuf>,
+    /// Transit's mount path.
+    pub mount: String,
+    /// PEM CA certificates to trust for Vault (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// Bound on one call to Vault (each retry), in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Circuit breaker and retry (`[crypto.vault.resilience]`,
+    /// `attempt_timeout_ms` is `request_timeout_ms`).
+    pub resilience: ResilienceConfig,
+    /// Refused: the token is never written in the configuration.
+    token: Option<serde::de::IgnoredAny>,
+}
+
+impl Default for VaultSection {
+    fn default() -> Self {
+        Self {
+            address: String::new(),
+            token_env: VAULT_TOKEN_ENV.into(),
+            token_file: None,
+            mount: palisade_crypto::kms::vault::DEFAULT_MOUNT.into(),
+            ca_file: None,
+            request_timeout_ms: 5_000,
+            resilience: ResilienceConfig::default(),
+            token: None,
+        }
+    }
+}
+
+impl VaultSection {
+    /// Checks the section; errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: format!("crypto.vault.{key}"),
+            message: message.into(),
+        };
+        if self.token.is_some() {
+            return Err(invalid(
+                "token",
+                "the Vault token is never written in the configuration; put it in the \
+                 environment variable named by token_env (default VAULT_TOKEN) or in token_file",
+            ));
+        }
+        if !(self.address.starts_with("https://") || self.address.starts_with("http://")) {
+            return Err(invalid(
+                "address",
+                "must be the Vault URL, https://host:port",
+            ));
+        }
+        let env = &self.token_env;
+        if env.is_empty() || !env.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(invalid(
+                "token_env",
+                "must be an environment variable name (letters, digits, _)",
+            ));
+        }
+        if env.starts_with("PALISADE_") {
+            return Err(invalid(
+                "token_env",
+                "PALISADE_* names are configuration overrides; use VAULT_TOKEN or another prefix",
+            ));
+        }
+        if self.mount.trim_matches('/').is_empty() {
+            return Err(invalid("mount", "must not be empty"));
+        }
+        if !(1..=600_000).contains(&self.request_timeout_ms) {
+            return Err(invalid(
+                "request_timeout_ms",
+                "must be 1 to 600000 (ten minutes)",
+            ));
+        }
+        let resilience = ResilienceConfig {
+            attempt_timeout_ms: self.request_timeout_ms,
+            ..self.resilience.clone()
+        };
+        resilience
+            .validate()
+            .map_err(|e| invalid("resilience", &e.to_string()))
+    }
+
+    /// The token: the environment variable, else the file. Never logged.
+    fn token(&self) -> anyhow::Result<Secret> {
+        if let Ok(token) = std::env::var(&self.token_env)
+            && !token.trim().is_empty()
+        {
+            return Ok(Secret::new(token.trim()));
+        }
+        let Some(path) = &self.token_file else {
+            anyhow::bail!(
+                "crypto.vault: no Vault token: set the environment variable {} or crypto.vault.token_file",
+                self.token_env
+            );
+        };
+        // In a Secret at once, so the file's content is zeroized on drop.
+        let text = std::fs::read_to_string(path)
+            .map(Secret::new)
+            .with_context(|| format!("crypto.vault.token_file: reading {}", path.display()))?;
+        let token = text.expose().trim();
+        if token.is_empty() {
+            anyhow::bail!("crypto.vault.token_file: {} is empty", path.display());
+        }
+        Ok(Secret::new(token))
+    }
+
+    /// The Vault KMS this section describes. Contacts nothing yet.
+    fn kms(&self) -> anyhow::Result<VaultKms> {
+        let config = VaultConfig {
+            address: self.address.clone(),
+            token: self.token()?,
+            mount: self.mount.clone(),
+            ca_file: self.ca_file.clone(),
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            resilience: self.resilience.clone(),
+        };
+        let kms = VaultKms::new(config).context("crypto.vault")?;
+        tracing::info!(address = %kms.address(), mount = %self.mount, "crypto KMS: Vault Transit");
+        Ok(kms)
     }
 }
 
@@ -338,6 +516,73 @@ mod tests {
         assert!(config.validate().is_ok());
         config.usage_limit = (1 << 32) + 1;
         assert!(config.validate().is_err());
+    }
+
+    fn vault(text: &str) -> Result<CryptoConfig, String> {
+        let config: CryptoConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    #[test]
+    fn the_vault_section_is_checked_and_never_holds_the_token() {
+        let ok = vault("kms = \"vault\"\n[vault]\naddress = \"https://vault:8200\"\n");
+        let ok = ok.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok.kms, KmsChoice::Vault);
+        let section = ok.vault.unwrap_or_else(|| panic!("section"));
+        assert_eq!(section.token_env, "VAULT_TOKEN");
+        assert_eq!(section.mount, "transit");
+        let cases = [
+            ("kms = \"vault\"\n", "crypto.vault"),
+            (
+                "kms = \"vault\"\n[vault]\naddress = \"https://v\"\ntoken = \"s.abc\"\n",
+                "crypto.vault.token",
+            ),
+            (
+                "kms = \"vault\"\n[vault]\naddress = \"vault:8200\"\n",
+                "crypto.vault.address",
+            ),
+            (
+                "kms = \"vault\"\n[vault]\naddress = \"https://v\"\ntoken_env = \"PALISADE_X\"\n",
+                "crypto.vault.token_env",
+            ),
+            (
+                "kms = \"vault\"\n[vault]\naddress = \"https://v\"\nrequest_timeout_ms = 0\n",
+                "crypto.vault.request_timeout_ms",
+            ),
+        ];
+        for (text, key) in cases {
+            let error = vault(text).err().unwrap_or_default();
+            assert!(error.contains(key), "{text}: {error}");
+            assert!(!error.contains("s.abc"), "{error}");
+        }
+        assert!(vault("kms = \"aws-nope\"\n").is_err());
+    }
+
+    #[test]
+    fn the_vault_token_comes_from_the_variable_or_the_file() {
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let mut section = VaultSection {
+            address: "http://127.0.0.1:8200".into(),
+            token_env: "C5_TEST_UNSET_VAULT_TOKEN_VARIABLE".into(),
+            ..VaultSection::default()
+        };
+        let missing = section
+            .token()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            missing.contains("C5_TEST_UNSET_VAULT_TOKEN_VARIABLE"),
+            "{missing}"
+        );
+        let path = dir.path().join("vault-token");
+        assert!(std::fs::write(&path, "s.file-token\n").is_ok());
+        section.token_file = Some(path);
+        let token = section.token().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(token.expose(), "s.file-token");
+        let kms = section.kms().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!format!("{kms:?}").contains("file-token"));
     }
 
     #[test]

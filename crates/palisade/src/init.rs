@@ -210,6 +210,22 @@ level = "info"
 # dek_cache_max_entries = 10000
 # How often key versions are re-read (rotations by other instances or the CLI).
 # refresh_ms = 10000
+# Where the key-encryption keys live: "local" (the key file above) or "vault"
+# (HashiCorp Vault / OpenBao Transit, [crypto.vault]; no master key then).
+# kms = "local"
+
+# [crypto.vault]
+# With kms = "vault". The token is never written here: it comes from the
+# environment variable token_env, else from token_file. It needs create/update
+# on transit/keys/*, transit/keys/*/rotate, transit/encrypt/*, transit/decrypt/*
+# and read on transit/keys/*. Uncomment the section line too.
+# address = "https://vault.example:8200"
+# token_env = "VAULT_TOKEN"
+# token_file = "/run/secrets/vault-token"
+# mount = "transit"
+# ca_file = "/etc/palisade/vault-ca.pem"
+# Bound on one call to Vault (each retry), in milliseconds.
+# request_timeout_ms = 5000
 
 [secrets]
 # Keys the hashes of API keys. Changing it invalidates every API key.

@@ -9,10 +9,12 @@
 #[cfg(feature = "aws-kms")]
 pub mod aws;
 mod local;
+pub mod vault;
 
 #[cfg(feature = "aws-kms")]
 pub use aws::{AwsCredentials, AwsKms, AwsKmsConfig};
 pub use local::LocalKms;
+pub use vault::{VaultConfig, VaultKms};
 
 use crate::aead::KeyBytes;
 use crate::error::Result;
@@ -26,6 +28,8 @@ pub enum Kms {
     /// KEKs in AWS KMS, one KMS key per version (feature `aws-kms`).
     #[cfg(feature = "aws-kms")]
     Aws(AwsKms),
+    /// KEKs in HashiCorp Vault / OpenBao Transit.
+    Vault(VaultKms),
 }
 
 impl Kms {
@@ -40,6 +44,7 @@ impl Kms {
             Self::Local(_) => "local",
             #[cfg(feature = "aws-kms")]
             Self::Aws(_) => "aws",
+            Self::Vault(_) => "vault",
         }
     }
 
@@ -49,6 +54,7 @@ impl Kms {
             Self::Local(kms) => kms.create_key(name, now_ms).await,
             #[cfg(feature = "aws-kms")]
             Self::Aws(kms) => kms.create_key(name, now_ms).await,
+            Self::Vault(kms) => kms.create_key(name, now_ms).await,
         };
         self.count("create_key", &result);
         result
@@ -60,6 +66,7 @@ impl Kms {
             Self::Local(kms) => kms.rotate(name, now_ms).await,
             #[cfg(feature = "aws-kms")]
             Self::Aws(kms) => kms.rotate(name, now_ms).await,
+            Self::Vault(kms) => kms.rotate(name, now_ms).await,
         };
         self.count("rotate", &result);
         result
@@ -79,6 +86,7 @@ impl Kms {
             Self::Local(kms) => kms.wrap(name, version, key, context).await,
             #[cfg(feature = "aws-kms")]
             Self::Aws(kms) => kms.wrap(name, version, key, context).await,
+            Self::Vault(kms) => kms.wrap(name, version, key, context).await,
         };
         self.count("wrap", &result);
         result
@@ -96,6 +104,7 @@ impl Kms {
             Self::Local(kms) => kms.unwrap(name, version, wrapped, context).await,
             #[cfg(feature = "aws-kms")]
             Self::Aws(kms) => kms.unwrap(name, version, wrapped, context).await,
+            Self::Vault(kms) => kms.unwrap(name, version, wrapped, context).await,
         };
         self.count("unwrap", &result);
         result
