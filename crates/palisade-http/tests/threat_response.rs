@@ -455,3 +455,77 @@ async fn two_instances_sharing_redis_enforce_one_response_and_list_one_set_of_in
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
 }
+
+#[tokio::test]
+async fn a_rust_service_behind_the_bearer_layer_refuses_a_blocked_token_subject() {
+    use palisade_auth::tokens::IssueRequest;
+    use palisade_guard::reputation::BlockTarget;
+    use palisade_http::BearerAuthLayer;
+    use palisade_http::layers::threat_block::ThreatBlockLayer;
+    let backend = common::sqlite(HttpSettings::default()).await;
+    let tokens = common::test_tokens(&backend.state);
+    let clock = ManualClock::new();
+    let threats = ThreatDefense::new(
+        ThreatOptions::default(),
+        backend.state.security_events.clone(),
+        Arc::new(clock.clone()),
+    )
+    .expect("threats");
+    // The service's own router: tokens verified first, then blocks.
+    let app = Router::new()
+        .route("/orders", axum::routing::get(|| async { "orders" }))
+        .layer(ThreatBlockLayer::new(threats.clone()))
+        .layer(BearerAuthLayer::new(tokens.clone(), "default"));
+    let token = |subject: &'static str| {
+        let tokens = tokens.clone();
+        async move {
+            tokens
+                .issue(
+                    "acme",
+                    IssueRequest {
+                        subject: subject.into(),
+                        audience: "default".into(),
+                        claims: serde_json::Map::new(),
+                        ttl: Some(Duration::from_secs(600)),
+                    },
+                )
+                .await
+                .expect("token")
+                .access_token
+        }
+    };
+    let (alice, bob) = (token("alice").await, token("bob").await);
+    let get = |token: &str, ip: &str| send(&app, from(request("GET", "/orders", token, None), ip));
+    assert_eq!(get(&alice, "192.0.2.1").await.status, StatusCode::OK);
+    threats
+        .block(
+            BlockTarget::Subject("acme/alice".into()),
+            120_000,
+            "account takeover".into(),
+            "ops".into(),
+        )
+        .await
+        .expect("block");
+    for ip in ["192.0.2.1", "198.51.100.3"] {
+        let refused = get(&alice, ip).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "from {ip}");
+        assert!(is_problem(&refused, "subject-blocked"));
+        assert_eq!(refused.headers["retry-after"], "120");
+    }
+    assert_eq!(get(&bob, "192.0.2.1").await.status, StatusCode::OK);
+    // A block of `alice` in the default tenant is someone else.
+    threats
+        .unblock(&BlockTarget::Subject("acme/alice".into()))
+        .await
+        .expect("unblock");
+    threats
+        .block(
+            BlockTarget::Subject("alice".into()),
+            60_000,
+            String::new(),
+            "ops".into(),
+        )
+        .await
+        .expect("block");
+    assert_eq!(get(&alice, "192.0.2.1").await.status, StatusCode::OK);
+}

@@ -8,7 +8,8 @@
 //!
 //! Blocked subjects are refused too, from whatever address: the subject is
 //! the one an authentication layer that ran before this one put in the
-//! request's extensions, a token's `sub` ([`VerifiedClaims`], as
+//! request's extensions, a token's `sub` (the claims of
+//! [`crate::BearerAuthLayer`], as
 //! `tenant/sub` outside the default tenant) or a [`RateLimitIdentity`]'s
 //! subject and API key id. Their 403 says until when (`Retry-After`): the
 //! caller is authenticated, and knowing when to come back is no use to an
@@ -24,7 +25,6 @@
 //! escape a block nor get someone else blocked.
 
 use crate::client_ip::{TrustedProxies, client_ip};
-use crate::layers::bearer::VerifiedClaims;
 use crate::layers::rate_limit::RateLimitIdentity;
 use crate::problem::Problem;
 use axum::body::Body;
@@ -32,10 +32,12 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use futures_util::future::BoxFuture;
+use palisade_auth::jwt::Claims;
 use palisade_core::principal::TenantId;
 use palisade_guard::reputation::{Block, BlockMode};
 use palisade_guard::threats::{IpVerdict, Refusal, ThreatDefense};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
@@ -142,7 +144,9 @@ fn qualified(tenant: Option<&str>, sub: &str) -> String {
 /// [`RateLimitIdentity`].
 fn principal<B>(req: &Request<B>) -> Principal {
     let mut found = Principal::default();
-    if let Some(claims) = req.extensions().get::<VerifiedClaims>()
+    // BearerAuthLayer stores the claims as `Arc<Claims>` (what
+    // `VerifiedClaims` extracts).
+    if let Some(claims) = req.extensions().get::<Arc<Claims>>()
         && let Some(sub) = claims.sub.as_deref().filter(|s| !s.is_empty())
     {
         let tenant = claims.extra.get("tenant").and_then(|t| t.as_str());
@@ -299,8 +303,6 @@ mod tests {
 
     #[test]
     fn principals_are_named_as_blocks_name_them() {
-        use palisade_auth::jwt::Claims;
-        use std::sync::Arc;
         let claims = |sub: &str, tenant: Option<&str>| {
             let mut claims = Claims {
                 sub: Some(sub.to_owned()),
@@ -309,9 +311,9 @@ mod tests {
             if let Some(tenant) = tenant {
                 claims.extra.insert("tenant".into(), tenant.into());
             }
-            VerifiedClaims(Arc::new(claims))
+            Arc::new(claims)
         };
-        let with = |claims: Option<VerifiedClaims>, identity: Option<RateLimitIdentity>| {
+        let with = |claims: Option<Arc<Claims>>, identity: Option<RateLimitIdentity>| {
             let mut req = Request::new(());
             if let Some(claims) = claims {
                 req.extensions_mut().insert(claims);
