@@ -462,12 +462,18 @@ impl Keyring {
         if envelope.version >= current {
             return Ok(ciphertext.to_vec());
         }
-        let kms = &self.inner.kms;
-        let dek = kms
-            .unwrap(name, envelope.version, envelope.wrapped_dek, DEK_CONTEXT)
-            .await?;
         let version = self.reserve_version(name).await?;
-        let wrapped = kms.wrap(name, version, &dek, DEK_CONTEXT).await?;
+        // One KMS call; with AWS KMS the data key never leaves it.
+        let wrapped = self
+            .inner
+            .kms
+            .rewrap(
+                (name, envelope.version),
+                (name, version),
+                envelope.wrapped_dek,
+                DEK_CONTEXT,
+            )
+            .await?;
         let header = Header::new(KeyKind::Keyring, name, version, &wrapped)?;
         let mut out = Vec::with_capacity(header.as_bytes().len() + envelope.sealed.len());
         out.extend_from_slice(header.as_bytes());
@@ -510,11 +516,11 @@ impl Keyring {
             return Ok(dek);
         }
         let version = self.reserve_version(name).await?;
-        let dek = KeyBytes::generate()?;
-        let wrapped = self
+        // Made by the KMS where it can (AWS KMS GenerateDataKey).
+        let (dek, wrapped) = self
             .inner
             .kms
-            .wrap(name, version, &dek, DEK_CONTEXT)
+            .generate_data_key(name, version, DEK_CONTEXT)
             .await?;
         let header = Header::new(KeyKind::Keyring, name, version, &wrapped)?;
         self.install(KeyKind::Keyring, name, &dek, header)

@@ -115,11 +115,15 @@ impl Keyring {
                 for record in records {
                     if let Some(wrapped) = &record.wrapped {
                         let context = subject_context(&record.subject, record.generation);
-                        let key = kms
-                            .unwrap(&record.kek_name, record.kek_version, wrapped, &context)
-                            .await?;
                         let version = self.reserve_key_use(&job.kek_name).await?;
-                        let rewrapped = kms.wrap(&job.kek_name, version, &key, &context).await?;
+                        let rewrapped = kms
+                            .rewrap(
+                                (&record.kek_name, record.kek_version),
+                                (&job.kek_name, version),
+                                wrapped,
+                                &context,
+                            )
+                            .await?;
                         if store
                             .replace_subject_wrap(
                                 &record.subject,
@@ -148,16 +152,15 @@ impl Keyring {
                 }
                 for record in records {
                     let context = index_context(&record.name);
-                    let key = kms
-                        .unwrap(
-                            &record.kek_name,
-                            record.kek_version,
+                    let version = self.reserve_key_use(&job.kek_name).await?;
+                    let rewrapped = kms
+                        .rewrap(
+                            (&record.kek_name, record.kek_version),
+                            (&job.kek_name, version),
                             &record.wrapped,
                             &context,
                         )
                         .await?;
-                    let version = self.reserve_key_use(&job.kek_name).await?;
-                    let rewrapped = kms.wrap(&job.kek_name, version, &key, &context).await?;
                     if store
                         .replace_index_wrap(&record.name, record.kek_version, version, &rewrapped)
                         .await?

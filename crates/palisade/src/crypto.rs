@@ -17,6 +17,8 @@
 //! variable `crypto.vault.token_env` (default `VAULT_TOKEN`), else the file
 //! `crypto.vault.token_file`.
 
+pub mod aws;
+
 use crate::config::{Config, ConfigError};
 use anyhow::Context;
 use palisade_audit::checkpoint::NoteSigner;
@@ -54,6 +56,8 @@ pub enum KmsChoice {
     Local,
     /// HashiCorp Vault / OpenBao Transit (`[crypto.vault]`).
     Vault,
+    /// AWS KMS (`[crypto.aws]`; needs the Cargo feature `aws-kms`).
+    Aws,
 }
 
 /// `[crypto]`.
@@ -64,6 +68,8 @@ pub struct CryptoConfig {
     pub kms: KmsChoice,
     /// `[crypto.vault]`, required with `kms = "vault"`.
     pub vault: Option<VaultSection>,
+    /// `[crypto.aws]`, read with `kms = "aws"`.
+    pub aws: Option<aws::AwsSection>,
     /// Environment variable holding the master key (base64 of 32 bytes).
     pub master_key_env: String,
     /// File holding the master key (its base64), read when the variable is
@@ -95,6 +101,7 @@ impl Default for CryptoConfig {
         Self {
             kms: KmsChoice::Local,
             vault: None,
+            aws: None,
             master_key_env: MASTER_KEY_ENV.into(),
             master_key_file: None,
             key_file: None,
@@ -146,7 +153,15 @@ impl CryptoConfig {
                     "the [crypto.vault] section is required with kms = \"vault\"".into(),
                 ));
             }
-            (None, KmsChoice::Local) => {}
+            (None, KmsChoice::Local | KmsChoice::Aws) => {}
+        }
+        if let Some(aws) = &self.aws {
+            aws.validate()?;
+        }
+        if self.kms == KmsChoice::Aws
+            && let Some(message) = aws::unavailable()
+        {
+            return Err(invalid("kms", message.into()));
         }
         self.settings()
             .validate()
@@ -207,6 +222,7 @@ impl CryptoConfig {
         let kms = match (self.kms, &self.vault) {
             (KmsChoice::Local, _) => Kms::Local(self.local_kms(data_dir)?),
             (KmsChoice::Vault, Some(vault)) => Kms::Vault(vault.kms()?),
+            (KmsChoice::Aws, _) => aws::build(self.aws.as_ref(), clock.clone())?,
             (KmsChoice::Vault, None) => {
                 anyhow::bail!("crypto.vault: the section is required with kms = \"vault\"")
             }

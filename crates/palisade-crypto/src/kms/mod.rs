@@ -110,6 +110,47 @@ impl Kms {
         result
     }
 
+    /// A fresh data key and its wrap under version `version` of KEK `name`
+    /// bound to `context`, as [`Kms::unwrap`] opens it. AWS KMS makes the
+    /// key itself (`GenerateDataKey`, one call); the others get one made
+    /// here and wrapped.
+    pub async fn generate_data_key(
+        &self,
+        name: &str,
+        version: u32,
+        context: &[u8],
+    ) -> Result<(KeyBytes, Vec<u8>)> {
+        #[cfg(feature = "aws-kms")]
+        if let Self::Aws(kms) = self {
+            let result = kms.generate_data_key(name, version, context).await;
+            self.count("generate_data_key", &result);
+            return result;
+        }
+        let key = KeyBytes::generate()?;
+        let wrapped = self.wrap(name, version, &key, context).await?;
+        Ok((key, wrapped))
+    }
+
+    /// Moves a key wrapped under `from` (name, version) to `to`, same
+    /// `context`. AWS KMS does it in one call without the key leaving it
+    /// (`ReEncrypt`); the others unwrap and wrap.
+    pub async fn rewrap(
+        &self,
+        from: (&str, u32),
+        to: (&str, u32),
+        wrapped: &[u8],
+        context: &[u8],
+    ) -> Result<Vec<u8>> {
+        #[cfg(feature = "aws-kms")]
+        if let Self::Aws(kms) = self {
+            let result = kms.rewrap(from, to, wrapped, context).await;
+            self.count("rewrap", &result);
+            return result;
+        }
+        let key = self.unwrap(from.0, from.1, wrapped, context).await?;
+        self.wrap(to.0, to.1, &key, context).await
+    }
+
     fn count<T>(&self, op: &'static str, result: &Result<T>) {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!("palisade_crypto_kms_calls_total",
