@@ -111,6 +111,34 @@ fn leaks(body: &Value) -> bool {
         .any(|secret| text.contains(secret))
 }
 
+/// The first event of `GET /v1/audit/stream?start=earliest`, read from the
+/// endless body within a bounded wait.
+async fn first_streamed(app: &Router, key: &str) -> Value {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = common::request("GET", "/v1/audit/stream?start=earliest", key, None);
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut text = String::new();
+    let read = async {
+        loop {
+            // Only complete events (each ends with a blank line).
+            let complete = &text[..text.rfind("\n\n").unwrap_or(0)];
+            if let Some(line) = complete.lines().find_map(|l| l.strip_prefix("data:")) {
+                return serde_json::from_str::<Value>(line.trim()).expect("event JSON");
+            }
+            let frame = body.frame().await.expect("stream open").expect("frame");
+            if let Ok(data) = frame.into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("an event within 10 s")
+}
+
 on_both_backends!(
     pii_over_http_is_sealed_scoped_and_erased_by_shredding,
     bad_pii_is_a_422_naming_the_field_and_stores_nothing,
@@ -167,6 +195,13 @@ async fn pii_over_http_is_sealed_scoped_and_erased_by_shredding(backend: common:
     assert!(!leaks(&page.body));
     let page = pii_reader.send("GET", "/v1/audit/events", None).await;
     assert_eq!(page.body["events"][1]["event"]["pii"], pii());
+
+    // The live stream (SSE) resolves the same way.
+    let streamed = first_streamed(&s.app, &reader.key).await;
+    assert_eq!(streamed["event"]["pii"], json!({"redacted": true}));
+    assert!(!leaks(&streamed));
+    let streamed = first_streamed(&s.app, &pii_reader.key).await;
+    assert_eq!(streamed["event"]["pii"], pii());
 
     // Exports: every format redacts without the scope; OCSF carries the view.
     for format in ["ndjson", "ocsf", "cef"] {
