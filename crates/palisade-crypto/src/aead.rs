@@ -86,6 +86,18 @@ impl AeadKey {
     pub fn seal_append(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let mut nonce = [0u8; NONCE_BYTES];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| CryptoError::Random)?;
+        self.seal_append_under(nonce, aad, plaintext, out)
+    }
+
+    /// [`AeadKey::seal_append`] under a nonce the caller drew from the system
+    /// generator ([`NoncePool`]) and uses for this one message only.
+    pub(crate) fn seal_append_under(
+        &self,
+        nonce: [u8; NONCE_BYTES],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         out.reserve(NONCE_BYTES + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
         let start = out.len();
@@ -171,6 +183,50 @@ impl AeadKey {
     }
 }
 
+/// Random nonces drawn from the system generator in batches, for code that
+/// seals many small messages in one go (field-level encryption). One call to
+/// the generator costs more than sealing a short field (aws-lc's CTR-DRBG
+/// re-keys on every call), so a batch of nonces comes from one call. Each
+/// nonce is still 96 independent random bits, handed out once; unused ones
+/// are dropped with the pool, never reused.
+#[derive(Debug)]
+pub(crate) struct NoncePool {
+    bytes: [u8; NONCE_BYTES * NoncePool::MAX_BATCH],
+    batch: usize,
+    next: usize,
+    filled: usize,
+}
+
+impl NoncePool {
+    /// Most nonces drawn in one call.
+    const MAX_BATCH: usize = 16;
+
+    /// A pool that draws `batch` nonces per call (clamped to 1..=16): the
+    /// number of messages expected, so none are drawn in vain.
+    pub(crate) fn new(batch: usize) -> Self {
+        Self {
+            bytes: [0; NONCE_BYTES * Self::MAX_BATCH],
+            batch: batch.clamp(1, Self::MAX_BATCH),
+            next: 0,
+            filled: 0,
+        }
+    }
+
+    /// The next unused nonce.
+    pub(crate) fn take(&mut self) -> Result<[u8; NONCE_BYTES]> {
+        if self.next == self.filled {
+            let len = self.batch * NONCE_BYTES;
+            aws_lc_rs::rand::fill(&mut self.bytes[..len]).map_err(|_| CryptoError::Random)?;
+            self.next = 0;
+            self.filled = len;
+        }
+        let mut nonce = [0u8; NONCE_BYTES];
+        nonce.copy_from_slice(&self.bytes[self.next..self.next + NONCE_BYTES]);
+        self.next += NONCE_BYTES;
+        Ok(nonce)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +263,32 @@ mod tests {
                 Err(CryptoError::Malformed(_))
             ));
         }
+    }
+
+    #[test]
+    fn pooled_nonces_are_never_repeated_across_refills() {
+        let mut pool = NoncePool::new(3);
+        let nonces: std::collections::HashSet<_> =
+            (0..50).map(|_| pool.take().unwrap_or_default()).collect();
+        assert_eq!(nonces.len(), 50);
+        assert!(!nonces.contains(&[0u8; NONCE_BYTES]));
+    }
+
+    #[test]
+    fn a_pooled_nonce_seals_like_a_fresh_one() {
+        let key = key();
+        let mut pool = NoncePool::new(2);
+        let mut sealed = Vec::new();
+        let nonce = pool.take().unwrap_or_default();
+        assert!(
+            key.seal_append_under(nonce, b"ctx", b"hi", &mut sealed)
+                .is_ok()
+        );
+        assert_eq!(sealed[..NONCE_BYTES], nonce);
+        assert_eq!(
+            key.open(b"ctx", &sealed).map(|p| p.to_vec()),
+            Ok(b"hi".to_vec())
+        );
     }
 
     #[test]

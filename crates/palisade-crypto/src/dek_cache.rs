@@ -225,10 +225,36 @@ impl DekCache {
         self.answer(found, now)
     }
 
-    /// The DEK of a ciphertext's key slot, if cached, fresh and not used up.
-    pub(crate) fn decrypting(&self, slot: &[u8], now: Duration) -> Option<Arc<CachedDek>> {
-        let found = read(&self.decrypting).get(slot).cloned();
-        self.answer(found, now)
+    /// Calls `f` with the DEK of a ciphertext's key slot if it is cached,
+    /// fresh and not used up (taking one use), under the map's read lock:
+    /// the hot path of decryption, without a reference count to take and
+    /// drop. `f` must be short (it holds off inserts, never other readers).
+    pub(crate) fn with_decrypting<T>(
+        &self,
+        slot: &[u8],
+        now: Duration,
+        f: impl FnOnce(&CachedDek) -> T,
+    ) -> Option<T> {
+        let map = read(&self.decrypting);
+        match map.get(slot) {
+            Some(dek) if dek.take_use(now) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(f(dek))
+            }
+            _ => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Takes one more use of a DEK already in hand (a [`crate::keyring`]
+    /// batch): true while it is fresh and has uses left, as a lookup would.
+    pub(crate) fn reuse(&self, dek: &CachedDek, now: Duration) -> bool {
+        let usable = dek.take_use(now);
+        let counter = if usable { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        usable
     }
 
     fn answer(&self, found: Option<Arc<CachedDek>>, now: Duration) -> Option<Arc<CachedDek>> {
@@ -400,6 +426,13 @@ mod tests {
         assert!(cache.encrypting(KeyKind::Keyring, "k", t0).is_none());
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses), (3, 1));
+    }
+
+    impl DekCache {
+        /// Whether a lookup of `slot` would answer (taking a use).
+        fn decrypting(&self, slot: &[u8], now: Duration) -> Option<()> {
+            self.with_decrypting(slot, now, |_| ())
+        }
     }
 
     #[test]

@@ -17,9 +17,9 @@
 //! through: a plaintext planted where a ciphertext belongs must not be
 //! mistaken for decrypted data.
 
-use crate::envelope::{self, Envelope};
+use crate::envelope::{self, Envelope, KeyKind};
 use crate::error::{CryptoError, Result, excerpt};
-use crate::keyring::Keyring;
+use crate::keyring::{BatchSealer, Keyring};
 use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
@@ -276,9 +276,17 @@ impl Keyring {
         key: FieldKey<'_>,
         aad: &[u8],
     ) -> Result<usize> {
+        let (kind, id) = match key {
+            FieldKey::Key(name) => (KeyKind::Keyring, name),
+            FieldKey::Subject(subject) => (KeyKind::Subject, subject),
+        };
+        // One DEK lookup and one batch of nonces for the whole document.
+        let mut sealer = BatchSealer::new(self, kind, id, paths.len());
         let mut count = 0;
-        let mut field_aad_buffer = Vec::new();
-        let mut plain = Vec::new();
+        // Sized for typical fields, so they do not grow field by field.
+        let mut field_aad_buffer = Vec::with_capacity(aad.len() + 64);
+        let mut plain = Vec::with_capacity(128);
+        let mut sealed = Vec::with_capacity(256);
         for path in paths {
             field_aad(path, aad, &mut field_aad_buffer);
             for value in path.matches(doc) {
@@ -287,16 +295,11 @@ impl Keyring {
                     field: "document",
                     reason: e.to_string(),
                 })?;
-                let sealed = match key {
-                    FieldKey::Key(name) => self.encrypt(name, &plain, &field_aad_buffer).await,
-                    FieldKey::Subject(subject) => {
-                        self.encrypt_for_subject(subject, &plain, &field_aad_buffer)
-                            .await
-                    }
-                };
+                let result = sealer.seal(&plain, &field_aad_buffer, &mut sealed).await;
                 // The field's plaintext does not outlive this loop.
                 zeroize::Zeroize::zeroize(&mut plain);
-                *value = Value::String(envelope::to_text(&sealed?));
+                result?;
+                *value = Value::String(envelope::to_text(&sealed));
                 count += 1;
             }
         }

@@ -19,7 +19,7 @@
 //! subject's data everywhere; decryption then fails with
 //! [`CryptoError::Shredded`].
 
-use crate::aead::{AeadKey, KeyBytes, SAFE_RANDOM_NONCE_LIMIT};
+use crate::aead::{AeadKey, KeyBytes, NoncePool, SAFE_RANDOM_NONCE_LIMIT};
 use crate::blind_index::IndexKey;
 use crate::dek_cache::{CachedDek, DekCache, DekCacheSettings, DekCacheStats};
 use crate::envelope::{self, Envelope, Header, KeyKind, with_data_aad};
@@ -373,7 +373,9 @@ impl Keyring {
         let now = self.inner.clock.monotonic();
         let dek = match self.inner.cache.encrypting(KeyKind::Keyring, key, now) {
             Some(dek) => dek,
-            None => self.new_keyring_dek(key).await?,
+            // Boxed: the miss path's future (KMS, store) is kilobytes, and
+            // inline it would make every call's future that big to move.
+            None => Box::pin(self.new_keyring_dek(key)).await?,
         };
         seal(&dek, plaintext, aad)
     }
@@ -395,7 +397,7 @@ impl Keyring {
         let now = self.inner.clock.monotonic();
         let dek = match self.inner.cache.encrypting(KeyKind::Subject, subject, now) {
             Some(dek) => dek,
-            None => self.new_subject_dek(subject).await?,
+            None => Box::pin(self.new_subject_dek(subject)).await?,
         };
         seal(&dek, plaintext, aad)
     }
@@ -415,14 +417,18 @@ impl Keyring {
         envelope: &Envelope<'_>,
         aad: &[u8],
     ) -> Result<Vec<u8>> {
-        let now = self.inner.clock.monotonic();
-        let dek = match self.inner.cache.decrypting(envelope.slot, now) {
-            Some(dek) => dek,
-            None => self.unwrap_dek(envelope).await?,
+        let open = |dek: &CachedDek| {
+            with_data_aad(envelope.prefix, aad, |aad| {
+                dek.aead.open_data(envelope.nonce, aad, envelope.ciphertext)
+            })
         };
-        with_data_aad(envelope.prefix, aad, |aad| {
-            dek.aead.open_data(envelope.nonce, aad, envelope.ciphertext)
-        })
+        let now = self.inner.clock.monotonic();
+        if let Some(opened) = self.inner.cache.with_decrypting(envelope.slot, now, open) {
+            return opened;
+        }
+        // Boxed, as in `encrypt`: keeps the hit path's future small.
+        let dek = Box::pin(self.unwrap_dek(envelope)).await?;
+        open(&dek)
     }
 
     /// [`Keyring::decrypt`] of the text form.
@@ -723,6 +729,70 @@ impl Keyring {
         cached.count_use();
         cache.insert_decrypting(cached.clone(), now);
         Ok(cached)
+    }
+}
+
+/// Seals many messages under one key in a row, as field-level encryption
+/// does: the DEK is looked up once and kept while it is fresh and has uses
+/// left (each message still takes one use, so the DEK limits hold message by
+/// message), and the nonces come from a [`NoncePool`].
+#[derive(Debug)]
+pub(crate) struct BatchSealer<'a> {
+    keyring: &'a Keyring,
+    kind: KeyKind,
+    id: &'a str,
+    dek: Option<Arc<CachedDek>>,
+    nonces: NoncePool,
+}
+
+impl<'a> BatchSealer<'a> {
+    /// A sealer under keyring key or subject `id`, for about `expected`
+    /// messages (more are fine).
+    pub(crate) fn new(keyring: &'a Keyring, kind: KeyKind, id: &'a str, expected: usize) -> Self {
+        Self {
+            keyring,
+            kind,
+            id,
+            dek: None,
+            nonces: NoncePool::new(expected),
+        }
+    }
+
+    /// Writes the binary ciphertext of `plaintext` bound to `aad` into `out`
+    /// (cleared first).
+    pub(crate) async fn seal(
+        &mut self,
+        plaintext: &[u8],
+        aad: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        check_size(plaintext)?;
+        let inner = &self.keyring.inner;
+        let now = inner.clock.monotonic();
+        let dek = match self.dek.take() {
+            Some(dek) if inner.cache.reuse(&dek, now) => dek,
+            _ => {
+                let cached = inner.cache.encrypting(self.kind, self.id, now);
+                match (cached, self.kind) {
+                    (Some(dek), _) => dek,
+                    // Boxed, as in `Keyring::encrypt`.
+                    (None, KeyKind::Keyring) => {
+                        Box::pin(self.keyring.new_keyring_dek(self.id)).await?
+                    }
+                    (None, KeyKind::Subject) => {
+                        Box::pin(self.keyring.new_subject_dek(self.id)).await?
+                    }
+                }
+            }
+        };
+        out.clear();
+        out.extend_from_slice(dek.header.as_bytes());
+        let nonce = self.nonces.take()?;
+        let sealed = with_data_aad(dek.header.prefix(), aad, |aad| {
+            dek.aead.seal_append_under(nonce, aad, plaintext, out)
+        });
+        self.dek = Some(dek);
+        sealed
     }
 }
 
