@@ -493,21 +493,26 @@ impl<'c> Scan<'c> {
         if !active.any() {
             return true;
         }
-        if self.level == 1 && is_plain_token(raw) {
-            self.work += raw.len() as u64;
-            return true;
-        }
         let (text, had_nul, active) = if self.prefilter {
             let mask = prefilter::classes(raw);
+            if self.level == 1 && prefilter::is_plain_token(raw, mask) {
+                self.work += raw.len() as u64;
+                return true;
+            }
             // ASCII with nothing to decode: `decode` would return it as is.
             let plain = mask & (prefilter::PERCENT | prefilter::HIGH | prefilter::NUL) == 0
                 && !(encoding == Encoding::Form && mask & prefilter::PLUS != 0);
-            let (text, had_nul, mask) = match std::str::from_utf8(raw) {
-                Ok(text) if plain => {
+            let as_is = if plain {
+                std::str::from_utf8(raw).ok()
+            } else {
+                None
+            };
+            let (text, had_nul, mask) = match as_is {
+                Some(text) => {
                     self.work += raw.len() as u64;
                     (Cow::Borrowed(text), false, mask)
                 }
-                _ => {
+                None => {
                     let decoded = decode::decode(raw, encoding);
                     self.work += decoded.work;
                     let mask = prefilter::classes(decoded.text.as_bytes());
@@ -526,6 +531,10 @@ impl<'c> Scan<'c> {
             }
             (text, had_nul, active)
         } else {
+            if self.level == 1 && is_plain_token(raw) {
+                self.work += raw.len() as u64;
+                return true;
+            }
             let decoded = decode::decode(raw, encoding);
             self.work += decoded.work;
             (Cow::Owned(decoded.text), decoded.had_nul, active)

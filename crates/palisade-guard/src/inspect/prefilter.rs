@@ -24,8 +24,8 @@
 //! - **Command injection**: the detector's own first test at level 1
 //!   (a separator, `(`, `/` or `%`); it always runs at levels 2 and 3.
 
-use super::sql::fingerprint::{is_dangerous, is_dangerous_qualified_tail};
-use super::sql::lexer::{Word, classify, kind};
+use super::sql::fingerprint::is_dangerous_qualified_tail;
+use super::xss::Needles;
 
 /// `'` or `"`.
 pub(crate) const QUOTE: u32 = 1;
@@ -69,8 +69,8 @@ pub(crate) const PLUS: u32 = 1 << 18;
 pub(crate) const HIGH: u32 = 1 << 19;
 /// NUL.
 pub(crate) const NUL: u32 = 1 << 20;
-/// Any other byte.
-const NONE: u32 = 0;
+/// Any other byte but letters, digits and `_` (space, `,`, `@`, ...).
+pub(crate) const OTHER: u32 = 1 << 21;
 
 const fn class(b: u8) -> u32 {
     match b {
@@ -95,7 +95,8 @@ const fn class(b: u8) -> u32 {
         b'+' => PLUS,
         0 => NUL,
         0x80..=0xFF => HIGH,
-        _ => NONE,
+        b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'_' => 0,
+        _ => OTHER,
     }
 }
 
@@ -114,6 +115,15 @@ pub(crate) fn classes(bytes: &[u8]) -> u32 {
     bytes
         .iter()
         .fold(0, |mask, &b| mask | CLASSES[usize::from(b)])
+}
+
+/// The prefilter's form of the level 1 shortcut (`super::is_plain_token`):
+/// at most 256 letters, digits, `_`, `.` and `-`, with no `..` or `--`.
+pub(crate) fn is_plain_token(bytes: &[u8], mask: u32) -> bool {
+    bytes.len() <= 256
+        && mask & !(DOT | DASH) == 0
+        && !(mask & DOT != 0 && has_pair(bytes, b".."))
+        && !(mask & DASH != 0 && has_pair(bytes, b"--"))
 }
 
 fn has_pair(bytes: &[u8], pair: &[u8; 2]) -> bool {
@@ -207,14 +217,85 @@ pub(crate) fn has_sql_word(text: &[u8]) -> bool {
     false
 }
 
+/// The words of [`has_sql_word`], lower case: every word the tokenizer's
+/// `classify` reads as `AND`/`OR` (`&`), a union (`U`), a statement (`E`),
+/// a control word (`T`) or a clause (`B`), the first words of `ORDER BY`
+/// and `GROUP BY`, and the dangerous function names. Tests check the list
+/// against `classify` (every word literal in its source) and the names.
+const SQL_WORDS: &[&str] = &[
+    "and",
+    "or",
+    "xor",
+    "union",
+    "intersect",
+    "except",
+    "select",
+    "insert",
+    "update",
+    "delete",
+    "drop",
+    "create",
+    "alter",
+    "truncate",
+    "exec",
+    "execute",
+    "declare",
+    "shutdown",
+    "grant",
+    "revoke",
+    "handler",
+    "rename",
+    "dbcc",
+    "bulk",
+    "call",
+    "waitfor",
+    "goto",
+    "limit",
+    "having",
+    "procedure",
+    "where",
+    "order",
+    "group",
+    "sleep",
+    "pg_sleep",
+    "benchmark",
+    "load_file",
+    "extractvalue",
+    "updatexml",
+    "xp_cmdshell",
+    "xp_dirtree",
+    "xp_regread",
+    "sp_executesql",
+    "sp_oacreate",
+    "sp_makewebtask",
+    "sp_password",
+    "openrowset",
+    "opendatasource",
+    "pg_read_file",
+    "pg_ls_dir",
+    "lo_import",
+    "randomblob",
+    "sys_eval",
+    "sys_exec",
+    "name_const",
+    "outfile",
+    "dumpfile",
+];
+
+static SQL_WORD_SET: Needles = Needles::new(SQL_WORDS);
+
+/// The longest word of [`SQL_WORDS`].
+const MAX_SQL_WORD: usize = 16;
+
 fn is_sql_word(word: &[u8], after_dot: bool) -> bool {
-    let (k, w, _) = classify(word);
-    matches!(
-        k,
-        kind::LOGIC | kind::UNION | kind::STATEMENT | kind::CONTROL | kind::CLAUSE
-    ) || matches!(w, Word::Order | Word::Group)
-        || is_dangerous(word)
-        || (after_dot && is_dangerous_qualified_tail(word))
+    if word.len() < 2 || word.len() > MAX_SQL_WORD {
+        return false;
+    }
+    let mut buf = [0u8; MAX_SQL_WORD];
+    let lower = &mut buf[..word.len()];
+    lower.copy_from_slice(word);
+    lower.make_ascii_lowercase();
+    SQL_WORD_SET.contains(lower) || (after_dot && is_dangerous_qualified_tail(word))
 }
 
 #[cfg(test)]
@@ -230,9 +311,75 @@ mod tests {
         hits.len()
     }
 
+    /// The word test as it would be with the tokenizer's own functions.
+    fn is_sql_word_slow(word: &[u8], after_dot: bool) -> bool {
+        use super::super::sql::fingerprint::is_dangerous;
+        use super::super::sql::lexer::{Word, classify, kind};
+        let (k, w, _) = classify(word);
+        matches!(
+            k,
+            kind::LOGIC | kind::UNION | kind::STATEMENT | kind::CONTROL | kind::CLAUSE
+        ) || matches!(w, Word::Order | Word::Group)
+            || is_dangerous(word)
+            || (after_dot && is_dangerous_qualified_tail(word))
+    }
+
+    /// Every word literal of `classify` that the slow test accepts, and every
+    /// dangerous name, is in the list (and nothing else is).
+    #[test]
+    fn the_sql_word_list_covers_the_tokenizer_and_the_names() {
+        let source = include_str!("sql/lexer.rs");
+        let start = source.find("pub fn classify").expect("classify");
+        let end = start + source[start..].find("fn plain_op").expect("plain_op");
+        let mut literals = 0;
+        let mut rest = &source[start..end];
+        while let Some(open) = rest.find("b\"") {
+            let after = &rest[open + 2..];
+            let close = after.find('"').expect("closing quote");
+            let word = &after[..close];
+            rest = &after[close + 1..];
+            literals += 1;
+            if is_sql_word_slow(word.as_bytes(), false) {
+                assert!(SQL_WORDS.contains(&word), "{word} missing");
+            }
+        }
+        assert!(literals >= 70, "{literals}");
+        for name in super::super::sql::fingerprint::DANGEROUS_NAMES {
+            let name = std::str::from_utf8(name).expect("ASCII");
+            assert!(SQL_WORDS.contains(&name), "{name} missing");
+        }
+        for word in SQL_WORDS {
+            assert!(word.len() <= MAX_SQL_WORD, "{word}");
+            assert!(
+                is_sql_word_slow(word.as_bytes(), false),
+                "{word} is not a trigger"
+            );
+            assert!(is_sql_word(word.to_uppercase().as_bytes(), false), "{word}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_word_list_agrees_with_the_tokenizer(word in "[a-zA-Z_]{1,18}", after_dot: bool) {
+            prop_assert_eq!(
+                is_sql_word(word.as_bytes(), after_dot),
+                is_sql_word_slow(word.as_bytes(), after_dot)
+            );
+        }
+
+        #[test]
+        fn the_plain_token_test_agrees_with_the_original(text in "[a-z0-9_.\\- ,@%é]{0,20}") {
+            prop_assert_eq!(
+                is_plain_token(text.as_bytes(), classes(text.as_bytes())),
+                super::super::is_plain_token(text.as_bytes())
+            );
+        }
+    }
+
     #[test]
     fn classes_are_or_ed() {
-        assert_eq!(classes(b"abc 123"), 0);
+        assert_eq!(classes(b"abc_123"), 0);
+        assert_eq!(classes(b"a b,c@d"), OTHER);
         assert_eq!(classes(b"a'b;c"), QUOTE | SEMI);
         assert_eq!(classes("é\0".as_bytes()), HIGH | NUL);
     }

@@ -629,6 +629,15 @@ pub(crate) struct Needles {
     list: &'static [&'static str],
     /// Bit `j` of `by_first[b]`: needle `j` starts with byte `b`.
     by_first: [u64; 256],
+    /// A bit per pair of bytes that starts a needle (any second byte for a
+    /// one-byte needle): most positions are passed over on this test alone.
+    pairs: [u64; 1024],
+}
+
+/// The bit of `pairs` for the bytes `b0`, `b1`: word, mask.
+const fn pair_bit(b0: u8, b1: u8) -> (usize, u64) {
+    let i = (b0 as usize) << 8 | b1 as usize;
+    (i >> 6, 1 << (i & 63))
 }
 
 impl Needles {
@@ -636,15 +645,47 @@ impl Needles {
     pub(crate) const fn new(list: &'static [&'static str]) -> Self {
         assert!(list.len() <= 64, "at most 64 needles");
         let mut by_first = [0u64; 256];
+        let mut pairs = [0u64; 1024];
         let mut j = 0;
         while j < list.len() {
             let n = list[j].as_bytes();
+            if n.len() == 1 {
+                let mut b1 = 0;
+                while b1 < 256 {
+                    let (w, m) = pair_bit(n[0], b1 as u8);
+                    pairs[w] |= m;
+                    b1 += 1;
+                }
+            } else if n.len() > 1 {
+                let (w, m) = pair_bit(n[0], n[1]);
+                pairs[w] |= m;
+            }
             if !n.is_empty() {
                 by_first[n[0] as usize] |= 1 << j;
             }
             j += 1;
         }
-        Self { list, by_first }
+        Self {
+            list,
+            by_first,
+            pairs,
+        }
+    }
+
+    /// Whether `word` is one of the needles, exactly.
+    pub(crate) fn contains(&self, word: &[u8]) -> bool {
+        let Some(&first) = word.first() else {
+            return false;
+        };
+        let mut pending = self.by_first[usize::from(first)];
+        while pending != 0 {
+            let j = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            if self.list[j].as_bytes() == word {
+                return true;
+            }
+        }
+        false
     }
 
     /// The first needle (in list order) that `hay` starts with.
@@ -706,8 +747,18 @@ impl Iterator for AnyMatches<'_> {
                     return Some((pos, j));
                 }
             }
-            let b = *self.hay.get(self.at)?;
-            self.at += 1;
+            // Skip the positions whose two bytes start no needle.
+            let (hay, pairs) = (self.hay, &self.needles.pairs);
+            let mut at = self.at;
+            while at + 1 < hay.len() {
+                let (w, m) = pair_bit(hay[at], hay[at + 1]);
+                if pairs[w] & m != 0 {
+                    break;
+                }
+                at += 1;
+            }
+            let b = *hay.get(at)?;
+            self.at = at + 1;
             self.pending = self.needles.by_first[usize::from(b)];
         }
     }
@@ -776,6 +827,28 @@ mod tests {
             "alert level: high",
         ] {
             assert_eq!(rules(text, 1), Vec::<&str>::new(), "{text}");
+        }
+    }
+
+    static TEST_NEEDLES: Needles = Needles::new(&["a", "ab", "abc", "b/", "etc/", "x", "ax"]);
+
+    proptest::proptest! {
+        /// The indexed search finds exactly what comparing every needle at
+        /// every position finds, in the same order.
+        #[test]
+        fn indexed_needles_agree_with_the_naive_search(hay in "[abcx/et]{0,24}") {
+            let hay = hay.as_bytes();
+            let naive: Vec<(usize, usize)> = (0..hay.len())
+                .flat_map(|i| {
+                    TEST_NEEDLES.list.iter().enumerate().filter_map(move |(j, n)| {
+                        hay[i..].starts_with(n.as_bytes()).then_some((i, j))
+                    })
+                })
+                .collect();
+            let indexed: Vec<(usize, usize)> = matches_any(hay, &TEST_NEEDLES).collect();
+            proptest::prop_assert_eq!(indexed, naive);
+            let first = TEST_NEEDLES.list.iter().copied().find(|n| hay.starts_with(n.as_bytes()));
+            proptest::prop_assert_eq!(TEST_NEEDLES.prefix_of(hay), first);
         }
     }
 

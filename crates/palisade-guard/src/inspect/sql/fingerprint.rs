@@ -214,7 +214,7 @@ const DANGEROUS_QUALIFIED: &[&[u8]] = &[
 
 /// Functions and procedures that are dangerous by their name, or by the
 /// last part of a schema-qualified name (`master..xp_cmdshell`).
-const DANGEROUS_NAMES: &[&[u8]] = &[
+pub(crate) const DANGEROUS_NAMES: &[&[u8]] = &[
     b"sleep",
     b"pg_sleep",
     b"benchmark",
