@@ -9,6 +9,7 @@
 //! | `credential_stuffing` | distinct accounts tried, and the share of successes | one address, and its /24 (IPv4) or /64 (IPv6) |
 //! | `password_spraying` | distinct accounts failing with one `credential_fingerprint` | that fingerprint |
 //! | `token_reuse` | refresh-token reuses | one subject |
+//! | `inspection_<category>` | inspected requests with a finding of the category | one address, else one subject (`inspection.rs`) |
 //!
 //! Accounts are counted per tenant: `alice` of two tenants is two accounts.
 
@@ -34,6 +35,16 @@ pub enum DetectorKind {
     PasswordSpraying,
     /// A rotated refresh token presented again.
     TokenReuse,
+    /// Repeated SQL injection findings of request inspection.
+    InspectionSqli,
+    /// Repeated cross-site scripting findings.
+    InspectionXss,
+    /// Repeated path traversal findings.
+    InspectionPathTraversal,
+    /// Repeated OS command injection findings.
+    InspectionCmdi,
+    /// Repeated protocol findings (uninspectable requests).
+    InspectionProtocol,
 }
 
 impl DetectorKind {
@@ -45,6 +56,11 @@ impl DetectorKind {
             Self::CredentialStuffing => "credential_stuffing",
             Self::PasswordSpraying => "password_spraying",
             Self::TokenReuse => "token_reuse",
+            Self::InspectionSqli => "inspection_sqli",
+            Self::InspectionXss => "inspection_xss",
+            Self::InspectionPathTraversal => "inspection_path_traversal",
+            Self::InspectionCmdi => "inspection_cmdi",
+            Self::InspectionProtocol => "inspection_protocol",
         }
     }
 
@@ -56,6 +72,11 @@ impl DetectorKind {
             Self::CredentialStuffing => &settings.credential_stuffing,
             Self::PasswordSpraying => &settings.password_spraying,
             Self::TokenReuse => &settings.token_reuse,
+            Self::InspectionSqli => &settings.inspection_sqli,
+            Self::InspectionXss => &settings.inspection_xss,
+            Self::InspectionPathTraversal => &settings.inspection_path_traversal,
+            Self::InspectionCmdi => &settings.inspection_cmdi,
+            Self::InspectionProtocol => &settings.inspection_protocol,
         }
     }
 }
@@ -110,7 +131,7 @@ impl Detectors {
         }
     }
 
-    fn new_id(&self) -> String {
+    pub(super) fn new_id(&self) -> String {
         palisade_core::new_id(&*self.clock).to_string()
     }
 
@@ -207,6 +228,9 @@ impl Detectors {
                     }
                 }
             }
+            SecurityEventKind::InspectionFinding => {
+                found.extend(self.inspection(event, ip, account.as_deref()).await);
+            }
             _ => {}
         }
         found
@@ -214,7 +238,7 @@ impl Detectors {
 
     /// Adds one occurrence to `key`; a detection if it reached the threshold
     /// and nobody claimed this attack yet.
-    async fn count(
+    pub(super) async fn count(
         &self,
         detector: DetectorKind,
         rule: &DetectorRule,
@@ -400,7 +424,7 @@ impl Detectors {
 }
 
 impl Detection {
-    fn new(detector: DetectorKind, event: &SecurityEvent, id: String) -> Self {
+    pub(super) fn new(detector: DetectorKind, event: &SecurityEvent, id: String) -> Self {
         Self {
             id,
             detector,
@@ -415,17 +439,17 @@ impl Detection {
         }
     }
 
-    fn subject(mut self, event: &SecurityEvent) -> Self {
+    pub(super) fn subject(mut self, event: &SecurityEvent) -> Self {
         self.subject = event.subject.clone();
         self
     }
 
-    fn source(mut self, net: IpNet) -> Self {
+    pub(super) fn source(mut self, net: IpNet) -> Self {
         self.source = Some(net);
         self
     }
 
-    fn summary(mut self, summary: String) -> Self {
+    pub(super) fn summary(mut self, summary: String) -> Self {
         self.summary = summary;
         self
     }

@@ -23,6 +23,7 @@
 
 mod detect;
 mod incidents;
+mod inspection;
 mod settings;
 mod shared;
 mod shared_incidents;
@@ -31,6 +32,7 @@ mod window;
 
 pub use detect::{Detection, DetectorKind};
 pub use incidents::{Incident, IncidentDetection, Incidents};
+pub use inspection::{detector_of, inspection_events};
 pub use settings::{DetectorRule, ResponseAction, ThreatSettings};
 
 use crate::GuardError;
@@ -759,6 +761,7 @@ mod tests {
             DetectorKind::CredentialStuffing => s.credential_stuffing = r,
             DetectorKind::PasswordSpraying => s.password_spraying = r,
             DetectorKind::TokenReuse => s.token_reuse = r,
+            other => panic!("not an account detector: {other:?}"),
         }
         s
     }

@@ -152,6 +152,22 @@ pub struct ThreatSettings {
     pub password_spraying: DetectorRule,
     /// Refresh-token reuse: `threshold` reuses of one subject's tokens.
     pub token_reuse: DetectorRule,
+    /// Request-inspection findings of SQL injection: `threshold` inspected
+    /// requests with such a finding from one client address (or, without
+    /// one, one subject) within the window.
+    pub inspection_sqli: DetectorRule,
+    /// The same for cross-site scripting findings.
+    pub inspection_xss: DetectorRule,
+    /// The same for path traversal findings.
+    pub inspection_path_traversal: DetectorRule,
+    /// The same for OS command injection findings.
+    pub inspection_cmdi: DetectorRule,
+    /// The same for protocol findings (bodies too large or too deeply
+    /// nested to inspect whole).
+    pub inspection_protocol: DetectorRule,
+    /// Whether requests that inspection only flagged (let through) count
+    /// toward the `inspection_*` thresholds; by default only blocked ones do.
+    pub inspection_count_flagged: bool,
     /// Events more than this far apart do not join the same incident, ms.
     pub incident_gap_ms: u64,
     /// Incidents kept; the oldest are dropped beyond it.
@@ -173,6 +189,12 @@ impl Default for ThreatSettings {
             credential_stuffing: DetectorRule::with(20, 10 * 60_000, ResponseAction::BlockIp),
             password_spraying: DetectorRule::with(10, 30 * 60_000, ResponseAction::Log),
             token_reuse: DetectorRule::with(1, 60 * 60_000, ResponseAction::BlockSubject),
+            inspection_sqli: DetectorRule::with(5, 10 * 60_000, ResponseAction::BlockIp),
+            inspection_xss: DetectorRule::with(5, 10 * 60_000, ResponseAction::Flag),
+            inspection_path_traversal: DetectorRule::with(5, 10 * 60_000, ResponseAction::BlockIp),
+            inspection_cmdi: DetectorRule::with(5, 10 * 60_000, ResponseAction::BlockIp),
+            inspection_protocol: DetectorRule::with(20, 10 * 60_000, ResponseAction::Log),
+            inspection_count_flagged: false,
             incident_gap_ms: 30 * 60_000,
             max_incidents: 10_000,
             max_tracked_keys: 200_000,
@@ -190,6 +212,12 @@ impl ThreatSettings {
         self.credential_stuffing.validate("credential_stuffing")?;
         self.password_spraying.validate("password_spraying")?;
         self.token_reuse.validate("token_reuse")?;
+        self.inspection_sqli.validate("inspection_sqli")?;
+        self.inspection_xss.validate("inspection_xss")?;
+        self.inspection_path_traversal
+            .validate("inspection_path_traversal")?;
+        self.inspection_cmdi.validate("inspection_cmdi")?;
+        self.inspection_protocol.validate("inspection_protocol")?;
         if self.incident_gap_ms < 1_000 {
             return Err(GuardError::invalid(
                 "incident_gap_ms",
