@@ -1,5 +1,7 @@
 //! `[threats]` in `palisade.toml`: the IP reputation lists and their reload,
-//! the account-attack detectors (`[threats.detectors.<name>]`) and traffic
+//! the account-attack and request-inspection detectors
+//! (`[threats.detectors.<name>]`; one `inspection_<category>` per finding
+//! category: `sqli`, `xss`, `path_traversal`, `cmdi`, `protocol`) and traffic
 //! anomaly detection (`[threats.anomaly]`). On by default with no lists;
 //! detector state, blocks, rate-limit tightenings and incidents are shared
 //! through Redis when `[redis]` is set.
@@ -31,6 +33,19 @@
 //! action = "tighten_rate_limit"
 //! tighten_factor = 4
 //! block_ttl_ms = 3600000
+//!
+//! # Five requests with SQL injection findings from one address within ten
+//! # minutes: blocked for an hour, doubling for repeat offenders up to a day.
+//! [threats.detectors.inspection_sqli]
+//! threshold = 5
+//! window_ms = 600000
+//! action = "block_ip"
+//! block_ttl_ms = 3600000
+//! escalation_factor = 2
+//! max_block_ttl_ms = 86400000
+//!
+//! [threats.detectors.inspection_xss]
+//! action = "log"
 //! ```
 
 use crate::config::ConfigError;
@@ -208,6 +223,12 @@ mod tests {
             [detectors.password_spraying]
             action = "tighten_rate_limit"
             tighten_factor = 4
+            [detectors.inspection_sqli]
+            threshold = 4
+            action = "block_ip"
+            block_ttl_ms = 3600000
+            [detectors.inspection_xss]
+            action = "log"
             [anomaly]
             z_threshold = 8.0
             "#,
@@ -223,6 +244,24 @@ mod tests {
         assert_eq!(config.detectors.password_spraying.tighten_factor, 4);
         assert_eq!(config.anomaly.z_threshold, 8.0);
         assert!(config.enabled);
+        let sqli = &config.detectors.inspection_sqli;
+        assert_eq!(
+            (sqli.threshold, sqli.action, sqli.block_ttl_ms),
+            (
+                4,
+                palisade_guard::threats::ResponseAction::BlockIp,
+                3_600_000
+            )
+        );
+        assert_eq!(
+            config.detectors.inspection_xss.action,
+            palisade_guard::threats::ResponseAction::Log
+        );
+        assert_eq!(
+            config.detectors.inspection_cmdi,
+            ThreatSettings::default().inspection_cmdi,
+            "categories not configured keep their defaults"
+        );
     }
 
     #[test]
@@ -250,6 +289,18 @@ mod tests {
         assert!(
             error("[detectors.brute_force_ip]\naction = \"tighten\"\n").contains("action"),
             "an unknown action is refused"
+        );
+        assert!(
+            error("[detectors.inspection_sqli]\nthreshold = 0\n")
+                .contains("threats.detectors.inspection_sqli")
+        );
+        assert!(
+            error("[detectors.inspection_path_traversal]\nescalation_factor = 0\n")
+                .contains("threats.detectors.inspection_path_traversal")
+        );
+        assert!(
+            error("[detectors.inspection_ldap]\naction = \"log\"\n").contains("inspection_ldap"),
+            "an unknown category is refused"
         );
         let dup = "[[lists]]\nname = \"a\"\nkind = \"block\"\npath = \"/x\"\n[[lists]]\nname = \"a\"\nkind = \"allow\"\npath = \"/y\"\n";
         assert!(error(dup).contains("threats.lists[1].name"));

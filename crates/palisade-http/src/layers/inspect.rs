@@ -9,22 +9,50 @@
 //!   rules and locations (not the evidence: the client sent it).
 //! - A `flag` verdict passes; the [`Verdict`] is put into the request's
 //!   extensions for the service (and the audit layer) to record.
+//! - With [`InspectLayer::report_to`], every verdict other than `allow` is
+//!   also emitted as [`SecurityEventKind::InspectionFinding`] events (one per
+//!   category, see [`inspection_events`]) with the client address and, when
+//!   an authentication layer ran before this one, the subject: threat
+//!   detection counts them per category (`[threats.detectors.inspection_*]`)
+//!   and answers repeat offenders with the configured action, such as a
+//!   block that [`crate::layers::threat_block::ThreatBlockLayer`] enforces.
+//!   Emitting never waits: detection runs on its own task.
+//!
+//! [`SecurityEventKind::InspectionFinding`]: palisade_core::SecurityEventKind::InspectionFinding
 
+use crate::client_ip::{TrustedProxies, client_ip};
+use crate::layers::rate_limit::RateLimitIdentity;
 use crate::problem::Problem;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
 use axum::http::{Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Limited};
+use palisade_auth::jwt::Claims;
+use palisade_core::principal::TenantId;
+use palisade_core::{SecurityEvents, SharedClock};
 use palisade_guard::inspect::{Action, HttpRequest, Inspector, Verdict};
+use palisade_guard::threats::inspection_events;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
+
+/// Where findings are reported: the security-event stream and its clock.
+#[derive(Debug, Clone)]
+struct Reporting {
+    events: SecurityEvents,
+    clock: SharedClock,
+}
 
 /// Inspects requests with an [`Inspector`].
 #[derive(Debug, Clone)]
 pub struct InspectLayer {
     inspector: Inspector,
     max_body_bytes: usize,
+    reporting: Option<Reporting>,
 }
 
 impl InspectLayer {
@@ -33,7 +61,16 @@ impl InspectLayer {
         Self {
             inspector,
             max_body_bytes: 1024 * 1024,
+            reporting: None,
         }
+    }
+
+    /// Also emits findings into `events` (the stream threat detection
+    /// reads, e.g. `AppState::security_events` or
+    /// `ThreatDefense::events`), stamped with `clock`.
+    pub fn report_to(mut self, events: SecurityEvents, clock: SharedClock) -> Self {
+        self.reporting = Some(Reporting { events, clock });
+        self
     }
 
     /// Sets the most body bytes read; a longer body is answered 413.
@@ -51,6 +88,7 @@ impl<S> Layer<S> for InspectLayer {
             inner,
             inspector: self.inspector.clone(),
             max_body_bytes: self.max_body_bytes,
+            reporting: self.reporting.clone(),
         }
     }
 }
@@ -61,6 +99,55 @@ pub struct InspectService<S> {
     inner: S,
     inspector: Inspector,
     max_body_bytes: usize,
+    reporting: Option<Reporting>,
+}
+
+/// The client address: the peer, or what trusted proxies recorded (as
+/// [`crate::layers::threat_block::ThreatBlockLayer`] sees it, so a block
+/// lands on the address that layer checks).
+fn request_ip(parts: &Parts) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0;
+    Some(match parts.extensions.get::<TrustedProxies>() {
+        Some(trusted) => client_ip(peer, &parts.headers, trusted),
+        None => peer.ip().to_canonical(),
+    })
+}
+
+/// The tenant and subject an authentication layer that ran before this one
+/// put in the extensions: a token's claims, else a [`RateLimitIdentity`].
+fn request_subject(parts: &Parts) -> (Option<TenantId>, Option<String>) {
+    let tenant = |t: Option<&str>| t.and_then(|t| TenantId::parse(t).ok());
+    if let Some(claims) = parts.extensions.get::<Arc<Claims>>()
+        && let Some(sub) = claims.sub.as_deref().filter(|s| !s.is_empty())
+    {
+        let t = claims.extra.get("tenant").and_then(|t| t.as_str());
+        return (tenant(t), Some(sub.to_owned()));
+    }
+    if let Some(identity) = parts.extensions.get::<RateLimitIdentity>()
+        && let Some(sub) = identity.subject.as_deref().filter(|s| !s.is_empty())
+    {
+        return (tenant(identity.tenant.as_deref()), Some(sub.to_owned()));
+    }
+    (None, None)
+}
+
+/// Emits the findings of `verdict` for threat detection.
+fn report(reporting: &Reporting, parts: &Parts, verdict: &Verdict) {
+    let (tenant, subject) = request_subject(parts);
+    let ip = request_ip(parts);
+    if ip.is_none() && subject.is_none() {
+        // Nobody to count the finding against.
+        return;
+    }
+    for event in inspection_events(
+        verdict,
+        reporting.clock.now_unix_ms(),
+        ip,
+        tenant.as_ref(),
+        subject.as_deref(),
+    ) {
+        reporting.events.emit(event);
+    }
 }
 
 impl<S> Service<Request<Body>> for InspectService<S>
@@ -81,6 +168,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let inspector = self.inspector.clone();
         let limit = self.max_body_bytes;
+        let reporting = self.reporting.clone();
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
             let bytes = match Limited::new(body, limit).collect().await {
@@ -112,6 +200,11 @@ where
                 content_type,
             });
             drop(headers);
+            if let Some(reporting) = &reporting
+                && verdict.action != Action::Allow
+            {
+                report(reporting, &parts, &verdict);
+            }
             match verdict.action {
                 Action::Block => return Ok(blocked(&verdict)),
                 Action::Flag => {

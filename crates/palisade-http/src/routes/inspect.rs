@@ -6,6 +6,15 @@
 //!
 //! The answer is 200 whatever the verdict: refusing the inspected request is
 //! the calling service's job.
+//!
+//! When the caller names the client (`client_ip`, and/or `subject`, an
+//! account of the caller's tenant), a verdict other than `allow` is also
+//! emitted as inspection-finding security events: threat detection counts
+//! them per category (`[threats.detectors.inspection_*]`) and answers repeat
+//! offenders with the configured action (a block shows in
+//! `GET /v1/threats/blocks` and is enforced by Palisade's own blocking
+//! layer; the calling service can query it). Without them the verdict is
+//! only answered: there is nobody to hold it against.
 
 use crate::auth::Caller;
 use crate::json::ApiJson;
@@ -58,6 +67,13 @@ pub struct InspectRequest {
     pub content_type: Option<String>,
     /// 1 to 3; the configured level when absent.
     pub sensitivity: Option<u8>,
+    /// The address of the client that sent the inspected request; findings
+    /// then count toward threat detection against it.
+    pub client_ip: Option<String>,
+    /// The account (of the caller's tenant) that sent it, when known;
+    /// findings then count against it too (against it alone without
+    /// `client_ip`).
+    pub subject: Option<String>,
 }
 
 /// One finding.
@@ -146,6 +162,23 @@ pub async fn inspect(
             &format!("{shown:?} is not a header name"),
         ));
     }
+    let client_ip = match body.client_ip.as_deref() {
+        None => None,
+        Some(text) => Some(
+            text.trim()
+                .parse::<std::net::IpAddr>()
+                .map_err(|_| invalid("client_ip", "must be an IPv4 or IPv6 address"))?
+                .to_canonical(),
+        ),
+    };
+    if let Some(subject) = &body.subject
+        && (subject.is_empty() || subject.len() > 256 || subject.chars().any(char::is_control))
+    {
+        return Err(invalid(
+            "subject",
+            "must be 1 to 256 bytes without control characters",
+        ));
+    }
     let sensitivity = match body.sensitivity {
         None => state.inspector().config().sensitivity,
         Some(level) => {
@@ -190,6 +223,17 @@ pub async fn inspect(
             rules = ?verdict.findings.iter().map(|f| f.rule).collect::<Vec<_>>(),
             "request inspection finding"
         );
+        if client_ip.is_some() || body.subject.is_some() {
+            for event in palisade_guard::threats::inspection_events(
+                &verdict,
+                state.clock.now_unix_ms(),
+                client_ip,
+                Some(&caller.key.tenant),
+                body.subject.as_deref(),
+            ) {
+                state.security_events.emit(event);
+            }
+        }
     }
     Ok(Json(verdict.into()))
 }
