@@ -153,51 +153,19 @@ impl Detectors {
 mod tests {
     use super::*;
     use crate::inspect::{HttpRequest, Inspector};
-    use crate::threats::{
-        DetectorRule, IpVerdict, ResponseAction, ThreatDefense, ThreatNotice, ThreatOptions,
-        ThreatSettings,
-    };
-    use palisade_core::{Clock, ManualClock, SecurityEvents};
-    use std::sync::{Arc, Mutex};
+    use crate::threats::tests::{Fixture, fixture_with, rule};
+    use crate::threats::{IpVerdict, ResponseAction, ThreatNotice, ThreatOptions, ThreatSettings};
+    use palisade_core::Clock;
     use std::time::Duration;
 
-    struct Fixture {
-        clock: ManualClock,
-        threats: ThreatDefense,
-        notices: Arc<Mutex<Vec<ThreatNotice>>>,
-    }
-
-    fn rule(threshold: u64, action: ResponseAction) -> DetectorRule {
-        DetectorRule {
-            threshold,
-            window_ms: 60_000,
-            action,
-            block_ttl_ms: 60_000,
-            escalation_factor: 2,
-            max_block_ttl_ms: 3_600_000,
-            ..DetectorRule::default()
-        }
-    }
-
     fn fixture(settings: ThreatSettings) -> Fixture {
-        let clock = ManualClock::new();
-        let notices = Arc::new(Mutex::new(Vec::new()));
-        let sink = notices.clone();
-        let threats = ThreatDefense::new(
+        fixture_with(
             ThreatOptions {
                 settings,
-                reporter: Some(Arc::new(move |n| sink.lock().unwrap().push(n))),
                 ..ThreatOptions::default()
             },
-            SecurityEvents::new(64),
-            Arc::new(clock.clone()),
+            64,
         )
-        .unwrap();
-        Fixture {
-            clock,
-            threats,
-            notices,
-        }
     }
 
     fn settings() -> ThreatSettings {

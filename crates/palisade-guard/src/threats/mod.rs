@@ -702,24 +702,26 @@ mod tests {
     use palisade_core::{Clock, ManualClock, SecurityEventKind};
     use std::sync::Mutex;
 
-    struct Fixture {
-        clock: ManualClock,
-        threats: ThreatDefense,
-        notices: Arc<Mutex<Vec<ThreatNotice>>>,
+    /// A defense on a manual clock whose notices are collected; shared with
+    /// the other threat modules' tests.
+    pub(super) struct Fixture {
+        pub(super) clock: ManualClock,
+        pub(super) threats: ThreatDefense,
+        pub(super) notices: Arc<Mutex<Vec<ThreatNotice>>>,
     }
 
-    fn fixture(settings: ThreatSettings, reputation: Reputation) -> Fixture {
+    /// `options` with a reporter that collects the notices, on a fresh
+    /// manual clock, with room for `events` security events.
+    pub(super) fn fixture_with(options: ThreatOptions, events: usize) -> Fixture {
         let clock = ManualClock::new();
         let notices = Arc::new(Mutex::new(Vec::new()));
         let sink = notices.clone();
         let threats = ThreatDefense::new(
             ThreatOptions {
-                settings,
-                reputation: Arc::new(reputation),
                 reporter: Some(Arc::new(move |n| sink.lock().unwrap().push(n))),
-                ..ThreatOptions::default()
+                ..options
             },
-            SecurityEvents::new(64),
+            SecurityEvents::new(events),
             Arc::new(clock.clone()),
         )
         .unwrap();
@@ -730,7 +732,34 @@ mod tests {
         }
     }
 
-    fn rule(threshold: u64, action: ResponseAction) -> DetectorRule {
+    fn fixture(settings: ThreatSettings, reputation: Reputation) -> Fixture {
+        fixture_with(
+            ThreatOptions {
+                settings,
+                reputation: Arc::new(reputation),
+                ..ThreatOptions::default()
+            },
+            64,
+        )
+    }
+
+    /// A defense whose anomaly detector learns in 3 intervals and alerts
+    /// from 10 events an interval.
+    fn anomaly_fixture() -> Fixture {
+        fixture_with(
+            ThreatOptions {
+                anomaly: AnomalySettings {
+                    warmup_intervals: 3,
+                    min_count: 10,
+                    ..AnomalySettings::default()
+                },
+                ..ThreatOptions::default()
+            },
+            8,
+        )
+    }
+
+    pub(super) fn rule(threshold: u64, action: ResponseAction) -> DetectorRule {
         DetectorRule {
             threshold,
             window_ms: 60_000,
@@ -1085,28 +1114,18 @@ mod tests {
 
     #[tokio::test]
     async fn tightening_escalates_never_loosens_and_is_skipped_without_a_limiter() {
-        let clock = ManualClock::new();
-        let notices = Arc::new(Mutex::new(Vec::new()));
-        let sink = notices.clone();
         let set = Arc::new(Tightenings::new(100));
         let mut r = rule(3, ResponseAction::TightenRateLimit);
         r.tighten_factor = 5;
-        let threats = ThreatDefense::new(
+        let f = fixture_with(
             ThreatOptions {
                 settings: only(DetectorKind::BruteForceIp, r.clone()),
-                reporter: Some(Arc::new(move |n| sink.lock().unwrap().push(n))),
                 tightenings: Some(set.clone()),
                 ..ThreatOptions::default()
             },
-            SecurityEvents::new(64),
-            Arc::new(clock.clone()),
-        )
-        .unwrap();
-        let f = Fixture {
-            clock: clock.clone(),
-            threats,
-            notices,
-        };
+            64,
+        );
+        let clock = f.clock.clone();
         assert_eq!(
             fail_logins(&f, "198.51.100.4", &["a", "b", "c"])
                 .await
@@ -1159,23 +1178,11 @@ mod tests {
 
     #[tokio::test]
     async fn subjects_and_api_keys_get_baselines_of_their_own() {
-        let clock = ManualClock::new();
-        let notices = Arc::new(Mutex::new(Vec::new()));
-        let sink = notices.clone();
-        let threats = ThreatDefense::new(
-            ThreatOptions {
-                anomaly: AnomalySettings {
-                    warmup_intervals: 3,
-                    min_count: 10,
-                    ..AnomalySettings::default()
-                },
-                reporter: Some(Arc::new(move |n| sink.lock().unwrap().push(n))),
-                ..ThreatOptions::default()
-            },
-            SecurityEvents::new(8),
-            Arc::new(clock.clone()),
-        )
-        .unwrap();
+        let Fixture {
+            clock,
+            threats,
+            notices,
+        } = anomaly_fixture();
         for _ in 0..10 {
             for _ in 0..5 {
                 threats.record_principal(Some("acme/alice"), Some("key-1"), 200);
@@ -1212,23 +1219,11 @@ mod tests {
 
     #[tokio::test]
     async fn request_spikes_are_reported_as_anomalies() {
-        let clock = ManualClock::new();
-        let notices = Arc::new(Mutex::new(Vec::new()));
-        let sink = notices.clone();
-        let threats = ThreatDefense::new(
-            ThreatOptions {
-                anomaly: AnomalySettings {
-                    warmup_intervals: 3,
-                    min_count: 10,
-                    ..AnomalySettings::default()
-                },
-                reporter: Some(Arc::new(move |n| sink.lock().unwrap().push(n))),
-                ..ThreatOptions::default()
-            },
-            SecurityEvents::new(8),
-            Arc::new(clock.clone()),
-        )
-        .unwrap();
+        let Fixture {
+            clock,
+            threats,
+            notices,
+        } = anomaly_fixture();
         for _ in 0..10 {
             for _ in 0..5 {
                 threats.record_request(ip("192.0.2.1"), "GET /v1/x", None, 200);

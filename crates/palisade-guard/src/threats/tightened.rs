@@ -5,10 +5,10 @@
 //! Redis, the set alone. When Redis is unreachable each instance keeps what
 //! it has, and new entries still apply on the instance that made them.
 
+use super::shared::{put_shared, sync_shared};
 use crate::GuardError;
 use crate::ratelimit::{Tightening, Tightenings};
 use palisade_store::Redis;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -34,15 +34,14 @@ impl SharedTightenings {
     pub(crate) async fn put(&self, entry: Tightening, now_ms: i64) -> Result<(), GuardError> {
         self.set.insert(entry.clone(), now_ms)?;
         if let Some(redis) = &self.redis {
-            let json =
-                serde_json::to_string(&entry).map_err(|e| GuardError::Store(e.to_string()))?;
-            let mut cmd = redis::cmd("HSET");
-            cmd.arg(Self::hash_key(redis))
-                .arg(entry.target.key())
-                .arg(json);
-            if let Err(error) = redis.run_idempotent::<i64>(&cmd).await {
-                tracing::warn!(%error, target = %entry.target.key(), "rate-limit tightening not shared through Redis; it applies on this instance only");
-            }
+            put_shared(
+                redis,
+                Self::hash_key(redis),
+                entry.target.key(),
+                &entry,
+                "rate-limit tightening",
+            )
+            .await?;
         }
         Ok(())
     }
@@ -54,30 +53,14 @@ impl SharedTightenings {
             self.set.purge_expired(now_ms);
             return Ok(());
         };
-        let mut all = redis::cmd("HGETALL");
-        all.arg(Self::hash_key(redis));
-        let entries: HashMap<String, String> = redis
-            .run_idempotent(&all)
-            .await
-            .map_err(|e| GuardError::StoreUnavailable(e.to_string()))?;
-        let mut active = Vec::with_capacity(entries.len());
-        let mut expired = Vec::new();
-        for (field, json) in entries {
-            match serde_json::from_str::<Tightening>(&json) {
-                Ok(entry) if entry.is_active(now_ms) => active.push(entry),
-                Ok(_) => expired.push(field),
-                Err(error) => {
-                    tracing::warn!(%error, %field, "dropping a shared rate-limit tightening that does not parse");
-                    expired.push(field);
-                }
-            }
-        }
-        self.set.replace_all(active);
-        if !expired.is_empty() {
-            let mut del = redis::cmd("HDEL");
-            del.arg(Self::hash_key(redis)).arg(expired);
-            let _ = redis.run_idempotent::<i64>(&del).await;
-        }
-        Ok(())
+        sync_shared(
+            redis,
+            Self::hash_key(redis),
+            now_ms,
+            "rate-limit tightening",
+            Tightening::is_active,
+            |active| self.set.replace_all(active),
+        )
+        .await
     }
 }
