@@ -20,23 +20,18 @@
 //!
 //! [`SecurityEventKind::InspectionFinding`]: palisade_core::SecurityEventKind::InspectionFinding
 
-use crate::client_ip::{TrustedProxies, client_ip};
-use crate::layers::rate_limit::RateLimitIdentity;
+use crate::layers::threat_block::{authenticated_subject, client_addr};
 use crate::problem::Problem;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use axum::http::{Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Limited};
-use palisade_auth::jwt::Claims;
 use palisade_core::principal::TenantId;
 use palisade_core::{SecurityEvents, SharedClock};
 use palisade_guard::inspect::{Action, HttpRequest, Inspector, Verdict};
 use palisade_guard::threats::inspection_events;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
@@ -102,39 +97,23 @@ pub struct InspectService<S> {
     reporting: Option<Reporting>,
 }
 
-/// The client address: the peer, or what trusted proxies recorded (as
-/// [`crate::layers::threat_block::ThreatBlockLayer`] sees it, so a block
-/// lands on the address that layer checks).
-fn request_ip(parts: &Parts) -> Option<IpAddr> {
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0;
-    Some(match parts.extensions.get::<TrustedProxies>() {
-        Some(trusted) => client_ip(peer, &parts.headers, trusted),
-        None => peer.ip().to_canonical(),
-    })
-}
-
 /// The tenant and subject an authentication layer that ran before this one
-/// put in the extensions: a token's claims, else a [`RateLimitIdentity`].
+/// put in the extensions: a token's claims, else a `RateLimitIdentity` (the
+/// same lookup as the threat-block layer's, see [`authenticated_subject`]).
 fn request_subject(parts: &Parts) -> (Option<TenantId>, Option<String>) {
-    let tenant = |t: Option<&str>| t.and_then(|t| TenantId::parse(t).ok());
-    if let Some(claims) = parts.extensions.get::<Arc<Claims>>()
-        && let Some(sub) = claims.sub.as_deref().filter(|s| !s.is_empty())
-    {
-        let t = claims.extra.get("tenant").and_then(|t| t.as_str());
-        return (tenant(t), Some(sub.to_owned()));
+    match authenticated_subject(&parts.extensions) {
+        Some((tenant, sub)) => (
+            tenant.and_then(|t| TenantId::parse(t).ok()),
+            Some(sub.to_owned()),
+        ),
+        None => (None, None),
     }
-    if let Some(identity) = parts.extensions.get::<RateLimitIdentity>()
-        && let Some(sub) = identity.subject.as_deref().filter(|s| !s.is_empty())
-    {
-        return (tenant(identity.tenant.as_deref()), Some(sub.to_owned()));
-    }
-    (None, None)
 }
 
 /// Emits the findings of `verdict` for threat detection.
 fn report(reporting: &Reporting, parts: &Parts, verdict: &Verdict) {
     let (tenant, subject) = request_subject(parts);
-    let ip = request_ip(parts);
+    let ip = client_addr(&parts.extensions, &parts.headers);
     if ip.is_none() && subject.is_none() {
         // Nobody to count the finding against.
         return;

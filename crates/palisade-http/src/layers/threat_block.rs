@@ -29,7 +29,7 @@ use crate::layers::rate_limit::RateLimitIdentity;
 use crate::problem::Problem;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Request, Response, StatusCode};
+use axum::http::{Extensions, HeaderMap, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use futures_util::future::BoxFuture;
 use palisade_auth::jwt::Claims;
@@ -143,24 +143,32 @@ fn qualified(tenant: Option<&str>, sub: &str) -> String {
 /// The principal in `req`'s extensions: a token's claims first, then a
 /// [`RateLimitIdentity`].
 fn principal<B>(req: &Request<B>) -> Principal {
-    let mut found = Principal::default();
-    // BearerAuthLayer stores the claims as `Arc<Claims>` (what
-    // `VerifiedClaims` extracts).
-    if let Some(claims) = req.extensions().get::<Arc<Claims>>()
-        && let Some(sub) = claims.sub.as_deref().filter(|s| !s.is_empty())
-    {
-        let tenant = claims.extra.get("tenant").and_then(|t| t.as_str());
-        found.subject = Some(qualified(tenant, sub));
-    }
+    let mut found = Principal {
+        subject: authenticated_subject(req.extensions()).map(|(t, sub)| qualified(t, sub)),
+        ..Principal::default()
+    };
     if let Some(identity) = req.extensions().get::<RateLimitIdentity>() {
-        if found.subject.is_none()
-            && let Some(sub) = identity.subject.as_deref().filter(|s| !s.is_empty())
-        {
-            found.subject = Some(qualified(identity.tenant.as_deref(), sub));
-        }
         found.api_key = identity.api_key.clone().filter(|k| !k.is_empty());
     }
     found
+}
+
+/// The tenant (as given, unparsed) and the non-empty subject an
+/// authentication layer that ran before this one put in `extensions`: a
+/// token's claims first, else a [`RateLimitIdentity`]. Shared with
+/// [`crate::layers::inspect`], so both layers name the same subject.
+pub(crate) fn authenticated_subject(extensions: &Extensions) -> Option<(Option<&str>, &str)> {
+    // BearerAuthLayer stores the claims as `Arc<Claims>` (what
+    // `VerifiedClaims` extracts).
+    if let Some(claims) = extensions.get::<Arc<Claims>>()
+        && let Some(sub) = claims.sub.as_deref().filter(|s| !s.is_empty())
+    {
+        let tenant = claims.extra.get("tenant").and_then(|t| t.as_str());
+        return Some((tenant, sub));
+    }
+    let identity = extensions.get::<RateLimitIdentity>()?;
+    let sub = identity.subject.as_deref().filter(|s| !s.is_empty())?;
+    Some((identity.tenant.as_deref(), sub))
 }
 
 /// The block or flag of `principal` (its subject's or its API key's; a
@@ -181,11 +189,13 @@ fn principal_verdict(threats: &ThreatDefense, principal: &Principal) -> Option<B
     found
 }
 
-/// The client address: the peer, or what trusted proxies recorded.
-fn request_ip<B>(req: &Request<B>) -> Option<IpAddr> {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>()?.0;
-    Some(match req.extensions().get::<TrustedProxies>() {
-        Some(trusted) => client_ip(peer, req.headers(), trusted),
+/// The client address: the peer, or what trusted proxies recorded. Shared
+/// with [`crate::layers::inspect`], so a block it asks for lands on the
+/// address this layer checks.
+pub(crate) fn client_addr(extensions: &Extensions, headers: &HeaderMap) -> Option<IpAddr> {
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>()?.0;
+    Some(match extensions.get::<TrustedProxies>() {
+        Some(trusted) => client_ip(peer, headers, trusted),
         None => peer.ip().to_canonical(),
     })
 }
@@ -221,7 +231,9 @@ where
         let threats = self.threats.clone();
         // The address and route: checked and recorded by the outer layer only.
         let address = match self.scope {
-            Scope::All => request_ip(&req).map(|ip| (ip, route_key(&req))),
+            Scope::All => {
+                client_addr(req.extensions(), req.headers()).map(|ip| (ip, route_key(&req)))
+            }
             Scope::Principals => None,
         };
         if let Some((ip, route)) = &address {
