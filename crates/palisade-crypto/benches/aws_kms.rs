@@ -21,26 +21,22 @@
 
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::primitives::Blob;
+#[path = "support/kms.rs"]
+mod support;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use palisade_crypto::aead::KeyBytes;
 use palisade_crypto::kms::{AwsCredentials, AwsKms, AwsKmsConfig};
-use palisade_crypto::{Keyring, KeyringSettings, KeyringStore, Kms, Zeroizing};
+use palisade_crypto::{Kms, Zeroizing};
 use palisade_testkit::MotoServer;
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::time::Duration;
+use support::CachedEnvelope;
 
 const KEY: &str = "bench";
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 fn aws_kms(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = support::runtime();
     let server = rt.block_on(MotoServer::start()).unwrap_or_else(|e| {
         panic!("moto_server for the AWS KMS bench (run scripts/test, which installs it): {e:?}")
     });
@@ -100,28 +96,10 @@ fn aws_kms(c: &mut Criterion) {
             .is_ok()
     );
 
-    let keyring = Keyring::new(
-        Kms::Aws(kms.clone()),
-        KeyringStore::memory(),
-        palisade_core::SystemClock::shared(),
-        KeyringSettings::default(),
-    )
-    .expect("keyring");
-    rt.block_on(keyring.ensure_key("default"))
-        .expect("default key");
-    let plaintext = vec![0x5au8; 1024];
-    let sealed = rt
-        .block_on(keyring.encrypt("default", &plaintext, b"aad"))
-        .expect("encrypt");
-    rt.block_on(keyring.decrypt(&sealed, b"aad"))
-        .expect("decrypt");
+    let envelope = CachedEnvelope::new(&rt, Kms::Aws(kms.clone()));
 
-    let mut group = c.benchmark_group("aws_kms");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3))
-        .throughput(Throughput::Elements(1));
+    let mut group = support::group(c, "aws_kms");
+    group.throughput(Throughput::Elements(1));
     group.bench_function("wrap", |b| {
         b.iter(|| {
             rt.block_on(kms.wrap(KEY, 1, black_box(&dek), b"dek"))
@@ -155,18 +133,7 @@ fn aws_kms(c: &mut Criterion) {
                 .expect("generate")
         })
     });
-    group.bench_function("envelope_encrypt_1k_cached", |b| {
-        b.iter(|| {
-            rt.block_on(keyring.encrypt("default", black_box(&plaintext), b"aad"))
-                .expect("encrypt")
-        })
-    });
-    group.bench_function("envelope_decrypt_1k_cached", |b| {
-        b.iter(|| {
-            rt.block_on(keyring.decrypt(black_box(&sealed), b"aad"))
-                .expect("decrypt")
-        })
-    });
+    envelope.bench(&mut group, &rt);
     group.finish();
     drop(server);
 }

@@ -22,25 +22,21 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+#[path = "support/kms.rs"]
+mod support;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use palisade_core::Secret;
+use palisade_crypto::Kms;
 use palisade_crypto::aead::KeyBytes;
 use palisade_crypto::kms::{VaultConfig, VaultKms};
-use palisade_crypto::{Keyring, KeyringSettings, KeyringStore, Kms};
 use palisade_testkit::OpenBaoServer;
 use serde_json::{Value, json};
 use std::hint::black_box;
-use std::time::Duration;
+use support::CachedEnvelope;
 
 const BATCH: usize = 100;
 const KEY: &str = "bench";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 /// The peer: plain reqwest against the Transit API.
 async fn reqwest_encrypt(http: &reqwest::Client, url: &str, token: &str, body: &Value) -> usize {
@@ -69,7 +65,7 @@ async fn reqwest_encrypt(http: &reqwest::Client, url: &str, token: &str, body: &
 }
 
 fn vault(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = support::runtime();
     let server = rt.block_on(OpenBaoServer::start()).unwrap_or_else(|e| {
         panic!(
             "OpenBao dev server for the Vault bench (run scripts/test, which installs `bao`): {e:?}"
@@ -99,27 +95,9 @@ fn vault(c: &mut Criterion) {
         "batch_input": deks.iter().map(|k| json!({ "plaintext": B64.encode(k.expose()) })).collect::<Vec<_>>()
     });
 
-    let keyring = Keyring::new(
-        Kms::Vault(kms.clone()),
-        KeyringStore::memory(),
-        palisade_core::SystemClock::shared(),
-        KeyringSettings::default(),
-    )
-    .expect("keyring");
-    rt.block_on(keyring.ensure_key("default"))
-        .expect("default key");
-    let plaintext = vec![0x5au8; 1024];
-    let sealed = rt
-        .block_on(keyring.encrypt("default", &plaintext, b"aad"))
-        .expect("encrypt");
-    rt.block_on(keyring.decrypt(&sealed, b"aad"))
-        .expect("decrypt");
+    let envelope = CachedEnvelope::new(&rt, Kms::Vault(kms.clone()));
 
-    let mut group = c.benchmark_group("vault_transit");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(3));
+    let mut group = support::group(c, "vault_transit");
 
     group.throughput(Throughput::Elements(1));
     group.bench_function("wrap", |b| {
@@ -174,18 +152,7 @@ fn vault(c: &mut Criterion) {
     });
 
     group.throughput(Throughput::Elements(1));
-    group.bench_function("envelope_encrypt_1k_cached", |b| {
-        b.iter(|| {
-            rt.block_on(keyring.encrypt("default", black_box(&plaintext), b"aad"))
-                .expect("encrypt")
-        })
-    });
-    group.bench_function("envelope_decrypt_1k_cached", |b| {
-        b.iter(|| {
-            rt.block_on(keyring.decrypt(black_box(&sealed), b"aad"))
-                .expect("decrypt")
-        })
-    });
+    envelope.bench(&mut group, &rt);
     group.finish();
 
     // Criterion's runs above are seconds apart on a shared machine; these

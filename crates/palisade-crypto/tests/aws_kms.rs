@@ -6,13 +6,14 @@
 //! `scripts/test`.
 #![cfg(feature = "aws-kms")]
 
-use palisade_core::resilience::{BreakerConfig, BreakerState, ResilienceConfig, RetryPolicy};
+#[path = "support/kms_conformance.rs"]
+mod kms_conformance;
+
+use kms_conformance::CutCase;
 use palisade_crypto::aead::KeyBytes;
 use palisade_crypto::kms::{AwsCredentials, AwsKms, AwsKmsConfig};
-use palisade_crypto::{
-    CryptoError, DekCacheSettings, Keyring, KeyringSettings, KeyringStore, Kms, Zeroizing,
-};
-use palisade_testkit::{FaultProxy, MotoServer, eventually, within};
+use palisade_crypto::{CryptoError, Kms, Zeroizing};
+use palisade_testkit::{FaultProxy, MotoServer, within};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -139,24 +140,15 @@ async fn wraps_per_version_and_refuses_the_wrong_version_context_key_or_bytes() 
         );
         // Tampered: bytes flipped across the blob, truncated, emptied.
         let step = (w1.len() / 24).max(1);
-        for i in (0..w1.len()).step_by(step).chain([w1.len() - 1]) {
-            let mut bad = w1.clone();
-            bad[i] ^= 0x01;
-            assert_eq!(
-                kms.unwrap("k", 1, &bad, b"dek").await.err(),
-                Some(CryptoError::DecryptFailed),
-                "byte {i} of {}",
-                w1.len()
-            );
-        }
-        for bad in [&w1[..w1.len() - 1], &w1[..10], &[][..]] {
-            assert_eq!(
-                kms.unwrap("k", 1, bad, b"dek").await.err(),
-                Some(CryptoError::DecryptFailed),
-                "truncated to {}",
-                bad.len()
-            );
-        }
+        kms_conformance::tampering_is_refused(
+            &Kms::Aws(kms.clone()),
+            ("k", 1),
+            w1,
+            b"dek",
+            (0..w1.len()).step_by(step).chain([w1.len() - 1]),
+            &[w1.len() - 1, 10, 0],
+        )
+        .await;
     })
     .await;
 }
@@ -214,54 +206,7 @@ async fn generate_data_key_and_reencrypt_keep_the_key_inside_kms() {
 async fn the_keyring_encrypts_end_to_end_over_aws_kms() {
     within(LIMIT, "keyring over AWS KMS", async {
         let server = moto().await;
-        let keyring = Keyring::new(
-            Kms::Aws(kms(&server)),
-            KeyringStore::memory(),
-            palisade_core::SystemClock::shared(),
-            KeyringSettings::default(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        keyring
-            .ensure_key("default")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let first = keyring
-            .encrypt("default", b"card 4111", b"tenant=1")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        keyring
-            .rotate("default")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        keyring.clear_cache();
-        let second = keyring
-            .encrypt("default", b"card 5500", b"tenant=1")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        keyring.clear_cache();
-        assert_eq!(
-            keyring.decrypt(&first, b"tenant=1").await.ok(),
-            Some(b"card 4111".to_vec())
-        );
-        assert_eq!(
-            keyring.decrypt(&second, b"tenant=1").await.ok(),
-            Some(b"card 5500".to_vec())
-        );
-        assert_eq!(
-            keyring.decrypt(&first, b"tenant=2").await.err(),
-            Some(CryptoError::DecryptFailed)
-        );
-        // Rewrap moves the first message's data key to the new version.
-        let rewrapped = keyring
-            .rewrap(&first)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_ne!(rewrapped, first);
-        keyring.clear_cache();
-        assert_eq!(
-            keyring.decrypt(&rewrapped, b"tenant=1").await.ok(),
-            Some(b"card 4111".to_vec())
-        );
+        kms_conformance::keyring_end_to_end(Kms::Aws(kms(&server))).await;
     })
     .await;
 }
@@ -273,120 +218,24 @@ async fn with_aws_kms_cut_cached_keys_work_the_breaker_opens_and_recovers() {
         let proxy = FaultProxy::start(server.addr())
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let resilience = ResilienceConfig {
-            breaker: BreakerConfig {
-                minimum_calls: 4,
-                failure_rate_threshold: 0.5,
-                open_duration_ms: 500,
-                ..BreakerConfig::default()
-            },
-            retry: RetryPolicy {
-                max_attempts: 2,
-                base_delay_ms: 10,
-                max_delay_ms: 50,
-                deadline_ms: 3_000,
-            },
-            ..ResilienceConfig::default()
-        };
         let through_proxy = AwsKms::new(
             &AwsKmsConfig {
-                resilience,
+                resilience: kms_conformance::fault_resilience(),
                 ..config(format!("http://{}", proxy.addr()))
             },
             palisade_core::SystemClock::shared(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let store = KeyringStore::memory();
-        let settings = KeyringSettings {
-            dek_cache: DekCacheSettings {
-                ttl: Duration::from_secs(600),
-                ..DekCacheSettings::default()
-            },
-            ..KeyringSettings::default()
-        };
-        let keyring = Keyring::new(
-            Kms::Aws(through_proxy.clone()),
-            store.clone(),
-            palisade_core::SystemClock::shared(),
-            settings.clone(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        // Another instance on the same store, talking to KMS directly.
-        let other = Keyring::new(
-            Kms::Aws(kms(&server)),
-            store,
-            palisade_core::SystemClock::shared(),
-            settings,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        keyring
-            .ensure_key("default")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let cached = keyring
-            .encrypt("default", b"seen", b"aad")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            keyring.decrypt(&cached, b"aad").await.ok(),
-            Some(b"seen".to_vec())
-        );
-        let unseen = other
-            .encrypt("default", b"unseen", b"aad")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-
-        proxy.cut();
-        // Data keys in the cache keep working without KMS.
-        assert_eq!(
-            keyring.decrypt(&cached, b"aad").await.ok(),
-            Some(b"seen".to_vec())
-        );
-        let during = keyring.encrypt("default", b"during", b"aad").await;
-        assert!(during.is_ok(), "{during:?}");
-        // A data key not cached needs KMS: a clear error, until the breaker opens.
-        let error = keyring.decrypt(&unseen, b"aad").await.err();
-        let Some(CryptoError::KmsUnavailable(message)) = &error else {
-            panic!("{error:?}")
-        };
-        assert!(message.contains("AWS KMS"), "{message}");
-        assert!(!message.contains(SECRET), "{message}");
-        for _ in 0..4 {
-            let _ = keyring.decrypt(&unseen, b"aad").await;
-        }
-        assert_eq!(through_proxy.breaker_snapshot().state, BreakerState::Open);
-        let error = keyring.decrypt(&unseen, b"aad").await.err();
-        let Some(CryptoError::KmsUnavailable(message)) = &error else {
-            panic!("{error:?}")
-        };
-        assert!(message.contains("circuit breaker is open"), "{message}");
-        // Still served from the cache while open.
-        assert_eq!(
-            keyring.decrypt(&cached, b"aad").await.ok(),
-            Some(b"seen".to_vec())
-        );
-
-        proxy.resume();
-        eventually(
-            Duration::from_secs(30),
-            "the AWS KMS to recover after the cut",
-            || {
-                let keyring = keyring.clone();
-                let unseen = unseen.clone();
-                async move {
-                    keyring.decrypt(&unseen, b"aad").await.ok() == Some(b"unseen".to_vec())
-                }
-            },
-        )
+        kms_conformance::cut_cached_keys_work_breaker_opens_and_recovers(CutCase {
+            through_proxy: Kms::Aws(through_proxy.clone()),
+            direct: Kms::Aws(kms(&server)),
+            proxy: &proxy,
+            breaker: &|| through_proxy.breaker_snapshot().state,
+            names_backend: &|message| message.contains("AWS KMS"),
+            breaker_open: "circuit breaker is open",
+            secret: SECRET,
+        })
         .await;
-        assert_eq!(through_proxy.breaker_snapshot().state, BreakerState::Closed);
-        if let Ok(during) = during {
-            keyring.clear_cache();
-            assert_eq!(
-                keyring.decrypt(&during, b"aad").await.ok(),
-                Some(b"during".to_vec())
-            );
-        }
     })
     .await;
 }

