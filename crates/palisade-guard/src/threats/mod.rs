@@ -408,21 +408,9 @@ impl ThreatDefense {
             self.report(skipped("manual_block_in_force"));
             return;
         }
-        let offense = self
-            .0
-            .detectors
-            .windows()
-            .add(
-                &format!("offense:{}", target.key()),
-                &detection.id,
-                detection.at_ms,
-                rule.escalation_window_ms,
-                1_000,
-            )
+        let (offense, mut expires_at_ms) = self
+            .escalation("offense", &target, detection, rule, now)
             .await;
-        let offense = u32::try_from(offense).unwrap_or(u32::MAX).max(1);
-        let ttl = i64::try_from(rule.ttl_ms(offense)).unwrap_or(i64::MAX / 4);
-        let mut expires_at_ms = now.saturating_add(ttl);
         // Never shorten a stronger block already in force.
         let mut mode = mode;
         if let Some(existing) = &existing {
@@ -458,6 +446,35 @@ impl ThreatDefense {
         }
     }
 
+    /// The offence number of `target` under the counter `kind` (this
+    /// detection counted once within the rule's escalation window) and when
+    /// the TTL it earns ends, from `now`. Blocks and tightenings escalate
+    /// alike, each on a counter of its own.
+    async fn escalation(
+        &self,
+        kind: &str,
+        target: &BlockTarget,
+        detection: &Detection,
+        rule: &DetectorRule,
+        now: i64,
+    ) -> (u32, i64) {
+        let offense = self
+            .0
+            .detectors
+            .windows()
+            .add(
+                &format!("{kind}:{}", target.key()),
+                &detection.id,
+                detection.at_ms,
+                rule.escalation_window_ms,
+                1_000,
+            )
+            .await;
+        let offense = u32::try_from(offense).unwrap_or(u32::MAX).max(1);
+        let ttl = i64::try_from(rule.ttl_ms(offense)).unwrap_or(i64::MAX / 4);
+        (offense, now.saturating_add(ttl))
+    }
+
     /// The `tighten_rate_limit` response: `target` pays the rule's factor per
     /// request for the (escalating) TTL.
     async fn tighten(
@@ -486,21 +503,9 @@ impl ThreatDefense {
             return;
         }
         let now = self.0.clock.now_unix_ms();
-        let offense = self
-            .0
-            .detectors
-            .windows()
-            .add(
-                &format!("tighten:{}", target.key()),
-                &detection.id,
-                detection.at_ms,
-                rule.escalation_window_ms,
-                1_000,
-            )
+        let (offense, mut expires_at_ms) = self
+            .escalation("tighten", &target, detection, rule, now)
             .await;
-        let offense = u32::try_from(offense).unwrap_or(u32::MAX).max(1);
-        let ttl = i64::try_from(rule.ttl_ms(offense)).unwrap_or(i64::MAX / 4);
-        let mut expires_at_ms = now.saturating_add(ttl);
         let mut factor = rule.tighten_factor;
         // Never loosen a tightening already in force.
         if let Some(existing) = tightenings.set().get(&target, now) {
