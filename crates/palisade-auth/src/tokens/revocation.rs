@@ -129,13 +129,18 @@ struct RevocationList {
     tokens: DashMap<Box<str>, i64>,
     /// `sid` → keep until.
     sessions: DashMap<Box<str>, i64>,
-    /// `tenant \0 subject` → (revoked before, keep until).
-    subjects: DashMap<Box<str>, (i64, i64)>,
+    /// `subject` → its cutoffs, one per tenant. Keyed by the subject alone
+    /// so a verify looks it up with the claim's `&str`, building no key; a
+    /// subject is rarely revoked in more than one tenant.
+    subjects: DashMap<Box<str>, Vec<SubjectCutoff>>,
 }
 
-fn subject_key(tenant: &str, subject: &str) -> String {
-    // NUL cannot appear in a tenant id, so the pair is unambiguous.
-    format!("{tenant}\0{subject}")
+/// Tokens of `subject` in `tenant` issued before `before_ms` are revoked.
+#[derive(Debug)]
+struct SubjectCutoff {
+    tenant: Box<str>,
+    before_ms: i64,
+    keep_until_ms: i64,
 }
 
 impl RevocationList {
@@ -157,14 +162,19 @@ impl RevocationList {
                 before_ms,
                 keep_until_ms,
             } => {
-                // A later cutoff covers an earlier one; never move it back.
-                self.subjects
-                    .entry(subject_key(tenant, subject).into())
-                    .and_modify(|(before, keep)| {
-                        *before = (*before).max(*before_ms);
-                        *keep = (*keep).max(*keep_until_ms);
-                    })
-                    .or_insert((*before_ms, *keep_until_ms));
+                let mut cutoffs = self.subjects.entry(subject.as_str().into()).or_default();
+                match cutoffs.iter_mut().find(|c| *c.tenant == **tenant) {
+                    // A later cutoff covers an earlier one; never move it back.
+                    Some(cut) => {
+                        cut.before_ms = cut.before_ms.max(*before_ms);
+                        cut.keep_until_ms = cut.keep_until_ms.max(*keep_until_ms);
+                    }
+                    None => cutoffs.push(SubjectCutoff {
+                        tenant: tenant.as_str().into(),
+                        before_ms: *before_ms,
+                        keep_until_ms: *keep_until_ms,
+                    }),
+                }
             }
         }
     }
@@ -188,13 +198,16 @@ impl RevocationList {
         else {
             return false;
         };
-        match self.subjects.get(subject_key(tenant, sub).as_str()) {
+        let Some(cutoffs) = self.subjects.get(sub) else {
+            return false;
+        };
+        match cutoffs.iter().find(|c| *c.tenant == **tenant) {
             // `iat` has whole seconds: a token issued in the same second as the
             // cutoff counts as before it (revoking too much, never too little).
             // A token without `iat` cannot show it came after, so it is revoked.
             Some(cut) => claims
                 .iat
-                .is_none_or(|iat| iat.saturating_mul(1000) < cut.0.saturating_add(1000)),
+                .is_none_or(|iat| iat.saturating_mul(1000) < cut.before_ms.saturating_add(1000)),
             None => false,
         }
     }
@@ -202,11 +215,15 @@ impl RevocationList {
     fn forget_expired(&self, now_ms: i64) {
         self.tokens.retain(|_, keep| *keep > now_ms);
         self.sessions.retain(|_, keep| *keep > now_ms);
-        self.subjects.retain(|_, (_, keep)| *keep > now_ms);
+        self.subjects.retain(|_, cutoffs| {
+            cutoffs.retain(|c| c.keep_until_ms > now_ms);
+            !cutoffs.is_empty()
+        });
     }
 
     fn len(&self) -> usize {
-        self.tokens.len() + self.sessions.len() + self.subjects.len()
+        let subjects: usize = self.subjects.iter().map(|cutoffs| cutoffs.len()).sum();
+        self.tokens.len() + self.sessions.len() + subjects
     }
 }
 
@@ -431,6 +448,27 @@ mod tests {
         let mut other_tenant = claims("j", "alice", 4_000, None);
         other_tenant.extra.insert(TENANT_CLAIM.into(), json!("t2"));
         assert!(!list.is_revoked(&other_tenant));
+
+        // The same subject revoked in a second tenant, kept for longer: each
+        // tenant keeps its own cutoff, and each is forgotten on its own.
+        list.apply(&Revocation::Subject {
+            tenant: "t2".into(),
+            subject: "alice".into(),
+            before_ms: 4_500_000,
+            keep_until_ms: 20,
+        });
+        assert_eq!(list.len(), 2);
+        assert!(list.is_revoked(&other_tenant));
+        let mut after_t2_cutoff = claims("j", "alice", 4_000, None);
+        after_t2_cutoff.iat = Some(4_600);
+        after_t2_cutoff
+            .extra
+            .insert(TENANT_CLAIM.into(), json!("t2"));
+        assert!(!list.is_revoked(&after_t2_cutoff));
+        list.forget_expired(15);
+        assert_eq!(list.len(), 1);
+        assert!(!list.is_revoked(&claims("j", "alice", 4_000, None)));
+        assert!(list.is_revoked(&other_tenant));
     }
 
     #[test]
