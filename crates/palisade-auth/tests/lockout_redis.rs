@@ -196,11 +196,27 @@ async fn redis_and_in_process_backends_agree_on_every_step() {
                 "step {step} {scope}: {on_redis:?} vs {in_process:?}"
             );
         }
-        assert_eq!(
-            r.withheld.map(|w| w.scope),
-            l.withheld.map(|w| w.scope),
-            "step {step}"
-        );
+        match (r.withheld, l.withheld) {
+            (Some(on_redis), Some(in_process)) => {
+                // The longest block in force is the one withheld. When the
+                // account's and the client's blocks are equally long, their
+                // remaining times differ only by the milliseconds between the
+                // two updates (Redis server time vs the local clock), so
+                // either scope may be named; the wait must agree. This was a
+                // CI failure: step 7 named the account on Redis, the client
+                // in process, for two equal blocks.
+                let gap = on_redis.retry_after.abs_diff(in_process.retry_after);
+                assert!(
+                    gap < Duration::from_millis(200),
+                    "step {step}: {on_redis:?} vs {in_process:?}"
+                );
+                // Both backends' per-scope counts and blocks are compared
+                // above, so equal waits under different names are that tie.
+            }
+            (on_redis, in_process) => {
+                assert_eq!(on_redis.is_some(), in_process.is_some(), "step {step}")
+            }
+        }
     }
     cleanup(&prefix).await;
 }
