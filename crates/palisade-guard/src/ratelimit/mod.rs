@@ -27,7 +27,7 @@ pub use limiter::{
     BlockReport, BlockReporter, Checked, MAX_INLINE_LIMITS, MAX_KEY_BYTES, RateLimiter,
     RateLimiterSettings, rules_from_specs,
 };
-pub use local::LocalLimiter;
+pub use local::{LocalLimiter, StoredKey};
 pub use redis::{RedisLimiter, script_source};
 pub use rules::{AdaptiveSpec, KeySource, LimitSpec, Rule, RuleOrigin, RuleSpec};
 pub use store::RuleStore;
