@@ -16,6 +16,7 @@
 //! AAD `PLKF\x01`) of the records, each `name length (1) ‖ name ‖ version
 //! (4) ‖ created at, Unix ms (8) ‖ key (32)`, preceded by their count (4).
 
+use super::wrap_aad;
 use crate::aead::{AeadKey, KEY_LEN, KeyBytes};
 use crate::error::{CryptoError, Result};
 use crate::master_key::MasterKey;
@@ -232,7 +233,7 @@ impl LocalKms {
         let keys = self.read();
         let kek = find(&keys, name, version)?;
         kek.aead
-            .seal(&wrap_aad(name, version, context), key.expose())
+            .seal(&wrap_aad(WRAP_LABEL, name, version, context), key.expose())
     }
 
     /// Unwraps what [`LocalKms::wrap`] made with the same name, version and context.
@@ -246,7 +247,9 @@ impl LocalKms {
         self.ensure_version(name, version).await?;
         let keys = self.read();
         let kek = find(&keys, name, version)?;
-        let plain = kek.aead.open(&wrap_aad(name, version, context), wrapped)?;
+        let plain = kek
+            .aead
+            .open(&wrap_aad(WRAP_LABEL, name, version, context), wrapped)?;
         KeyBytes::from_slice(&plain).map_err(|_| CryptoError::DecryptFailed)
     }
 
@@ -301,19 +304,6 @@ fn find<'k>(keys: &'k Keys, name: &str, version: u32) -> Result<&'k Version> {
             name: name.to_owned(),
             version,
         })
-}
-
-/// A wrapped key is bound to the KEK's name and version and to what it is
-/// (`context`), so it cannot be passed off as another key's or another kind.
-fn wrap_aad(name: &str, version: u32, context: &[u8]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(4 + 1 + name.len() + 4 + context.len());
-    aad.extend_from_slice(WRAP_LABEL);
-    // Key names are at most 64 bytes (checked by the keyring).
-    aad.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
-    aad.extend_from_slice(name.as_bytes());
-    aad.extend_from_slice(&version.to_be_bytes());
-    aad.extend_from_slice(context);
-    aad
 }
 
 fn file_error(path: &Path, reason: String) -> CryptoError {

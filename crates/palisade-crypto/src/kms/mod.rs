@@ -19,6 +19,20 @@ pub use vault::{VaultConfig, VaultKms};
 use crate::aead::KeyBytes;
 use crate::error::Result;
 
+/// The associated data of a wrapped key: the backend's label, then the KEK's
+/// name and version and what is wrapped (`context`), so a wrapped key cannot
+/// be passed off as another key's, another version's or another kind. Key
+/// names are at most 64 bytes (`validate_key_name`), so the length fits a byte.
+pub(crate) fn wrap_aad(label: &[u8; 4], name: &str, version: u32, context: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(4 + 1 + name.len() + 4 + context.len());
+    aad.extend_from_slice(label);
+    aad.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+    aad.extend_from_slice(name.as_bytes());
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad.extend_from_slice(context);
+    aad
+}
+
 /// The configured key management service. Cheap to clone.
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -54,6 +54,7 @@
 //! are zeroized where this module holds them; the HTTP stack's own buffers
 //! are not under its control.
 
+use super::wrap_aad;
 use crate::aead::{KEY_LEN, KeyBytes};
 use crate::error::{CryptoError, Result, excerpt};
 use crate::keyring::validate_key_name;
@@ -333,7 +334,7 @@ impl VaultKms {
         // The single form, not a batch of one: Transit answers it faster.
         let body = json!({
             "plaintext": B64.encode(key.expose()),
-            "associated_data": B64.encode(wrap_aad(name, version, context)),
+            "associated_data": B64.encode(wrap_aad(WRAP_LABEL, name, version, context)),
             "key_version": version,
         });
         let path = format!("encrypt/{name}");
@@ -363,7 +364,7 @@ impl VaultKms {
         self.ensure_version(name, version).await?;
         let body = json!({
             "ciphertext": ciphertext,
-            "associated_data": B64.encode(wrap_aad(name, version, context)),
+            "associated_data": B64.encode(wrap_aad(WRAP_LABEL, name, version, context)),
         });
         let path = format!("decrypt/{name}");
         let answer = self
@@ -398,7 +399,7 @@ impl VaultKms {
                 .map(|(key, context)| {
                     json!({
                         "plaintext": B64.encode(key.expose()),
-                        "associated_data": B64.encode(wrap_aad(name, version, context)),
+                        "associated_data": B64.encode(wrap_aad(WRAP_LABEL, name, version, context)),
                         "key_version": version,
                     })
                 })
@@ -451,7 +452,7 @@ impl VaultKms {
                     let ciphertext = ciphertext.as_ref().ok()?;
                     Some(json!({
                         "ciphertext": ciphertext,
-                        "associated_data": B64.encode(wrap_aad(name, version, context)),
+                        "associated_data": B64.encode(wrap_aad(WRAP_LABEL, name, version, context)),
                     }))
                 })
                 .collect();
@@ -762,19 +763,6 @@ fn is_loopback(host_port: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The associated data of a wrapped key: bound to the KEK's name and version
-/// and to what it is (`context`), as the local KMS binds them.
-fn wrap_aad(name: &str, version: u32, context: &[u8]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(4 + 1 + name.len() + 4 + context.len());
-    aad.extend_from_slice(WRAP_LABEL);
-    // Key names are at most 64 bytes (validate_key_name).
-    aad.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
-    aad.extend_from_slice(name.as_bytes());
-    aad.extend_from_slice(&version.to_be_bytes());
-    aad.extend_from_slice(context);
-    aad
 }
 
 /// The version `N` of a `vault:vN:...` ciphertext.
