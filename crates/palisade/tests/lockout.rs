@@ -4,25 +4,18 @@
 
 mod support;
 
-use palisade_testkit::redis::{redis_url, unique_prefix};
 use palisade_testkit::{TestDatabase, eventually};
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
-use support::Twins;
+use support::{Twins, shared_state_env};
 
 const PROMPT: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_on_one_instance_lock_the_account_on_the_other() {
     let pg = TestDatabase::create().await.expect("test schema");
-    let mut env = HashMap::new();
-    env.insert("PALISADE_DATABASE__URL".to_owned(), pg.url());
-    env.insert("PALISADE_REDIS__URL".to_owned(), redis_url());
-    env.insert(
-        "PALISADE_REDIS__KEY_PREFIX".to_owned(),
-        unique_prefix("two_instances_lockout"),
-    );
+    let mut env = shared_state_env(pg.url(), "two_instances_lockout");
     // Locked at the third failure; delays before that of 1 ms.
     for (key, value) in [
         ("ACCOUNT_FREE_FAILURES", "1"),

@@ -4,12 +4,12 @@
 
 mod support;
 
-use palisade_testkit::redis::{redis_url, unique_prefix};
+use palisade_testkit::redis::unique_prefix;
 use palisade_testkit::{FaultProxy, TestDatabase, eventually};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
-use support::{Client, Server, printed_key, redis_addr, run};
+use support::{Client, Server, printed_key, redis_addr, run, shared_state_env};
 
 const PROMPT: Duration = Duration::from_secs(15);
 
@@ -44,13 +44,7 @@ async fn two_instances_sharing_postgres_and_redis_enforce_one_limit_and_share_ru
     let pg = TestDatabase::create().await.expect("test schema");
     let first_dir = tempfile::tempdir().expect("temp dir");
     let second_dir = tempfile::tempdir().expect("temp dir");
-    let mut env = HashMap::new();
-    env.insert("PALISADE_DATABASE__URL".to_owned(), pg.url());
-    env.insert("PALISADE_REDIS__URL".to_owned(), redis_url());
-    env.insert(
-        "PALISADE_REDIS__KEY_PREFIX".to_owned(),
-        unique_prefix("two_instances_rate_limit"),
-    );
+    let mut env = shared_state_env(pg.url(), "two_instances_rate_limit");
     env.insert("PALISADE_RATELIMIT__INSTANCES".to_owned(), "2".to_owned());
     env.insert(
         "PALISADE_RATELIMIT__RULES_REFRESH_MS".to_owned(),

@@ -6,25 +6,18 @@
 
 mod support;
 
-use palisade_testkit::redis::{redis_url, unique_prefix};
 use palisade_testkit::{TestDatabase, eventually};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
-use support::{Client, Twins};
+use support::{Client, Twins, shared_state_env};
 
 const PROMPT: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_tightenings_and_incidents_made_on_one_instance_reach_the_other() {
     let pg = TestDatabase::create().await.expect("test schema");
-    let mut env = HashMap::new();
-    env.insert("PALISADE_DATABASE__URL".to_owned(), pg.url());
-    env.insert("PALISADE_REDIS__URL".to_owned(), redis_url());
-    env.insert(
-        "PALISADE_REDIS__KEY_PREFIX".to_owned(),
-        unique_prefix("two_instances_threat_response"),
-    );
+    let mut env = shared_state_env(pg.url(), "two_instances_threat_response");
     for (key, value) in [
         ("THRESHOLD", "3"),
         ("ACTION", "tighten_rate_limit"),

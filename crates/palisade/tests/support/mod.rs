@@ -266,6 +266,22 @@ pub fn redis_addr() -> std::net::SocketAddr {
         .expect("redis host:port")
 }
 
+/// The environment of instances sharing state: PostgreSQL at `database_url`
+/// and the test Redis under a fresh key prefix named after `test`.
+pub fn shared_state_env(database_url: String, test: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("PALISADE_DATABASE__URL".to_owned(), database_url),
+        (
+            "PALISADE_REDIS__URL".to_owned(),
+            palisade_testkit::redis::redis_url(),
+        ),
+        (
+            "PALISADE_REDIS__KEY_PREFIX".to_owned(),
+            palisade_testkit::redis::unique_prefix(test),
+        ),
+    ])
+}
+
 /// Two ready `palisade serve` instances made from one `palisade init`: the
 /// second has a copy of the first's configuration (same secrets), both with
 /// `env`, the second's overridden by `second_env`. Clients use the admin key.
