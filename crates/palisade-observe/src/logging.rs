@@ -2,11 +2,11 @@
 //! text format for a terminal; plus, when configured, the layer that turns spans
 //! into OpenTelemetry spans for export (see `tracing_export`).
 
+use crate::json_lines::JsonLines;
+use crate::line_writer::{LineWriter, LineWriterGuard};
 use crate::tracing_export::{self, TelemetryConfig, TelemetryError, TraceExport, TraceGuard};
 use opentelemetry_sdk::trace::SdkTracer;
 use serde::Deserialize;
-use std::io::BufWriter;
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::layer::{Layered, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
@@ -50,7 +50,7 @@ pub struct ObservabilityGuard {
     // Fields drop in order: spans are flushed while the log writer still runs, so
     // a failed flush can still be logged.
     _traces: Option<TraceGuard>,
-    _logs: WorkerGuard,
+    _logs: Option<LineWriterGuard>,
 }
 
 /// Installs the global subscriber with logs only. Call once, early; a second call
@@ -63,10 +63,12 @@ pub fn init_logging(config: &LoggingConfig) -> ObservabilityGuard {
 /// export when `telemetry` names an endpoint. Call once, early; a second call
 /// installs nothing and starts no exporter.
 ///
-/// Lines are formatted on the calling thread and written by a background thread
-/// through a buffer flushed after each burst, so a request never waits for a write
-/// syscall. The queue applies back-pressure when full rather than dropping lines:
-/// a security service must not lose its logs under load. Spans, in contrast, are
+/// Lines are formatted on the calling thread (JSON by [`JsonLines`], which renders a
+/// span's fields once rather than per line) and written by a background thread
+/// that gathers them for a millisecond, so a request never waits for a write
+/// syscall nor wakes a thread per line (see `line_writer`). The buffer applies
+/// back-pressure when full rather than dropping lines: a security service must not
+/// lose its logs under load. Spans, in contrast, are
 /// dropped when the export queue is full: a slow collector must never slow requests.
 pub fn init_observability(
     log: &LoggingConfig,
@@ -79,25 +81,32 @@ fn install(config: &LoggingConfig, export: Option<TraceExport>) -> Observability
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("palisade-log")
-        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let (writer, guard) = match LineWriter::start(std::io::stderr(), "palisade-log") {
+        Ok((writer, guard)) => (LogOutput::Background(writer), Some(guard)),
+        // No thread to be had: write each line to stderr directly rather than lose it.
+        Err(_) => (LogOutput::Direct, None),
+    };
     let tracer = export.as_ref().map(TraceExport::tracer);
-    // As the `fmt()` builder used before did: report a failed write on stderr.
-    let layer = fmt::layer().log_internal_errors(true);
-    let installed = match config.format {
-        LogFormat::Json => try_install(
+    let installed = match (config.format, writer) {
+        (LogFormat::Json, LogOutput::Background(writer)) => {
+            try_install(filter, JsonLines::new(writer), tracer)
+        }
+        (LogFormat::Json, LogOutput::Direct) => {
+            try_install(filter, JsonLines::new(std::io::stderr), tracer)
+        }
+        // As the `fmt()` builder used before did: report a failed write on stderr.
+        (LogFormat::Text, LogOutput::Background(writer)) => try_install(
             filter,
-            layer
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .with_writer(writer),
+            fmt::layer().log_internal_errors(true).with_writer(writer),
             tracer,
         ),
-        LogFormat::Text => try_install(filter, layer.with_writer(writer), tracer),
+        (LogFormat::Text, LogOutput::Direct) => try_install(
+            filter,
+            fmt::layer()
+                .log_internal_errors(true)
+                .with_writer(std::io::stderr),
+            tracer,
+        ),
     };
     let traces = match export {
         Some(export) if installed => {
@@ -123,6 +132,12 @@ fn install(config: &LoggingConfig, export: Option<TraceExport>) -> Observability
 /// a tracer. Generic over the format so each combination is a concrete type, as the
 /// single `fmt()` subscriber was before: no boxed layer, and with export off not
 /// even an empty OpenTelemetry layer.
+/// Where formatted lines go.
+enum LogOutput {
+    Background(LineWriter),
+    Direct,
+}
+
 fn try_install<F>(filter: EnvFilter, fmt_layer: F, tracer: Option<SdkTracer>) -> bool
 where
     F: Layer<Layered<EnvFilter, Registry>> + Send + Sync + 'static,
