@@ -1,8 +1,8 @@
 //! In-process cost of Palisade's HTTP stack per request, without the network or a
 //! load generator sharing the cores: `GET /v1/whoami` through the full router
 //! (API-key check, telemetry, problem mapping, timeout, body limit) against a bare
-//! axum router returning the same JSON. Request logs go to a JSON formatter writing
-//! into `io::sink`, so formatting is measured but no I/O.
+//! axum router returning the same JSON. Request logs are formatted as in
+//! production and written into `io::sink`, so formatting is measured but no I/O.
 //!
 //! Run: `cargo bench -p palisade-http --bench stack`
 
@@ -24,11 +24,13 @@ use palisade_core::principal::TenantId;
 use palisade_core::{Secret, SystemClock};
 use palisade_guard::ratelimit::{RateLimiter, RateLimiterSettings};
 use palisade_http::{AppState, HttpSettings, api_router};
-use palisade_observe::Metrics;
+use palisade_observe::{JsonLines, LineWriter, Metrics};
 use palisade_store::{Database, DatabaseConfig};
 use std::time::Duration;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 fn palisade(rt: &Runtime, dir: &std::path::Path) -> (Router, String) {
     rt.block_on(async {
@@ -130,29 +132,30 @@ fn stack(c: &mut Criterion) {
     group.bench_function("palisade_no_log_subscriber", |b| {
         b.iter(|| rt.block_on(call(&app, request(Some(&key)))))
     });
-    let subscriber = tracing_subscriber::fmt()
+    // What `palisade serve` installs: an `info` filter and the JSON-lines layer,
+    // its lines gathered by the background writer (here into `io::sink`).
+    let (writer, guard) =
+        LineWriter::start(std::io::sink(), "bench-log").unwrap_or_else(|e| panic!("{e}"));
+    let production = tracing_subscriber::registry()
+        .with(EnvFilter::new("info"))
+        .with(JsonLines::new(writer));
+    tracing::subscriber::with_default(production, || {
+        group.bench_function("palisade_json_logs", |b| {
+            b.iter(|| rt.block_on(call(&app, request(Some(&key)))))
+        });
+    });
+    drop(guard);
+    // The same lines through tracing-subscriber's JSON formatter (what Palisade
+    // used before), for comparison.
+    let fmt_json = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(false)
         .with_writer(std::io::sink)
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
-        group.bench_function("palisade_json_logs", |b| {
-            b.iter(|| rt.block_on(call(&app, request(Some(&key)))))
-        });
-    });
-    // The same lines without the enclosing span's fields, to show what carrying the
-    // request id into every line costs.
-    let without_span = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_writer(std::io::sink)
-        .finish();
-    tracing::subscriber::with_default(without_span, || {
-        group.bench_function("palisade_json_logs_without_span_fields", |b| {
+    tracing::subscriber::with_default(fmt_json, || {
+        group.bench_function("palisade_fmt_json_logs", |b| {
             b.iter(|| rt.block_on(call(&app, request(Some(&key)))))
         });
     });

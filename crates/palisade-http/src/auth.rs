@@ -3,13 +3,16 @@
 use crate::layers::rate_limit::RateLimitIdentity;
 use crate::problem::Problem;
 use crate::state::AppState;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::{BoxFuture, Either, Ready, ready};
 use palisade_auth::{ApiKey, PresentedKey};
 use palisade_core::principal::TenantId;
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
 
 /// The authenticated caller of a `/v1` request.
 #[derive(Debug, Clone)]
@@ -51,12 +54,77 @@ impl Caller {
     }
 }
 
-/// Middleware for `/v1`: verifies the bearer key and puts the [`Caller`] in the
-/// request's extensions, or answers 401.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(presented) = bearer(req.headers().get(AUTHORIZATION)) else {
-        return Problem::unauthorized().into_response();
-    };
+/// The layer of `/v1`: verifies the bearer key and puts the [`Caller`] in the
+/// request's extensions, or answers 401. A hand-written service rather than
+/// `from_fn`, which boxes the inner service and two futures per request; this
+/// boxes one future, and answers a missing key without any.
+#[derive(Debug, Clone)]
+pub struct AuthenticateLayer {
+    state: AppState,
+}
+
+impl AuthenticateLayer {
+    /// Verifies keys against `state`'s API keys.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> Layer<S> for AuthenticateLayer {
+    type Service = Authenticate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticate {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service of [`AuthenticateLayer`].
+#[derive(Debug, Clone)]
+pub struct Authenticate<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for Authenticate<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<
+        Ready<Result<Response, Infallible>>,
+        BoxFuture<'static, Result<Response, Infallible>>,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let Some(presented) = bearer(req.headers().get(AUTHORIZATION)) else {
+            return Either::Left(ready(Ok(Problem::unauthorized().into_response())));
+        };
+        // The instance polled ready is the one to call; a clone stays behind.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Either::Right(Box::pin(authenticate(state, presented, inner, req)))
+    }
+}
+
+async fn authenticate<S>(
+    state: AppState,
+    presented: PresentedKey,
+    mut inner: S,
+    mut req: Request,
+) -> Result<Response, Infallible>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     match state.api_keys.verify(&presented).await {
         Ok(key) => {
             tracing::Span::current().record("api_key", tracing::field::display(key.id));
@@ -67,9 +135,9 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 tier: None,
             });
             req.extensions_mut().insert(Caller { key });
-            next.run(req).await
+            inner.call(req).await
         }
-        Err(e) => Problem::from(e).into_response(),
+        Err(e) => Ok(Problem::from(e).into_response()),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::auth;
 use crate::layers::rate_limit::RateLimitLayer;
+use crate::layers::timeout::RequestTimeoutLayer;
 use crate::layers::{idempotency, problems, telemetry};
 use crate::problem::Problem;
 use crate::routes::crypto;
@@ -15,10 +16,9 @@ use crate::routes::{
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -146,7 +146,7 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
             state.settings.rate_limit_headers,
         ))
         .layer(tower::util::option_layer(principal_block))
-        .layer(from_fn_with_state(state.clone(), auth::authenticate));
+        .layer(auth::AuthenticateLayer::new(state.clone()));
     let (root, root_api) = OpenApiRouter::new()
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
@@ -183,11 +183,11 @@ pub fn api_router(state: AppState) -> Router {
         })
         // Innermost first: each `.layer` wraps everything above it.
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
+        .layer(RequestTimeoutLayer::new(
             settings.request_timeout,
+            StatusCode::REQUEST_TIMEOUT,
         ))
-        .layer(from_fn(problems::ensure_problem_bodies))
+        .layer(problems::ProblemBodiesLayer)
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 tracing::error!("handler panicked");
@@ -200,7 +200,7 @@ pub fn api_router(state: AppState) -> Router {
         // Blocked addresses are refused before anything else runs, inside
         // the request log so refusals are still logged and counted.
         .layer(tower::util::option_layer(threat_block))
-        .layer(from_fn(telemetry::observe))
+        .layer(telemetry::ObserveLayer::new())
         // Outermost, so every response carries them: 404s, timeouts, panics.
         .layer(protection.security_headers)
         // For the client address of rate limits and audit records.

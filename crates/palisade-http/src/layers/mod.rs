@@ -11,3 +11,4 @@ pub mod rate_limit;
 pub mod security_headers;
 pub mod telemetry;
 pub mod threat_block;
+pub mod timeout;
