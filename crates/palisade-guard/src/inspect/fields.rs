@@ -70,27 +70,75 @@ pub(crate) struct JsonWalk {
     pub stopped: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Frame {
-    Object,
+    /// An object, with where its current key starts in the body (its `"`).
+    Object(usize),
+    /// An array, with the index of its current element.
     Array(usize),
+}
+
+/// Where a JSON value is: `root.key[3].name`, rendered only when asked
+/// ([`JsonPath::render`]), because most values have no finding and need no
+/// location. Levels past the depth limit are left out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonPath<'w> {
+    root: &'w str,
+    body: &'w [u8],
+    /// The frames that are shown: at most the depth limit.
+    frames: &'w [Frame],
+}
+
+impl<'w> JsonPath<'w> {
+    fn new(root: &'w str, body: &'w [u8], stack: &'w [Frame], max_depth: usize) -> Self {
+        Self {
+            root,
+            body,
+            frames: &stack[..stack.len().min(max_depth)],
+        }
+    }
+
+    /// The location as text.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::from(self.root);
+        let mut key = String::new();
+        for frame in self.frames {
+            match *frame {
+                Frame::Object(at) => {
+                    // The key was read once already: it is a whole string.
+                    let mut p = Parser::new(self.body, None);
+                    p.pos = at;
+                    if let Some(text) = p.string(&mut key) {
+                        out.push('.');
+                        out.push_str(&clean_key(text));
+                    }
+                }
+                Frame::Array(i) => {
+                    out.push('[');
+                    out.push_str(&i.to_string());
+                    out.push(']');
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Walks `body` as JSON, calling `visit(location, text, is_key)` for every
 /// object key and string value (numbers, booleans and null cannot carry an
-/// attack). Locations are `root.key[3].name`. `visit` returns false to stop.
+/// attack). `visit` returns false to stop.
+///
+/// The body is checked as UTF-8 once: when it is valid (the usual case),
+/// strings without escapes are handed over as slices of it, not copied.
 pub(crate) fn walk_json(
     body: &[u8],
     root: &str,
     max_depth: usize,
-    mut visit: impl FnMut(&str, &str, bool) -> bool,
+    mut visit: impl FnMut(JsonPath<'_>, &str, bool) -> bool,
 ) -> JsonWalk {
     let mut walk = JsonWalk::default();
-    let mut p = Parser { s: body, pos: 0 };
+    let mut p = Parser::new(body, std::str::from_utf8(body).ok());
     let mut stack: Vec<Frame> = Vec::new();
-    // The location, and its length before each frame's last segment.
-    let mut path = String::from(root);
-    let mut marks: Vec<usize> = Vec::new();
     let mut buf = String::new();
     // Expecting a value (true) or a separator/closer (false).
     let mut want_value = true;
@@ -106,12 +154,11 @@ pub(crate) fn walk_json(
                 b'{' | b'[' => {
                     p.pos += 1;
                     let frame = if b == b'{' {
-                        Frame::Object
+                        Frame::Object(0)
                     } else {
                         Frame::Array(0)
                     };
                     stack.push(frame);
-                    marks.push(path.len());
                     if stack.len() > max_depth {
                         walk.too_deep = true;
                     }
@@ -120,31 +167,26 @@ pub(crate) fn walk_json(
                     if p.peek() == Some(close) {
                         p.pos += 1;
                         stack.pop();
-                        if let Some(m) = marks.pop() {
-                            path.truncate(m);
-                        }
                         want_value = false;
                         continue;
                     }
                     if b == b'{' {
-                        if !read_key(&mut p, &mut buf, &mut path, stack.len() <= max_depth) {
+                        let Some(key) = read_key(&mut p, &mut buf, &mut stack) else {
                             walk.malformed = true;
                             return walk;
-                        }
-                        if !visit(&path, &buf, true) {
+                        };
+                        if !visit(JsonPath::new(root, body, &stack, max_depth), key, true) {
                             walk.stopped = true;
                             return walk;
                         }
-                    } else if stack.len() <= max_depth {
-                        path.push_str("[0]");
                     }
                 }
                 b'"' => {
-                    if !p.string(&mut buf) {
+                    let Some(text) = p.string(&mut buf) else {
                         walk.malformed = true;
                         return walk;
-                    }
-                    if !visit(&path, &buf, false) {
+                    };
+                    if !visit(JsonPath::new(root, body, &stack, max_depth), text, false) {
                         walk.stopped = true;
                         return walk;
                     }
@@ -159,21 +201,18 @@ pub(crate) fn walk_json(
                 }
             }
         } else {
-            let shown = stack.len() <= max_depth;
-            let Some(frame) = stack.last_mut() else {
+            let Some(&frame) = stack.last() else {
                 walk.malformed = p.peek().is_some();
                 return walk;
             };
-            let mark = marks.last().copied().unwrap_or(0);
-            match (p.peek(), *frame) {
-                (Some(b','), Frame::Object) => {
+            match (p.peek(), frame) {
+                (Some(b','), Frame::Object(_)) => {
                     p.pos += 1;
-                    path.truncate(mark);
-                    if !read_key(&mut p, &mut buf, &mut path, shown) {
+                    let Some(key) = read_key(&mut p, &mut buf, &mut stack) else {
                         walk.malformed = true;
                         return walk;
-                    }
-                    if !visit(&path, &buf, true) {
+                    };
+                    if !visit(JsonPath::new(root, body, &stack, max_depth), key, true) {
                         walk.stopped = true;
                         return walk;
                     }
@@ -181,20 +220,14 @@ pub(crate) fn walk_json(
                 }
                 (Some(b','), Frame::Array(i)) => {
                     p.pos += 1;
-                    *frame = Frame::Array(i + 1);
-                    path.truncate(mark);
-                    if shown {
-                        path.push('[');
-                        path.push_str(&(i + 1).to_string());
-                        path.push(']');
+                    if let Some(top) = stack.last_mut() {
+                        *top = Frame::Array(i + 1);
                     }
                     want_value = true;
                 }
-                (Some(b'}'), Frame::Object) | (Some(b']'), Frame::Array(_)) => {
+                (Some(b'}'), Frame::Object(_)) | (Some(b']'), Frame::Array(_)) => {
                     p.pos += 1;
                     stack.pop();
-                    marks.pop();
-                    path.truncate(mark);
                 }
                 _ => {
                     walk.malformed = true;
@@ -205,22 +238,28 @@ pub(crate) fn walk_json(
     }
 }
 
-/// Reads `"key" :` into `buf` and appends `.key` to `path` when `shown`.
-fn read_key(p: &mut Parser<'_>, buf: &mut String, path: &mut String, shown: bool) -> bool {
+/// Reads `"key" :`, records where the key starts in the top frame and
+/// returns its text.
+fn read_key<'a: 't, 't>(
+    p: &mut Parser<'a>,
+    buf: &'t mut String,
+    stack: &mut [Frame],
+) -> Option<&'t str> {
     p.skip_ws();
-    if p.peek() != Some(b'"') || !p.string(buf) {
-        return false;
+    if p.peek() != Some(b'"') {
+        return None;
     }
+    let at = p.pos;
+    let key = p.string(buf)?;
     p.skip_ws();
     if p.peek() != Some(b':') {
-        return false;
+        return None;
     }
     p.pos += 1;
-    if shown {
-        path.push('.');
-        path.push_str(&clean_key(buf));
+    if let Some(top) = stack.last_mut() {
+        *top = Frame::Object(at);
     }
-    true
+    Some(key)
 }
 
 /// Appends `bytes` to `buf`, invalid UTF-8 as U+FFFD; valid UTF-8 (the usual
@@ -234,10 +273,16 @@ fn push_lossy(buf: &mut String, bytes: &[u8]) {
 
 struct Parser<'a> {
     s: &'a [u8],
+    /// The body as text when it is valid UTF-8.
+    text: Option<&'a str>,
     pos: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    fn new(s: &'a [u8], text: Option<&'a str>) -> Self {
+        Self { s, text, pos: 0 }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.s.get(self.pos).copied()
     }
@@ -263,27 +308,40 @@ impl Parser<'_> {
             || (!word.is_empty() && (word[0] == b'-' || word[0].is_ascii_digit()))
     }
 
-    /// A string at `"`, unescaped into `buf` (invalid UTF-8 and lone
-    /// surrogates become U+FFFD). False when unterminated.
-    fn string(&mut self, buf: &mut String) -> bool {
-        buf.clear();
+    /// A string at `"`: a slice of the body when it has no escapes and the
+    /// body is valid UTF-8, else unescaped into `buf` (invalid UTF-8 and lone
+    /// surrogates become U+FFFD). `None` when unterminated.
+    fn string<'t>(&mut self, buf: &'t mut String) -> Option<&'t str>
+    where
+        'a: 't,
+    {
         self.pos += 1;
-        let mut raw_start = self.pos;
+        let start = self.pos;
+        let end = start
+            + self.s[start..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\')?;
+        if let Some(text) = self.text
+            && self.s[end] == b'"'
+        {
+            self.pos = end + 1;
+            // `start` and `end` are next to ASCII quotes: character boundaries.
+            return text.get(start..end);
+        }
+        buf.clear();
+        let mut raw_start = start;
+        self.pos = end;
         loop {
-            let Some(b) = self.peek() else {
-                return false;
-            };
+            let b = self.peek()?;
             match b {
                 b'"' => {
                     push_lossy(buf, &self.s[raw_start..self.pos]);
                     self.pos += 1;
-                    return true;
+                    return Some(buf);
                 }
                 b'\\' => {
                     push_lossy(buf, &self.s[raw_start..self.pos]);
-                    let Some(e) = self.s.get(self.pos + 1).copied() else {
-                        return false;
-                    };
+                    let e = self.s.get(self.pos + 1).copied()?;
                     self.pos += 2;
                     let c = match e {
                         b'n' => '\n',
@@ -333,7 +391,7 @@ mod tests {
     fn collect(body: &str, depth: usize) -> (Vec<(String, String, bool)>, JsonWalk) {
         let mut seen = Vec::new();
         let walk = walk_json(body.as_bytes(), "body", depth, |loc, text, key| {
-            seen.push((loc.to_owned(), text.to_owned(), key));
+            seen.push((loc.render(), text.to_owned(), key));
             true
         });
         (seen, walk)
@@ -383,6 +441,279 @@ mod tests {
         assert!(walk.too_deep && !walk.malformed);
         assert_eq!(seen.len(), 1);
         assert!(seen[0].0.len() < 64 * 8);
+    }
+
+    /// The walker as it was before paths were rendered lazily and strings
+    /// borrowed (strings forced through the lossy copy): the reference for
+    /// the equivalence test.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum EagerFrame {
+        Object,
+        Array(usize),
+    }
+
+    fn string_eager(p: &mut Parser<'_>, buf: &mut String) -> bool {
+        let mut own = String::new();
+        match p.string(&mut own) {
+            Some(text) => {
+                *buf = text.to_owned();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn read_key_eager(
+        p: &mut Parser<'_>,
+        buf: &mut String,
+        path: &mut String,
+        shown: bool,
+    ) -> bool {
+        p.skip_ws();
+        if p.peek() != Some(b'"') || !string_eager(p, buf) {
+            return false;
+        }
+        p.skip_ws();
+        if p.peek() != Some(b':') {
+            return false;
+        }
+        p.pos += 1;
+        if shown {
+            path.push('.');
+            path.push_str(&clean_key(buf));
+        }
+        true
+    }
+
+    fn walk_json_eager(
+        body: &[u8],
+        root: &str,
+        max_depth: usize,
+        mut visit: impl FnMut(&str, &str, bool) -> bool,
+    ) -> JsonWalk {
+        let mut walk = JsonWalk::default();
+        let mut p = Parser::new(body, None);
+        let mut stack: Vec<EagerFrame> = Vec::new();
+        // The location, and its length before each frame's last segment.
+        let mut path = String::from(root);
+        let mut marks: Vec<usize> = Vec::new();
+        let mut buf = String::new();
+        // Expecting a value (true) or a separator/closer (false).
+        let mut want_value = true;
+        loop {
+            p.skip_ws();
+            if want_value {
+                let Some(b) = p.peek() else {
+                    // The end where a value must come: an empty body, or after `[`, `,` or `:`.
+                    walk.malformed = true;
+                    return walk;
+                };
+                match b {
+                    b'{' | b'[' => {
+                        p.pos += 1;
+                        let frame = if b == b'{' {
+                            EagerFrame::Object
+                        } else {
+                            EagerFrame::Array(0)
+                        };
+                        stack.push(frame);
+                        marks.push(path.len());
+                        if stack.len() > max_depth {
+                            walk.too_deep = true;
+                        }
+                        p.skip_ws();
+                        let close = if b == b'{' { b'}' } else { b']' };
+                        if p.peek() == Some(close) {
+                            p.pos += 1;
+                            stack.pop();
+                            if let Some(m) = marks.pop() {
+                                path.truncate(m);
+                            }
+                            want_value = false;
+                            continue;
+                        }
+                        if b == b'{' {
+                            if !read_key_eager(
+                                &mut p,
+                                &mut buf,
+                                &mut path,
+                                stack.len() <= max_depth,
+                            ) {
+                                walk.malformed = true;
+                                return walk;
+                            }
+                            if !visit(&path, &buf, true) {
+                                walk.stopped = true;
+                                return walk;
+                            }
+                        } else if stack.len() <= max_depth {
+                            path.push_str("[0]");
+                        }
+                    }
+                    b'"' => {
+                        if !string_eager(&mut p, &mut buf) {
+                            walk.malformed = true;
+                            return walk;
+                        }
+                        if !visit(&path, &buf, false) {
+                            walk.stopped = true;
+                            return walk;
+                        }
+                        want_value = false;
+                    }
+                    _ => {
+                        if !p.scalar() {
+                            walk.malformed = true;
+                            return walk;
+                        }
+                        want_value = false;
+                    }
+                }
+            } else {
+                let shown = stack.len() <= max_depth;
+                let Some(frame) = stack.last_mut() else {
+                    walk.malformed = p.peek().is_some();
+                    return walk;
+                };
+                let mark = marks.last().copied().unwrap_or(0);
+                match (p.peek(), *frame) {
+                    (Some(b','), EagerFrame::Object) => {
+                        p.pos += 1;
+                        path.truncate(mark);
+                        if !read_key_eager(&mut p, &mut buf, &mut path, shown) {
+                            walk.malformed = true;
+                            return walk;
+                        }
+                        if !visit(&path, &buf, true) {
+                            walk.stopped = true;
+                            return walk;
+                        }
+                        want_value = true;
+                    }
+                    (Some(b','), EagerFrame::Array(i)) => {
+                        p.pos += 1;
+                        *frame = EagerFrame::Array(i + 1);
+                        path.truncate(mark);
+                        if shown {
+                            path.push('[');
+                            path.push_str(&(i + 1).to_string());
+                            path.push(']');
+                        }
+                        want_value = true;
+                    }
+                    (Some(b'}'), EagerFrame::Object) | (Some(b']'), EagerFrame::Array(_)) => {
+                        p.pos += 1;
+                        stack.pop();
+                        marks.pop();
+                        path.truncate(mark);
+                    }
+                    _ => {
+                        walk.malformed = true;
+                        return walk;
+                    }
+                }
+            }
+        }
+    }
+
+    /// JSON pieces: containers, keys with escapes and control characters,
+    /// invalid UTF-8, and broken syntax.
+    const JSON_PIECES: &[&str] = &[
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        "\"k\"",
+        "\"a.b\"",
+        "\"\\n\\u00e9\"",
+        "\"\\\"q\"",
+        "\"x\\u0001\"",
+        "\"é\"",
+        "1",
+        "null",
+        "true",
+        " ",
+        "\"",
+        "\\",
+        "\"long key long key long key long key long key long key long key\"",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// The walker visits the same texts at the same locations, and
+        /// reports the same problems, as the eager walker it replaced.
+        #[test]
+        fn lazy_paths_agree_with_the_eager_walker(
+            parts in proptest::collection::vec(0..JSON_PIECES.len(), 0..24),
+            bad_byte: bool,
+            depth in 0..4usize,
+        ) {
+            let mut body: Vec<u8> = parts.iter().flat_map(|&i| JSON_PIECES[i].bytes()).collect();
+            if bad_byte {
+                body.insert(body.len() / 2, 0xff);
+            }
+            let mut lazy = Vec::new();
+            let walk = walk_json(&body, "body", depth, |loc, text, key| {
+                lazy.push((loc.render(), text.to_owned(), key));
+                lazy.len() < 12
+            });
+            let mut eager = Vec::new();
+            let eager_walk = walk_json_eager(&body, "body", depth, |loc, text, key| {
+                eager.push((loc.to_owned(), text.to_owned(), key));
+                eager.len() < 12
+            });
+            proptest::prop_assert_eq!(walk, eager_walk);
+            proptest::prop_assert_eq!(lazy, eager, "{:?}", String::from_utf8_lossy(&body));
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let text = prop::sample::select(vec!["k", "a.b", "\n\u{1}é", "\"q\\", "", "x y"]);
+        let leaf = prop_oneof![
+            text.clone()
+                .prop_map(|t| serde_json::Value::String(t.to_owned())),
+            any::<i32>().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+        ];
+        leaf.prop_recursive(5, 40, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::vec((text.clone(), inner), 0..4).prop_map(|pairs| {
+                    serde_json::Value::Object(
+                        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Well-formed bodies, nested past the depth limit: the same
+        /// locations and texts as the eager walker.
+        #[test]
+        fn lazy_paths_agree_with_the_eager_walker_on_nested_bodies(
+            value in json_value(),
+            depth in 0..5usize,
+        ) {
+            let body = value.to_string();
+            let mut lazy = Vec::new();
+            let walk = walk_json(body.as_bytes(), "body", depth, |loc, text, key| {
+                lazy.push((loc.render(), text.to_owned(), key));
+                true
+            });
+            let mut eager = Vec::new();
+            let eager_walk = walk_json_eager(body.as_bytes(), "body", depth, |loc, text, key| {
+                eager.push((loc.to_owned(), text.to_owned(), key));
+                true
+            });
+            proptest::prop_assert_eq!(walk, eager_walk);
+            proptest::prop_assert!(!walk.malformed);
+            proptest::prop_assert_eq!(lazy, eager, "{}", body);
+        }
     }
 
     #[test]

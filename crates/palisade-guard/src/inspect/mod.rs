@@ -147,6 +147,35 @@ fn is_secret(location: &str) -> bool {
     lower.starts_with("cookie.") || SECRET_WORDS.iter().any(|w| lower.contains(w))
 }
 
+/// A value as found: bytes, or text already known to be UTF-8 (a JSON
+/// string), which is not checked again.
+#[derive(Debug, Clone, Copy)]
+enum Input<'a> {
+    Bytes(&'a [u8]),
+    Text(&'a str),
+}
+
+impl Input<'_> {
+    fn bytes(&self) -> &[u8] {
+        match *self {
+            Self::Bytes(b) => b,
+            Self::Text(t) => t.as_bytes(),
+        }
+    }
+}
+
+impl<'a> From<&'a [u8]> for Input<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        Self::Bytes(bytes)
+    }
+}
+
+impl<'a> From<&'a str> for Input<'a> {
+    fn from(text: &'a str) -> Self {
+        Self::Text(text)
+    }
+}
+
 /// Which detectors run on a value.
 #[derive(Debug, Clone, Copy)]
 struct Detectors {
@@ -172,6 +201,8 @@ enum Location<'a> {
     Header(&'a str),
     /// `<prefix>.<key>`, the key still encoded with the encoding given.
     Pair(&'a str, &'a [u8], Encoding),
+    /// A field of a JSON body.
+    Json(fields::JsonPath<'a>),
 }
 
 impl Location<'_> {
@@ -186,6 +217,7 @@ impl Location<'_> {
                 let name = decode::decode(key, encoding).text;
                 Cow::Owned(format!("{prefix}.{}", fields::clean_key(&name)))
             }
+            Self::Json(path) => Cow::Owned(path.render()),
         }
     }
 }
@@ -422,12 +454,7 @@ impl<'c> Scan<'c> {
         if media.ends_with("json") || media.ends_with("+json") {
             let max_depth = self.config.limits.max_json_depth;
             let walk = fields::walk_json(body, "body", max_depth, |location, text, _| {
-                self.value(
-                    Location::Fixed(location),
-                    text.as_bytes(),
-                    Encoding::Text,
-                    ALL,
-                )
+                self.value(Location::Json(location), text, Encoding::Text, ALL)
             });
             if walk.too_deep {
                 self.protocol(
@@ -456,13 +483,24 @@ impl<'c> Scan<'c> {
     }
 
     /// Decodes and inspects one value. False once the value limit is reached.
-    fn value(
+    fn value<'v>(
         &mut self,
         location: Location<'_>,
-        raw: &[u8],
+        raw: impl Into<Input<'v>>,
         encoding: Encoding,
         detectors: Detectors,
     ) -> bool {
+        self.input(location, raw.into(), encoding, detectors)
+    }
+
+    fn input(
+        &mut self,
+        location: Location<'_>,
+        input: Input<'_>,
+        encoding: Encoding,
+        detectors: Detectors,
+    ) -> bool {
+        let raw = input.bytes();
         if self.values >= self.config.limits.max_values {
             self.too_many = true;
             return false;
@@ -502,10 +540,10 @@ impl<'c> Scan<'c> {
             // ASCII with nothing to decode: `decode` would return it as is.
             let plain = mask & (prefilter::PERCENT | prefilter::HIGH | prefilter::NUL) == 0
                 && !(encoding == Encoding::Form && mask & prefilter::PLUS != 0);
-            let as_is = if plain {
-                std::str::from_utf8(raw).ok()
-            } else {
-                None
+            let as_is = match input {
+                _ if !plain => None,
+                Input::Text(text) => Some(text),
+                Input::Bytes(bytes) => std::str::from_utf8(bytes).ok(),
             };
             let (text, had_nul, mask) = match as_is {
                 Some(text) => {
