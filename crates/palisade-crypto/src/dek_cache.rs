@@ -3,15 +3,20 @@
 //!
 //! Every entry is bounded three ways: by age (`ttl`, shorter for subject
 //! keys so a shredded subject becomes unreadable on other instances soon),
-//! by uses (`max_uses` encryptions or decryptions, never above the random-nonce
-//! limit of one GCM key), and by count (`max_entries` per map, oldest evicted
-//! first). Encryption keeps one current DEK per key; decryption looks DEKs up
-//! by the ciphertext's key slot (kind, key id, version, wrapped DEK: the bytes
-//! that identify the DEK), so a ciphertext made here opens without a KMS call.
+//! by uses (`max_uses` encryptions, never above the random-nonce limit of one
+//! GCM key; opening a message draws no nonce, so decryptions are not
+//! counted), and by count (`max_entries` per map, oldest evicted first).
+//! Encryption keeps one current DEK per key; decryption looks DEKs up by the
+//! ciphertext's key slot (kind, key id, version, wrapped DEK: the bytes that
+//! identify the DEK), so a ciphertext made here opens without a KMS call.
 //!
-//! Lookups take a read lock and one atomic increment; inserts (after a KMS
-//! call) take the write lock. Hit and miss counts are kept in atomics and
-//! published as metrics by [`DekCache::publish_metrics`].
+//! A lookup takes a read lock, and for an encryption one atomic increment
+//! (the use); inserts (after a KMS call) take the write lock. Ages are read
+//! from the coarse monotonic clock (a few milliseconds off at worst), since
+//! the check runs on every message. Hits are counted per thread, as an
+//! atomic read-modify-write per message would cost as much as parsing the
+//! header; misses and evictions in atomics. [`DekCache::publish_metrics`]
+//! publishes them.
 
 use crate::aead::{AeadKey, SAFE_RANDOM_NONCE_LIMIT};
 use crate::envelope::{Header, KeyKind};
@@ -21,6 +26,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use thread_local::ThreadLocal;
 
 type Map<K> = HashMap<K, Arc<CachedDek>, foldhash::fast::RandomState>;
 
@@ -32,7 +38,9 @@ pub struct DekCacheSettings {
     /// Longest a DEK under a subject key is used or kept: after a subject is
     /// shredded on one instance, others may open its data for at most this long.
     pub subject_ttl: Duration,
-    /// Most messages one cached DEK seals or opens before it is dropped.
+    /// Most messages one cached DEK seals before a new one is made. Opening
+    /// is not counted: the bound is the random-nonce limit of AES-GCM, and
+    /// decryption draws no nonce.
     pub max_uses: u64,
     /// Most DEKs kept, for encryption and for decryption each.
     pub max_entries: usize,
@@ -160,7 +168,7 @@ pub(crate) struct DekCache {
     subjects: RwLock<Map<String>>,
     /// DEKs by key slot.
     decrypting: RwLock<Map<Box<[u8]>>>,
-    hits: AtomicU64,
+    hits: PerThreadCounter,
     misses: AtomicU64,
     evictions: AtomicU64,
 }
@@ -190,7 +198,7 @@ impl DekCache {
             keyring: RwLock::default(),
             subjects: RwLock::default(),
             decrypting: RwLock::default(),
-            hits: AtomicU64::new(0),
+            hits: PerThreadCounter::default(),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
         }
@@ -225,10 +233,11 @@ impl DekCache {
         self.answer(found, now)
     }
 
-    /// Calls `f` with the DEK of a ciphertext's key slot if it is cached,
-    /// fresh and not used up (taking one use), under the map's read lock:
-    /// the hot path of decryption, without a reference count to take and
-    /// drop. `f` must be short (it holds off inserts, never other readers).
+    /// Calls `f` with the DEK of a ciphertext's key slot if it is cached and
+    /// fresh, under the map's read lock: the hot path of decryption, without
+    /// a reference count to take and drop. Takes no use (see
+    /// [`DekCacheSettings::max_uses`]). `f` must be short (it holds off
+    /// inserts, never other readers).
     pub(crate) fn with_decrypting<T>(
         &self,
         slot: &[u8],
@@ -237,8 +246,8 @@ impl DekCache {
     ) -> Option<T> {
         let map = read(&self.decrypting);
         match map.get(slot) {
-            Some(dek) if dek.take_use(now) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
+            Some(dek) if dek.fresh(now) => {
+                self.hits.increment();
                 Some(f(dek))
             }
             _ => {
@@ -252,15 +261,18 @@ impl DekCache {
     /// batch): true while it is fresh and has uses left, as a lookup would.
     pub(crate) fn reuse(&self, dek: &CachedDek, now: Duration) -> bool {
         let usable = dek.take_use(now);
-        let counter = if usable { &self.hits } else { &self.misses };
-        counter.fetch_add(1, Ordering::Relaxed);
+        if usable {
+            self.hits.increment();
+        } else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
         usable
     }
 
     fn answer(&self, found: Option<Arc<CachedDek>>, now: Duration) -> Option<Arc<CachedDek>> {
         match found {
             Some(dek) if dek.take_use(now) => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
+                self.hits.increment();
                 Some(dek)
             }
             _ => {
@@ -343,7 +355,7 @@ impl DekCache {
 
     pub(crate) fn stats(&self) -> DekCacheStats {
         DekCacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
+            hits: self.hits.sum(),
             misses: self.misses.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
             encrypting: read(&self.keyring).len() + read(&self.subjects).len(),
@@ -361,6 +373,23 @@ impl DekCache {
             .set(stats.encrypting as f64);
         metrics::gauge!("palisade_crypto_dek_cache_entries", "use" => "decrypt")
             .set(stats.decrypting as f64);
+    }
+}
+
+/// A count incremented without a locked instruction: each thread adds to a
+/// cell of its own (one writer per cell, so a plain load and store lose no
+/// increment) and a reading sums the cells.
+#[derive(Default)]
+struct PerThreadCounter(ThreadLocal<AtomicU64>);
+
+impl PerThreadCounter {
+    fn increment(&self) {
+        let cell = self.0.get_or_default();
+        cell.store(cell.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.0.iter().map(|cell| cell.load(Ordering::Relaxed)).sum()
     }
 }
 
@@ -436,6 +465,23 @@ mod tests {
     }
 
     #[test]
+    fn decryption_takes_no_use() {
+        let cache = DekCache::new(settings());
+        let t0 = Duration::from_secs(100);
+        let entry = dek(KeyKind::Keyring, "k", 1, t0, &settings());
+        let slot: Vec<u8> = slot_of_header(entry.header.as_bytes()).to_vec();
+        cache.insert_encrypting(KeyKind::Keyring, "k", entry, t0);
+        for _ in 0..10 {
+            assert!(cache.decrypting(&slot, t0).is_some());
+        }
+        // All three encryptions are still available.
+        for _ in 0..3 {
+            assert!(cache.encrypting(KeyKind::Keyring, "k", t0).is_some());
+        }
+        assert!(cache.encrypting(KeyKind::Keyring, "k", t0).is_none());
+    }
+
+    #[test]
     fn an_entry_expires_after_its_ttl() {
         let cache = DekCache::new(settings());
         let t0 = Duration::from_secs(100);
@@ -490,6 +536,24 @@ mod tests {
         assert!(cache.encrypting(KeyKind::Subject, "alice", t0).is_none());
         assert!(cache.decrypting(&alice_slot, t0).is_none());
         assert!(cache.decrypting(&bob_slot, t0).is_some());
+    }
+
+    #[test]
+    fn hits_counted_on_several_threads_add_up() {
+        let counter = Arc::new(PerThreadCounter::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let counter = counter.clone();
+                std::thread::spawn(move || (0..10_000).for_each(|_| counter.increment()))
+            })
+            .collect();
+        for thread in threads {
+            thread
+                .join()
+                .unwrap_or_else(|_| panic!("counting thread panicked"));
+        }
+        counter.increment();
+        assert_eq!(counter.sum(), 40_001);
     }
 
     #[test]

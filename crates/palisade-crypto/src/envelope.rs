@@ -223,17 +223,23 @@ impl<'a> Envelope<'a> {
 /// concatenation is unambiguous. Built on the stack when it is small, as it
 /// is on every message.
 pub(crate) fn with_data_aad<T>(prefix: &[u8], aad: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
-    // Covers a typical prefix (13 bytes for `default`) and AAD; small, as
-    // the buffer is zeroed on every call.
-    const STACK: usize = 256;
-    let len = prefix.len() + aad.len();
-    if aad.is_empty() {
-        f(prefix)
-    } else if len <= STACK {
-        let mut buffer = [0u8; STACK];
+    // Stack buffers, zeroed on every call, so two sizes: 64 bytes covers a
+    // typical prefix (13 bytes for `default`) and a short AAD such as a
+    // record id and column name; 256 bytes most others.
+    fn on_stack<const N: usize, T>(prefix: &[u8], aad: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
+        let len = prefix.len() + aad.len();
+        let mut buffer = [0u8; N];
         buffer[..prefix.len()].copy_from_slice(prefix);
         buffer[prefix.len()..len].copy_from_slice(aad);
         f(&buffer[..len])
+    }
+    let len = prefix.len() + aad.len();
+    if aad.is_empty() {
+        f(prefix)
+    } else if len <= 64 {
+        on_stack::<64, T>(prefix, aad, f)
+    } else if len <= 256 {
+        on_stack::<256, T>(prefix, aad, f)
     } else {
         let mut buffer = Vec::with_capacity(len);
         buffer.extend_from_slice(prefix);
@@ -315,6 +321,20 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn data_aad_is_the_prefix_then_the_callers_aad_at_every_size() {
+        let prefix = b"PS\x01\x01\x01\x07default";
+        for aad_len in [0, 1, 51, 52, 64, 243, 244, 300, 5000] {
+            let aad: Vec<u8> = (0..aad_len).map(|i| (i % 251) as u8).collect();
+            let expected = [&prefix[..], &aad].concat();
+            assert_eq!(
+                with_data_aad(prefix, &aad, <[u8]>::to_vec),
+                expected,
+                "{aad_len}"
+            );
+        }
+    }
 
     fn sample() -> Vec<u8> {
         let header = Header::new(KeyKind::Keyring, "default", 3, &[7u8; 60])

@@ -256,6 +256,12 @@ impl Keyring {
         &self.inner.clock
     }
 
+    /// The time the DEK cache's entries are dated and aged by: coarse, since
+    /// it is read on every encryption and decryption and its ages are seconds.
+    fn cache_now(&self) -> std::time::Duration {
+        self.inner.clock.monotonic_coarse()
+    }
+
     fn now_ms(&self) -> i64 {
         self.inner.clock.now_unix_ms()
     }
@@ -370,7 +376,7 @@ impl Keyring {
     /// Seals `plaintext` under key `key`, bound to `aad`. The binary form.
     pub async fn encrypt(&self, key: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
         check_size(plaintext)?;
-        let now = self.inner.clock.monotonic();
+        let now = self.cache_now();
         let dek = match self.inner.cache.encrypting(KeyKind::Keyring, key, now) {
             Some(dek) => dek,
             // Boxed: the miss path's future (KMS, store) is kilobytes, and
@@ -394,7 +400,7 @@ impl Keyring {
         aad: &[u8],
     ) -> Result<Vec<u8>> {
         check_size(plaintext)?;
-        let now = self.inner.clock.monotonic();
+        let now = self.cache_now();
         let dek = match self.inner.cache.encrypting(KeyKind::Subject, subject, now) {
             Some(dek) => dek,
             None => Box::pin(self.new_subject_dek(subject)).await?,
@@ -422,7 +428,7 @@ impl Keyring {
                 dek.aead.open_data(envelope.nonce, aad, envelope.ciphertext)
             })
         };
-        let now = self.inner.clock.monotonic();
+        let now = self.cache_now();
         if let Some(opened) = self.inner.cache.with_decrypting(envelope.slot, now, open) {
             return opened;
         }
@@ -517,7 +523,7 @@ impl Keyring {
     async fn new_keyring_dek(&self, name: &str) -> Result<Arc<CachedDek>> {
         validate_key_name(name)?;
         let _one_at_a_time = self.inner.create.lock().await;
-        let now = self.inner.clock.monotonic();
+        let now = self.cache_now();
         if let Some(dek) = self.inner.cache.encrypting(KeyKind::Keyring, name, now) {
             return Ok(dek);
         }
@@ -536,7 +542,7 @@ impl Keyring {
     async fn new_subject_dek(&self, subject: &str) -> Result<Arc<CachedDek>> {
         validate_subject_id(subject)?;
         let _one_at_a_time = self.inner.create.lock().await;
-        let now = self.inner.clock.monotonic();
+        let now = self.cache_now();
         if let Some(dek) = self.inner.cache.encrypting(KeyKind::Subject, subject, now) {
             return Ok(dek);
         }
@@ -556,7 +562,7 @@ impl Keyring {
         dek: &KeyBytes,
         header: Header,
     ) -> Result<Arc<CachedDek>> {
-        let now = self.inner.clock.monotonic();
+        let now = self.cache_now();
         let cache = &self.inner.cache;
         let cached = Arc::new(CachedDek::new(
             AeadKey::new(dek)?,
@@ -717,7 +723,7 @@ impl Keyring {
             }
         };
         let header = Header::new(envelope.kind, id, envelope.version, envelope.wrapped_dek)?;
-        let now = self.inner.clock.monotonic();
+        let now = self.cache_now();
         let cache = &self.inner.cache;
         let cached = Arc::new(CachedDek::new(
             AeadKey::new(&dek)?,
@@ -768,7 +774,7 @@ impl<'a> BatchSealer<'a> {
     ) -> Result<()> {
         check_size(plaintext)?;
         let inner = &self.keyring.inner;
-        let now = inner.clock.monotonic();
+        let now = inner.clock.monotonic_coarse();
         let dek = match self.dek.take() {
             Some(dek) if inner.cache.reuse(&dek, now) => dek,
             _ => {

@@ -86,7 +86,7 @@ pub struct CryptoConfig {
     /// Longest a data key under a subject key is cached: how long another
     /// instance may still open a subject's data after it was shredded.
     pub dek_cache_subject_ttl_ms: u64,
-    /// Messages one cached data key seals or opens before it is replaced.
+    /// Messages one cached data key seals before it is replaced.
     pub dek_cache_max_uses: u64,
     /// Most cached data keys (for encryption and for decryption each).
     pub dek_cache_max_entries: usize,

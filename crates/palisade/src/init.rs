@@ -203,7 +203,7 @@ level = "info"
 # Data keys one key version wraps before the key rotates by itself (<= 2^32).
 # usage_limit = 4294967296
 # Data-key cache: age, age under a subject key (how long another instance may
-# still open a shredded subject's data), uses per key, and size.
+# still open a shredded subject's data), messages one data key seals, and size.
 # dek_cache_ttl_ms = 300000
 # dek_cache_subject_ttl_ms = 30000
 # dek_cache_max_uses = 1048576
