@@ -35,20 +35,45 @@ pub struct Fingerprint {
 impl Fingerprint {
     /// Tokenizes `input` in the given quote context and folds the tokens.
     pub fn of(input: &[u8], quote: Option<u8>) -> Self {
+        let mut folder = Folder::default();
+        folder.fold(input, quote);
+        folder.fp
+    }
+}
+
+/// The folding state, reusable: [`Folder::fold`] clears it and keeps the
+/// vectors' room, so a detector that fingerprints many values allocates once.
+#[derive(Debug, Default)]
+pub struct Folder {
+    fp: Fingerprint,
+    /// The words of the folded tokens, for multi-word merges.
+    words: Vec<Word>,
+    ops: Vec<Op>,
+    trailing_comment: Option<(usize, usize)>,
+}
+
+impl Folder {
+    /// Frees the vectors when they have room for more than `tokens` tokens.
+    pub fn release_if_larger_than(&mut self, tokens: usize) {
+        if self.fp.kinds.capacity() > tokens {
+            *self = Self::default();
+        }
+    }
+
+    /// Tokenizes `input` in the given quote context and folds the tokens
+    /// into the fingerprint it returns.
+    pub fn fold(&mut self, input: &[u8], quote: Option<u8>) -> &Fingerprint {
+        self.fp.kinds.clear();
+        self.fp.spans.clear();
+        self.fp.executable_comment = false;
+        self.fp.dangerous_call = None;
+        self.fp.info_call = None;
+        self.fp.breaks_out = false;
+        self.words.clear();
+        self.ops.clear();
+        self.trailing_comment = None;
         let mut lexer = Lexer::new(input, quote);
-        // Room for the tokens of a typical value, so the vectors do not
-        // grow one token at a time.
-        let room = (input.len() / 2).clamp(4, 32);
-        let mut folder = Folder {
-            fp: Fingerprint {
-                kinds: Vec::with_capacity(room),
-                spans: Vec::with_capacity(room),
-                ..Fingerprint::default()
-            },
-            words: Vec::with_capacity(room),
-            ops: Vec::with_capacity(room),
-            trailing_comment: None,
-        };
+        let folder = self;
         let mut first = true;
         for token in lexer.by_ref() {
             if first {
@@ -75,17 +100,12 @@ impl Fingerprint {
             folder.push(token, input);
         }
         folder.fp.executable_comment = lexer.saw_executable_comment;
-        folder.finish()
+        if let Some(span) = folder.trailing_comment {
+            folder.fp.kinds.push(kind::COMMENT);
+            folder.fp.spans.push(span);
+        }
+        &folder.fp
     }
-}
-
-#[derive(Default)]
-struct Folder {
-    fp: Fingerprint,
-    /// The words of the folded tokens, for multi-word merges.
-    words: Vec<Word>,
-    ops: Vec<Op>,
-    trailing_comment: Option<(usize, usize)>,
 }
 
 fn is_value(k: u8) -> bool {
@@ -162,14 +182,6 @@ impl Folder {
         self.fp.spans.push((t.start, t.end));
         self.words.push(t.word);
         self.ops.push(t.op);
-    }
-
-    fn finish(mut self) -> Fingerprint {
-        if let Some(span) = self.trailing_comment {
-            self.fp.kinds.push(kind::COMMENT);
-            self.fp.spans.push(span);
-        }
-        self.fp
     }
 }
 

@@ -36,7 +36,8 @@ pub mod fingerprint;
 pub mod lexer;
 
 use super::{Category, Hit, Severity};
-use fingerprint::Fingerprint;
+use fingerprint::Folder;
+use std::cell::RefCell;
 use std::sync::LazyLock;
 
 /// Where a pattern applies.
@@ -372,13 +373,26 @@ pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
     if !may_be_sql(bytes) {
         return bytes.len() as u64;
     }
+    thread_local! {
+        /// One folder per thread: its vectors keep their room between values.
+        static FOLDER: RefCell<Folder> = RefCell::new(Folder::default());
+    }
+    FOLDER.with_borrow_mut(|folder| {
+        let work = detect_with(bytes, level, hits, folder);
+        // A huge value (a whole body) leaves no huge buffers behind.
+        folder.release_if_larger_than(4096);
+        work
+    })
+}
+
+fn detect_with(bytes: &[u8], level: u8, hits: &mut Vec<Hit>, folder: &mut Folder) -> u64 {
     let mut work = 0;
     for quote in [None, Some(b'\''), Some(b'"')] {
         if quote.is_some_and(|q| !bytes.contains(&q)) {
             continue;
         }
         work += bytes.len() as u64;
-        let fp = Fingerprint::of(bytes, quote);
+        let fp = folder.fold(bytes, quote);
         let mut add = |rule: &'static str, severity, span: (usize, usize)| {
             if !hits.iter().any(|h| h.rule == rule) {
                 hits.push(Hit::new(Category::Sqli, rule, severity, span));
