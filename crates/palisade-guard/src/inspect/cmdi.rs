@@ -332,6 +332,27 @@ mod tests {
         assert!(rules("ls -la /tmp", 2).contains(&"cmdi.command-line"));
     }
 
+    /// The prefilter's command gate rests on this: every shell token that
+    /// has no separator, `$` or `(` contains one of its words.
+    #[test]
+    fn every_shell_token_without_a_separator_has_a_shell_word() {
+        use super::super::prefilter::{SHELL_WORDS, has_shell_word};
+        for token in SHELL_TOKENS {
+            if token.bytes().any(|b| b";|&`\n\r$(".contains(&b)) {
+                continue;
+            }
+            assert!(has_shell_word(token.as_bytes()), "{token}");
+        }
+        for word in SHELL_WORDS {
+            assert!(
+                SHELL_TOKENS
+                    .iter()
+                    .any(|t| t.as_bytes().windows(word.len()).any(|w| w == word)),
+                "{word:?} is in no token"
+            );
+        }
+    }
+
     #[test]
     fn leaves_text_with_separators_alone() {
         for text in [

@@ -801,6 +801,15 @@ mod tests {
         "php://",
         "x.",
         "_",
+        "bin/",
+        "/bin/sh",
+        "/usr/BIN/id",
+        "cmd",
+        "CMD.exe",
+        "cmd /c",
+        "powershell -",
+        "%comspec%",
+        "%COMSPEC%",
     ];
 
     proptest::proptest! {

@@ -21,8 +21,11 @@
 //! - **XSS**: the scanner's own first test (one of `< : = ( ` { `), or `&`,
 //!   because character references may decode to those.
 //! - **Traversal**: the detector's own first test (`/`, `\`, `:` or `..`).
-//! - **Command injection**: the detector's own first test at level 1
-//!   (a separator, `(`, `/` or `%`); it always runs at levels 2 and 3.
+//! - **Command injection**: at level 1 a separator, `$` or `(`, or else
+//!   (with `/` or `%`, the detector's own first test) one of the words
+//!   every shell token that needs none of those bytes has ([`has_shell_word`]:
+//!   `bin/`, `cmd`, `powershell`, `%comspec%`); it always runs at levels 2
+//!   and 3.
 
 use super::sql::fingerprint::is_dangerous_qualified_tail;
 use super::xss::Needles;
@@ -150,12 +153,31 @@ impl Gates {
             traversal: mask & (SLASH | BACKSLASH | COLON) != 0
                 || (mask & DOT != 0 && has_pair(text, b"..")),
             cmdi: level >= 2
-                || mask
-                    & (SEMI | PIPE | AMP | BACKTICK | NEWLINE | DOLLAR | PAREN | SLASH | PERCENT)
-                    != 0,
+                || mask & (SEMI | PIPE | AMP | BACKTICK | NEWLINE | DOLLAR | PAREN) != 0
+                || (mask & (SLASH | PERCENT) != 0 && has_shell_word(text)),
         }
     }
 }
+
+/// Whether `text` has, in any case, a word that every shell token of the
+/// command detector without a separator, `$` or `(` contains: `/bin/sh`,
+/// `/usr/bin/id`, ... have `bin/`; `cmd /c` and `cmd.exe` have `cmd`;
+/// `powershell -` and `%comspec%` themselves. Without one, and without
+/// separators, `$` and `(`, no level 1 command rule can match (a test checks
+/// the token list).
+pub(crate) fn has_shell_word(text: &[u8]) -> bool {
+    (0..text.len()).any(|i| {
+        // `%` is 0x25, which `| 0x20` keeps.
+        matches!(text[i] | 0x20, b'b' | b'c' | b'p' | b'%')
+            && SHELL_WORDS.iter().any(|w| {
+                text.get(i..i + w.len())
+                    .is_some_and(|t| t.eq_ignore_ascii_case(w))
+            })
+    })
+}
+
+/// The words of [`has_shell_word`].
+pub(crate) const SHELL_WORDS: [&[u8]; 4] = [b"bin/", b"cmd", b"powershell", b"%comspec%"];
 
 /// Whether some SQL rule could match `text` (classes `mask`); see the module
 /// documentation.
@@ -373,6 +395,21 @@ mod tests {
                 is_plain_token(text.as_bytes(), classes(text.as_bytes())),
                 super::super::is_plain_token(text.as_bytes())
             );
+        }
+    }
+
+    #[test]
+    fn shell_words_are_found_in_any_case() {
+        for yes in ["x/BIN/sh", "Cmd.exe", "a powershell -c", "%COMSPEC%"] {
+            assert!(has_shell_word(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            "men/clothing",
+            "https://shop.example.com/cart?step=2",
+            "bi n/",
+            "cm d",
+        ] {
+            assert!(!has_shell_word(no.as_bytes()), "{no}");
         }
     }
 

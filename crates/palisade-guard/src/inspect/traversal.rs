@@ -118,6 +118,61 @@ static UNIX_PATH_SET: Needles = Needles::new(UNIX_PATHS);
 
 static SENSITIVE_FILE_SET: Needles = Needles::new(SENSITIVE_FILES);
 
+/// The names of [`SENSITIVE_FILES`] that count after any separator: those
+/// with a `/` of their own or a leading `.` (a test keeps the two lists in
+/// step).
+const SEPARATED_FILES: &[&str] = &[
+    "etc/passwd",
+    "etc/shadow",
+    "etc/group",
+    "etc/hosts",
+    "etc/issue",
+    "etc/motd",
+    "etc/master.passwd",
+    "etc/security/",
+    "etc/httpd",
+    "etc/apache",
+    "etc/nginx",
+    "etc/mysql",
+    "etc/php",
+    "etc/crontab",
+    "etc/sudoers",
+    "etc/profile",
+    "etc/fstab",
+    "proc/self/",
+    "proc/version",
+    "proc/cpuinfo",
+    "proc/net",
+    "windows/system32",
+    "winnt/system32",
+    "windows/repair",
+    "winnt/repair",
+    "repair/sam",
+    "inetpub/",
+    "web-inf/",
+    "meta-inf/",
+    ".htaccess",
+    ".htpasswd",
+    ".bash_history",
+    ".ssh/",
+    ".env",
+    ".git/",
+];
+
+static SEPARATED_FILE_SET: Needles = Needles::new(SEPARATED_FILES);
+
+/// The first position right after a `/` where one of [`SEPARATED_FILES`]
+/// starts: comparing only there finds what searching every position and
+/// keeping the matches after a `/` finds.
+fn separated_file(s: &[u8]) -> Option<usize> {
+    super::steps::add(s.len());
+    s.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'/')
+        .map(|(p, _)| p + 1)
+        .find(|&at| SEPARATED_FILE_SET.prefix_of(&s[at..]).is_some())
+}
+
 /// Stream wrappers and schemes that open local files.
 const WRAPPERS: &[&str] = &[
     "file:",
@@ -141,7 +196,9 @@ static WRAPPER_SET: Needles = Needles::new(WRAPPERS);
 pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) -> u64 {
     let raw = text.as_bytes();
     // Every rule needs `..`, a separator, or a scheme/drive colon.
-    if !raw.iter().any(|&b| matches!(b, b'/' | b'\\' | b':')) && find(raw, b"..").is_none() {
+    let has_dots = find(raw, b"..").is_some();
+    let has_colon = raw.contains(&b':');
+    if !has_dots && !has_colon && !raw.iter().any(|&b| matches!(b, b'/' | b'\\')) {
         return raw.len() as u64;
     }
     // Lower case, one separator.
@@ -163,7 +220,8 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
     let mut steps = 0;
     let mut first_step: Option<(usize, usize)> = None;
     let mut after_last_step = 0;
-    let mut i = 0;
+    // Without `..` there is no step to look for.
+    let mut i = if has_dots { 0 } else { s.len() };
     while let Some(p) = find(&s[i..], b"..") {
         let at = i + p;
         let mut e = at;
@@ -226,18 +284,14 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
         }
     }
     // A sensitive file named anywhere, after a separator.
-    let after_separator = |&(p, j): &(usize, usize)| {
-        let f = SENSITIVE_FILES[j];
-        (f.contains('/') || f.starts_with('.')) && p > 0 && s[p - 1] == b'/'
-    };
-    if let Some((at, _)) = matches_any(&s, &SENSITIVE_FILE_SET).find(after_separator) {
+    if let Some(at) = separated_file(&s) {
         add(
             "path_traversal.sensitive-file",
             CRIT,
             (at.saturating_sub(1), s.len().min(at + 40)),
         );
     }
-    if find(&s, b"file://").is_some() {
+    if has_colon && find(&s, b"file://").is_some() {
         add("path_traversal.wrapper", CRIT, (0, s.len().min(60)));
     }
     if level >= 2 {
@@ -327,6 +381,61 @@ mod tests {
             assert!(!rules(attack, 1).is_empty(), "{attack}");
         }
         assert!(rules("..\u{efc8}..\u{efc8}{FILE}", 2).contains(&"path_traversal.encoded-steps"));
+    }
+
+    #[test]
+    fn the_separated_files_are_the_sensitive_files_with_a_slash_or_a_dot() {
+        let mut expected: Vec<&str> = SENSITIVE_FILES
+            .iter()
+            .copied()
+            .filter(|f| f.contains('/') || f.starts_with('.'))
+            .collect();
+        expected.sort_unstable();
+        expected.dedup();
+        let mut listed = SEPARATED_FILES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(listed, expected);
+    }
+
+    /// The search it replaced: every needle at every position, kept when
+    /// it qualifies and follows a `/`.
+    fn separated_file_slow(s: &[u8]) -> Option<usize> {
+        matches_any(s, &SENSITIVE_FILE_SET)
+            .find(|&(p, j)| {
+                let f = SENSITIVE_FILES[j];
+                (f.contains('/') || f.starts_with('.')) && p > 0 && s[p - 1] == b'/'
+            })
+            .map(|(p, _)| p)
+    }
+
+    const FILE_PIECES: [&str; 13] = [
+        "/",
+        "etc/",
+        "passwd",
+        ".",
+        "env",
+        "x",
+        "..",
+        "web-inf/",
+        "proc/self/",
+        ".git/",
+        "boot.ini",
+        "a/",
+        "windows/system32",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        #[test]
+        fn separated_files_agree_with_the_full_search(
+            parts in proptest::collection::vec(0..FILE_PIECES.len(), 0..10),
+        ) {
+            let s: String = parts.iter().map(|&i| FILE_PIECES[i]).collect();
+            proptest::prop_assert_eq!(
+                separated_file(s.as_bytes()),
+                separated_file_slow(s.as_bytes())
+            );
+        }
     }
 
     #[test]
