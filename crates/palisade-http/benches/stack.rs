@@ -21,7 +21,7 @@ use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
 use palisade_authz::{Authz, DecisionCache, Engine, PolicyStore};
 use palisade_core::health::HealthRegistry;
 use palisade_core::principal::TenantId;
-use palisade_core::{Secret, SystemClock};
+use palisade_core::{Clock, Secret, SharedClock, SystemClock};
 use palisade_guard::ratelimit::{RateLimiter, RateLimiterSettings};
 use palisade_http::{AppState, HttpSettings, api_router};
 use palisade_observe::{JsonLines, LineWriter, Metrics};
@@ -31,6 +31,31 @@ use tokio::runtime::Runtime;
 use tower::ServiceExt;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+// The allocator `palisade serve` uses, for both peers.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The production clock, or with `PALISADE_BENCH_STD_CLOCK=1` one on `std::time`:
+/// under valgrind, the production clock's vDSO lookup (rustix) faults.
+fn clock() -> SharedClock {
+    #[derive(Debug)]
+    struct StdClock(std::time::Instant);
+    impl Clock for StdClock {
+        fn now(&self) -> std::time::SystemTime {
+            std::time::SystemTime::now()
+        }
+        fn monotonic(&self) -> Duration {
+            self.0.elapsed()
+        }
+    }
+    if std::env::var_os("PALISADE_BENCH_STD_CLOCK").is_some() {
+        std::sync::Arc::new(StdClock(std::time::Instant::now()))
+    } else {
+        SystemClock::shared()
+    }
+}
 
 fn palisade(rt: &Runtime, dir: &std::path::Path) -> (Router, String) {
     rt.block_on(async {
@@ -38,7 +63,7 @@ fn palisade(rt: &Runtime, dir: &std::path::Path) -> (Router, String) {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         db.migrate().await.unwrap_or_else(|e| panic!("{e}"));
-        let clock = SystemClock::shared();
+        let clock = clock();
         let keys = ApiKeys::new(
             ApiKeyStore::new(db.clone()),
             &Secret::new("bench-pepper-bench-pepper-bench-pepper"),
@@ -132,21 +157,8 @@ fn stack(c: &mut Criterion) {
     group.bench_function("palisade_no_log_subscriber", |b| {
         b.iter(|| rt.block_on(call(&app, request(Some(&key)))))
     });
-    // What `palisade serve` installs: an `info` filter and the JSON-lines layer,
-    // its lines gathered by the background writer (here into `io::sink`).
-    let (writer, guard) =
-        LineWriter::start(std::io::sink(), "bench-log").unwrap_or_else(|e| panic!("{e}"));
-    let production = tracing_subscriber::registry()
-        .with(EnvFilter::new("info"))
-        .with(JsonLines::new(writer));
-    tracing::subscriber::with_default(production, || {
-        group.bench_function("palisade_json_logs", |b| {
-            b.iter(|| rt.block_on(call(&app, request(Some(&key)))))
-        });
-    });
-    drop(guard);
-    // The same lines through tracing-subscriber's JSON formatter (what Palisade
-    // used before), for comparison.
+    // The lines through tracing-subscriber's JSON formatter (what Palisade used
+    // before), for comparison.
     let fmt_json = tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -158,6 +170,20 @@ fn stack(c: &mut Criterion) {
         group.bench_function("palisade_fmt_json_logs", |b| {
             b.iter(|| rt.block_on(call(&app, request(Some(&key)))))
         });
+    });
+    // Last, since it stays installed: what `palisade serve` installs, as the
+    // global subscriber (a scoped one makes every span and event look it up
+    // through a thread-local): an `info` filter and the JSON-lines layer, its
+    // lines gathered by the background writer (here into `io::sink`).
+    let (writer, _guard) =
+        LineWriter::start(std::io::sink(), "bench-log").unwrap_or_else(|e| panic!("{e}"));
+    tracing_subscriber::registry()
+        .with(EnvFilter::new("info"))
+        .with(JsonLines::new(writer))
+        .try_init()
+        .unwrap_or_else(|e| panic!("{e}"));
+    group.bench_function("palisade_json_logs", |b| {
+        b.iter(|| rt.block_on(call(&app, request(Some(&key)))))
     });
     group.finish();
 }

@@ -16,32 +16,41 @@ pub(crate) fn push_json_str(out: &mut String, text: &str) {
 /// backslash and control characters; everything else is valid UTF-8 as it is).
 fn push_escaped(out: &mut String, text: &str) {
     let bytes = text.as_bytes();
+    // Nearly every string a log line holds needs no escape: find out in one
+    // tight pass and copy it whole.
+    let Some(first) = bytes.iter().position(|&b| needs_escape(b)) else {
+        out.push_str(text);
+        return;
+    };
     let mut start = 0;
-    for (index, &byte) in bytes.iter().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
+    for (index, &byte) in bytes.iter().enumerate().skip(first) {
+        if !needs_escape(byte) {
+            continue;
+        }
         // Escaped bytes are ASCII, so these are character boundaries.
         out.push_str(&text[start..index]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xf)]));
-        } else {
-            out.push_str(escape);
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(byte >> 4)]));
+                out.push(char::from(HEX[usize::from(byte & 0xf)]));
+            }
         }
         start = index + 1;
     }
     out.push_str(&text[start..]);
+}
+
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
 /// A `fmt::Write` that escapes what is written to it for the inside of a JSON string.
