@@ -5,7 +5,8 @@
 //! - [`parse_list`] reads plain, FireHOL and Spamhaus DROP style lists,
 //!   reporting bad lines by number and skipping them.
 //! - [`CompiledLists`] answers "which listed network holds this address" in
-//!   one index read and a short binary search (see `table.rs`).
+//!   two dependent memory reads: a direct index, then a short search of
+//!   ranges that carry their answer (see `table.rs`).
 //! - [`Reputation`] holds the configured sources and the compiled lists behind
 //!   an [`ArcSwap`]: a reload compiles new lists off to the side and swaps them
 //!   in at once, so a lookup sees the old lists or the new ones, never a mix,
@@ -213,16 +214,12 @@ impl Reputation {
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Listing {
         let snapshot = self.current.load();
-        // Most addresses are on no list: answer those with the cheap
-        // membership test and build the evidence only for a hit.
-        if snapshot.allow.contains(ip)
-            && let Some(hit) = snapshot.allow.lookup(ip)
-        {
+        // One search per list: the range found carries its network's list
+        // and prefix length, so the evidence costs no further memory read.
+        if let Some(hit) = snapshot.allow.lookup(ip) {
             return Listing::Allowed(hit);
         }
-        if snapshot.block.contains(ip)
-            && let Some(hit) = snapshot.block.lookup(ip)
-        {
+        if let Some(hit) = snapshot.block.lookup(ip) {
             return Listing::Blocked(hit);
         }
         Listing::Unlisted

@@ -1,29 +1,68 @@
 //! The lookup structure of the reputation lists: the address space cut into
-//! disjoint ranges sorted by their first address, each range carrying the most
-//! specific listed network that covers it (or none).
+//! disjoint ranges sorted by their first address, each range carrying the value
+//! of the most specific listed network that covers it (or none).
 //!
-//! A lookup reads a direct index on the address's top 16 bits, which narrows
-//! the search to the ranges starting in that /16 (IPv4) or /16 (IPv6), then
-//! binary-searches those few. With a million random networks that is two or
-//! three cache misses, where a binary trie walks up to 32 (IPv4) or 128 (IPv6)
-//! dependent pointers. `benches/reputation.rs` measures it against a
-//! tree-bitmap trie (`ip_network_table`) and a plain sorted `Vec`.
+//! With a million networks the structure is tens of MiB, so what a lookup
+//! costs is its dependent reads that miss the caches and the TLB (about 150 ns
+//! each on the benchmark VM); a lookup makes one such read:
+//!
+//! - A direct index (at most 1 MiB, so it stays in the L2 cache) maps the span
+//!   from the first to the last listed address linearly onto about one bucket
+//!   per eight ranges (`(addr - base) >> shift`), so it adapts to where the
+//!   networks are: IPv6 lists all sit in 2000::/3, where a fixed top-16-bit
+//!   index used 8,192 of its buckets.
+//! - Each range stores its first address and its value side by side, so the
+//!   read that finds the range brings the answer; IPv6 addresses are stored as
+//!   two `u64` halves compared high half first (24 bytes a range, where a
+//!   `u128` would be 16-byte aligned and padded to 32).
+//! - The bucket is scanned by counting the ranges that start at or before the
+//!   address, with no branch on the comparisons: its few cache lines are
+//!   loaded at once, where each step of a binary search waits for the last.
+//!   Clustered data makes some buckets larger; beyond 32 ranges they are
+//!   binary-searched.
+//!
+//! `benches/reputation.rs` measures it against a tree-bitmap trie
+//! (`ip_network_table`) and a plain sorted `Vec`.
 //!
 //! Nested networks resolve to the longest prefix: `10.0.0.0/8` and
-//! `10.1.0.0/16` make three ranges, and `10.1.2.3` finds the /16.
+//! `10.1.0.0/16` make three ranges, and `10.1.2.3` finds the /16. A range lies
+//! inside the network it reports, so a caller that keeps the prefix length in
+//! the value gets the network back by masking the range's first address.
 
 /// "No network covers this range."
 pub(crate) const NONE: u32 = u32::MAX;
 
-/// Buckets of the direct index: one per value of the top 16 bits.
-const BUCKETS: usize = 1 << 16;
+/// Ranges per index bucket the index aims at.
+const RANGES_PER_BUCKET: usize = 8;
+
+/// Largest index: 2^18 buckets (1 MiB), small enough to stay in the L2 cache
+/// and the TLB's reach.
+const MAX_BUCKET_BITS: u32 = 18;
+
+/// Buckets up to this many ranges are scanned, larger ones binary-searched.
+const LINEAR_SEARCH_MAX: usize = 32;
 
 /// An address as an unsigned integer: `u32` for IPv4, `u128` for IPv6.
 pub(crate) trait Address: Copy + Ord + Default + std::fmt::Debug {
-    /// The index bucket: the top 16 bits.
-    fn bucket(self) -> usize;
+    /// How a range's first address is stored: `u32`, or the `(high, low)`
+    /// halves of an IPv6 address, which order like the address and need no
+    /// 16-byte alignment.
+    type Key: Copy + Ord + std::fmt::Debug;
+    fn key(self) -> Self::Key;
+    fn from_key(key: Self::Key) -> Self;
+    /// `start <= key`, computed without branches.
+    fn key_at_or_before(start: Self::Key, key: Self::Key) -> bool;
+    /// `self - base`, 0 below `base`.
+    fn offset_from(self, base: Self) -> Self;
+    /// Bits needed to write `self` (0 for 0).
+    fn bit_length(self) -> u32;
+    /// `self >> shift`, saturating at `usize::MAX`.
+    fn shifted(self, shift: u32) -> usize;
     /// The next address, `None` after the last one.
     fn successor(self) -> Option<Self>;
+    /// The address before, `None` before the first one.
+    #[cfg(test)]
+    fn predecessor(self) -> Option<Self>;
     /// The last address of the network `self/len` (`self` already masked).
     fn last_of(self, len: u8) -> Self;
     /// `self` with the bits after the first `len` cleared.
@@ -31,11 +70,34 @@ pub(crate) trait Address: Copy + Ord + Default + std::fmt::Debug {
 }
 
 impl Address for u32 {
-    fn bucket(self) -> usize {
-        (self >> 16) as usize
+    type Key = u32;
+    fn key(self) -> u32 {
+        self
+    }
+    fn from_key(key: u32) -> Self {
+        key
+    }
+    #[inline]
+    fn key_at_or_before(start: u32, key: u32) -> bool {
+        start <= key
+    }
+    #[inline]
+    fn offset_from(self, base: Self) -> Self {
+        self.saturating_sub(base)
+    }
+    fn bit_length(self) -> u32 {
+        u32::BITS - self.leading_zeros()
+    }
+    #[inline]
+    fn shifted(self, shift: u32) -> usize {
+        usize::try_from(self.checked_shr(shift).unwrap_or(0)).unwrap_or(usize::MAX)
     }
     fn successor(self) -> Option<Self> {
         self.checked_add(1)
+    }
+    #[cfg(test)]
+    fn predecessor(self) -> Option<Self> {
+        self.checked_sub(1)
     }
     fn last_of(self, len: u8) -> Self {
         self | u32::MAX.checked_shr(u32::from(len)).unwrap_or(0)
@@ -46,11 +108,36 @@ impl Address for u32 {
 }
 
 impl Address for u128 {
-    fn bucket(self) -> usize {
-        (self >> 112) as usize
+    type Key = (u64, u64);
+    fn key(self) -> (u64, u64) {
+        ((self >> 64) as u64, self as u64)
+    }
+    fn from_key((high, low): (u64, u64)) -> Self {
+        (u128::from(high) << 64) | u128::from(low)
+    }
+    #[inline]
+    fn key_at_or_before(start: (u64, u64), key: (u64, u64)) -> bool {
+        // The high halves decide unless equal (most networks are /64 or
+        // shorter); `&` and `|` rather than `&&` and `||` keep it branchless.
+        (start.0 < key.0) | ((start.0 == key.0) & (start.1 <= key.1))
+    }
+    #[inline]
+    fn offset_from(self, base: Self) -> Self {
+        self.saturating_sub(base)
+    }
+    fn bit_length(self) -> u32 {
+        u128::BITS - self.leading_zeros()
+    }
+    #[inline]
+    fn shifted(self, shift: u32) -> usize {
+        usize::try_from(self.checked_shr(shift).unwrap_or(0)).unwrap_or(usize::MAX)
     }
     fn successor(self) -> Option<Self> {
         self.checked_add(1)
+    }
+    #[cfg(test)]
+    fn predecessor(self) -> Option<Self> {
+        self.checked_sub(1)
     }
     fn last_of(self, len: u8) -> Self {
         self | u128::MAX.checked_shr(u32::from(len)).unwrap_or(0)
@@ -60,68 +147,124 @@ impl Address for u128 {
     }
 }
 
-/// Disjoint ranges covering the whole address space, each with a value (an
-/// index into the caller's entries) or [`NONE`].
+/// One range: its first address and the value of the network covering it,
+/// side by side so one read brings both.
+#[derive(Debug, Clone, Copy)]
+struct Range<K> {
+    start: K,
+    value: u32,
+}
+
+/// Disjoint ranges covering the whole address space, each with a value or
+/// [`NONE`].
 #[derive(Debug, Clone)]
-pub(crate) struct RangeTable<A> {
-    /// First address of each range, ascending; `starts[0]` is 0.
-    starts: Vec<A>,
-    /// The value of each range.
-    values: Vec<u32>,
-    /// `index[b]`: the first range starting in bucket `b` or later; `BUCKETS + 1` long.
+pub(crate) struct RangeTable<A: Address> {
+    /// Ascending by `start`; `ranges[0].start` is 0.
+    ranges: Vec<Range<A::Key>>,
+    /// `index[b]`: the first range in bucket `b` or a later one; one longer
+    /// than the number of buckets.
     index: Vec<u32>,
+    /// Where bucket 0 ends its span: the second range's start (the first
+    /// listed address), so the index covers only the listed span.
+    base: A,
+    /// A bucket spans `2^shift` addresses.
+    shift: u32,
+    /// The last bucket; addresses past the listed span land in it.
+    last_bucket: usize,
 }
 
 impl<A: Address> RangeTable<A> {
     /// Builds the table from `(network, prefix length, value)` triples; the
     /// networks must be masked. When the same network is given twice the
-    /// first one's value wins. Values must be below [`NONE`].
-    pub(crate) fn build(mut networks: Vec<(A, u8, u32)>) -> Self {
-        // Broader networks first among those starting at one address, so a
-        // network always comes after every network containing it.
-        networks.sort_by_key(|n| (n.0, n.1));
-        let mut bounds: Vec<(A, u32)> = vec![(A::default(), NONE)];
-        // The networks containing the current position: (last address, value).
-        let mut open: Vec<(A, u32)> = Vec::new();
-        let mut previous: Option<(A, u8)> = None;
-        for (start, len, value) in networks {
-            if previous == Some((start, len)) {
-                continue;
-            }
-            previous = Some((start, len));
-            close_before(&mut bounds, &mut open, Some(start));
-            push_bound(&mut bounds, start, value);
-            open.push((start.last_of(len), value));
-        }
-        close_before(&mut bounds, &mut open, None);
-        let (starts, values): (Vec<A>, Vec<u32>) = bounds.into_iter().unzip();
-        let mut index = Vec::with_capacity(BUCKETS + 1);
+    /// first one's value wins. Values must be below [`NONE`]. Distinct
+    /// networks keep distinct ranges even when their values are equal, so the
+    /// range found always lies in the network whose value it carries.
+    pub(crate) fn build(networks: Vec<(A, u8, u32)>) -> Self {
+        let values: Vec<u32> = networks.iter().map(|n| n.2).collect();
+        let identified = networks
+            .into_iter()
+            .enumerate()
+            .map(|(id, (start, len, _))| (start, len, u32::try_from(id).unwrap_or(NONE - 1)))
+            .collect();
+        let ranges = ranges_of(identified)
+            .into_iter()
+            .map(|(start, id)| Range {
+                start: start.key(),
+                value: values.get(id as usize).copied().unwrap_or(NONE),
+            })
+            .collect();
+        Self::indexed(ranges)
+    }
+
+    /// Adds the direct index to `ranges`.
+    fn indexed(mut ranges: Vec<Range<A::Key>>) -> Self {
+        ranges.shrink_to_fit();
+        let start = |i: usize| ranges.get(i).map(|r| A::from_key(r.start));
+        let base = start(1).unwrap_or_default();
+        let span = start(ranges.len().saturating_sub(1))
+            .unwrap_or_default()
+            .offset_from(base);
+        let wanted = (ranges.len() / RANGES_PER_BUCKET)
+            .max(1)
+            .next_power_of_two();
+        let bucket_bits = wanted.trailing_zeros().min(MAX_BUCKET_BITS);
+        // The smallest shift that fits the listed span in 2^bucket_bits buckets.
+        let shift = span.bit_length().saturating_sub(bucket_bits);
+        let last_bucket = span.shifted(shift);
+        let bucket_of = |addr: A| addr.offset_from(base).shifted(shift);
+        let mut index = Vec::with_capacity(last_bucket + 2);
         let mut range = 0usize;
-        for bucket in 0..=BUCKETS {
-            while starts.get(range).is_some_and(|s| s.bucket() < bucket) {
+        for bucket in 0..=last_bucket + 1 {
+            while start(range).is_some_and(|s| bucket_of(s) < bucket) {
                 range += 1;
             }
             index.push(u32::try_from(range).unwrap_or(u32::MAX));
         }
         Self {
-            starts,
-            values,
+            ranges,
             index,
+            base,
+            shift,
+            last_bucket,
         }
     }
 
     /// The value of the most specific network containing `addr`, if any.
     #[inline]
     pub(crate) fn get(&self, addr: A) -> Option<u32> {
-        let bucket = addr.bucket();
-        let lo = self.index.get(bucket).copied().unwrap_or(0) as usize;
-        let hi = self.index.get(bucket + 1).copied().unwrap_or(0) as usize;
-        let in_bucket = self.starts.get(lo..hi).unwrap_or(&[]);
-        // Ranges before `lo` start in an earlier bucket; the last of them
-        // covers `addr` when no range of its own bucket starts at or before it.
-        let at = lo + in_bucket.partition_point(|s| *s <= addr);
-        match self.values.get(at.wrapping_sub(1)) {
-            Some(&value) if value != NONE => Some(value),
+        self.find(addr).map(|(_, value)| value)
+    }
+
+    /// The range holding `addr`: its first address and the value of the
+    /// most specific network containing `addr`; `None` when none does.
+    #[inline]
+    pub(crate) fn find(&self, addr: A) -> Option<(A, u32)> {
+        let bucket = addr
+            .offset_from(self.base)
+            .shifted(self.shift)
+            .min(self.last_bucket);
+        // From the last range of the buckets before (it holds `addr` when no
+        // range of this bucket starts at or before it; `ranges[0]` starts at
+        // 0) to the end of this bucket: the answer is the last range of those
+        // starting at or before `addr`.
+        let first = self.index.get(bucket).copied().unwrap_or(0) as usize;
+        let end = self.index.get(bucket + 1).copied().unwrap_or(0) as usize;
+        let from = first.saturating_sub(1);
+        let candidates = self.ranges.get(from..end).unwrap_or(&[]);
+        let key = addr.key();
+        let at_or_before = if candidates.len() <= LINEAR_SEARCH_MAX {
+            // Counting with no branch on the comparisons lets the CPU issue
+            // every load of the bucket at once: one memory latency, where a
+            // binary search waits for each step.
+            candidates
+                .iter()
+                .map(|r| usize::from(A::key_at_or_before(r.start, key)))
+                .sum()
+        } else {
+            candidates.partition_point(|r| A::key_at_or_before(r.start, key))
+        };
+        match self.ranges.get((from + at_or_before).wrapping_sub(1)) {
+            Some(range) if range.value != NONE => Some((A::from_key(range.start), range.value)),
             _ => None,
         }
     }
@@ -129,15 +272,38 @@ impl<A: Address> RangeTable<A> {
     /// Ranges in the table (including unlisted gaps).
     #[cfg(test)]
     pub(crate) fn ranges(&self) -> usize {
-        self.starts.len()
+        self.ranges.len()
     }
 
     /// Heap bytes held.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.starts.capacity() * std::mem::size_of::<A>()
-            + self.values.capacity() * 4
-            + self.index.capacity() * 4
+        self.ranges.capacity() * std::mem::size_of::<Range<A::Key>>()
+            + self.index.capacity() * std::mem::size_of::<u32>()
     }
+}
+
+/// The disjoint ranges `(first address, value)` of `networks`, ascending and
+/// covering the whole space, the first starting at 0; values equal on both
+/// sides of a bound are merged.
+fn ranges_of<A: Address>(mut networks: Vec<(A, u8, u32)>) -> Vec<(A, u32)> {
+    // Broader networks first among those starting at one address, so a
+    // network always comes after every network containing it.
+    networks.sort_by_key(|n| (n.0, n.1));
+    let mut bounds: Vec<(A, u32)> = vec![(A::default(), NONE)];
+    // The networks containing the current position: (last address, value).
+    let mut open: Vec<(A, u32)> = Vec::new();
+    let mut previous: Option<(A, u8)> = None;
+    for (start, len, value) in networks {
+        if previous == Some((start, len)) {
+            continue;
+        }
+        previous = Some((start, len));
+        close_before(&mut bounds, &mut open, Some(start));
+        push_bound(&mut bounds, start, value);
+        open.push((start.last_of(len), value));
+    }
+    close_before(&mut bounds, &mut open, None);
+    bounds
 }
 
 /// Closes every open network that ends before `next` (all of them when
@@ -189,7 +355,7 @@ mod tests {
     }
 
     /// The reference answer: the longest matching prefix by brute force.
-    fn naive(networks: &[(u32, u8, u32)], addr: u32) -> Option<u32> {
+    fn naive<A: Address>(networks: &[(A, u8, u32)], addr: A) -> Option<u32> {
         networks
             .iter()
             .filter(|(n, len, _)| addr.masked(*len) == *n)
@@ -277,33 +443,124 @@ mod tests {
     fn agrees_with_a_brute_force_longest_prefix_match_on_random_networks() {
         let mut rng = fastrand::Rng::with_seed(42);
         for round in 0..50 {
+            // Few distinct top bits, so networks nest and collide often.
+            let mask = 0x0F0F_FFFF;
             let networks: Vec<(u32, u8, u32)> = (0..rng.usize(1..200))
                 .map(|i| {
-                    // Few distinct top bits, so networks nest and collide often.
                     let len = rng.u8(0..=32);
-                    let addr = (rng.u32(..) & 0x0F0F_FFFF).masked(len);
-                    (addr, len, i as u32)
+                    ((rng.u32(..) & mask).masked(len), len, i as u32)
                 })
                 .collect();
-            // Duplicates: the first wins in both the table and the reference.
-            let mut seen = std::collections::HashSet::new();
-            let unique: Vec<_> = networks
-                .iter()
-                .copied()
-                .filter(|(a, l, _)| seen.insert((*a, *l)))
+            let table = RangeTable::build(networks.clone());
+            let mut random = || rng.u32(..) & mask;
+            assert_agrees(&table, &networks, &mut random, &format!("round {round}"));
+        }
+    }
+
+    #[test]
+    fn ipv6_agrees_with_a_brute_force_longest_prefix_match_on_random_networks() {
+        let mut rng = fastrand::Rng::with_seed(6);
+        for round in 0..50 {
+            // Bits set only in the top 12, around bit 64 and in the last 8,
+            // so networks nest, collide, and tie on their high halves.
+            let mask: u128 = (0xFFF << 116) | (0xFF << 60) | 0xFF;
+            let networks: Vec<(u128, u8, u32)> = (0..rng.usize(1..300))
+                .map(|i| {
+                    let len = match rng.u8(0..4) {
+                        0 => rng.u8(0..=128),
+                        1 => 128,
+                        2 => rng.u8(56..=72),
+                        _ => rng.u8(0..=16),
+                    };
+                    ((rng.u128(..) & mask).masked(len), len, i as u32)
+                })
                 .collect();
             let table = RangeTable::build(networks.clone());
-            for _ in 0..2_000 {
-                let probe = if rng.bool() {
-                    let (a, l, _) = networks[rng.usize(..networks.len())];
-                    if rng.bool() { a } else { a.last_of(l) }
-                } else {
-                    rng.u32(..) & 0x0F0F_FFFF
-                };
-                assert_eq!(
-                    table.get(probe),
-                    naive(&unique, probe),
-                    "round {round}, probe {probe:#x}"
+            let mut random = || rng.u128(..) & mask;
+            assert_agrees(&table, &networks, &mut random, &format!("round {round}"));
+        }
+    }
+
+    #[test]
+    fn clustered_networks_fill_a_bucket_past_the_scan_and_are_binary_searched() {
+        // A thousand /128s in one /120 and two far networks: the index spans
+        // the whole space, so the cluster shares one bucket of 2,000 ranges.
+        let base: u128 = 0x2001_0db8 << 96;
+        let mut networks: Vec<(u128, u8, u32)> = (0..1_000u32)
+            .map(|i| (base + u128::from(i % 250) + 3 * u128::from(i), 128, i))
+            .collect();
+        networks.push((1 << 124, 4, 1_000));
+        networks.push((0xfe80 << 112, 10, 1_001));
+        networks.push((base, 100, 1_002));
+        let table = RangeTable::build(networks.clone());
+        let largest = table.index.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            largest as usize > LINEAR_SEARCH_MAX,
+            "largest bucket {largest}"
+        );
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut random = || {
+            if rng.bool() {
+                base + rng.u128(..5_000)
+            } else {
+                rng.u128(..)
+            }
+        };
+        assert_agrees(&table, &networks, &mut random, "clustered");
+    }
+
+    #[test]
+    fn the_index_adapts_to_the_listed_span() {
+        // A million-range IPv6 table keeps its index within the cap and its
+        // buckets small on evenly spread networks.
+        let mut rng = fastrand::Rng::with_seed(9);
+        let networks: Vec<(u128, u8, u32)> = (0..100_000u32)
+            .map(|i| ((rng.u128(..) >> 3) | (1 << 125), 128, i))
+            .collect();
+        let table = RangeTable::build(networks);
+        assert_eq!(table.ranges(), 200_001);
+        assert_eq!(table.index.len(), (1 << 15) + 1);
+        let largest = table.index.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            (largest as usize) < LINEAR_SEARCH_MAX,
+            "largest bucket {largest}"
+        );
+    }
+
+    /// Checks `table` against the brute-force reference on probes at every
+    /// network's edges (first, last, one before, one after) and at random.
+    fn assert_agrees<A: Address>(
+        table: &RangeTable<A>,
+        networks: &[(A, u8, u32)],
+        random: &mut dyn FnMut() -> A,
+        context: &str,
+    ) {
+        // Duplicates: the first wins in both the table and the reference.
+        let mut seen = std::collections::BTreeSet::new();
+        let unique: Vec<_> = networks
+            .iter()
+            .copied()
+            .filter(|(a, l, _)| seen.insert((*a, *l)))
+            .collect();
+        let mut probes = Vec::new();
+        for (start, len, _) in networks {
+            let last = start.last_of(*len);
+            probes.extend([*start, last]);
+            probes.extend(last.successor());
+            probes.extend(start.predecessor());
+        }
+        for _ in 0..2_000 {
+            probes.push(random());
+        }
+        for probe in probes {
+            let expected = naive(&unique, probe);
+            assert_eq!(table.get(probe), expected, "{context}, probe {probe:?}");
+            // The range found lies inside the network it reports.
+            if let Some((start, value)) = table.find(probe) {
+                let (network, len, _) = unique.iter().find(|n| n.2 == value).copied().unwrap();
+                assert!(
+                    start <= probe && start.masked(len) == network,
+                    "{context}, probe {probe:?}"
                 );
             }
         }
