@@ -195,8 +195,19 @@ pub(crate) fn sql_possible(text: &[u8], mask: u32) -> bool {
     has_sql_word(text)
 }
 
+/// Letters and `_`: the bytes of a keyword or function name.
+static RUN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphabetic() || b == b'_' as usize;
+        b += 1;
+    }
+    table
+};
+
 fn is_run_byte(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_'
+    RUN_BYTES[usize::from(b)]
 }
 
 /// Whether `text` has a word the SQL tokenizer could read as a keyword that
@@ -306,18 +317,40 @@ const SQL_WORDS: &[&str] = &[
 
 static SQL_WORD_SET: Needles = Needles::new(SQL_WORDS);
 
+/// For each byte, bit `n` set when a word of [`SQL_WORDS`] of length `n`
+/// starts with it (in either case): most words of ordinary text are turned
+/// down on this alone, before being lower-cased and looked up.
+static SQL_WORD_LENGTHS: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut j = 0;
+    while j < SQL_WORDS.len() {
+        let w = SQL_WORDS[j].as_bytes();
+        let bit = 1u32 << w.len();
+        table[w[0] as usize] |= bit;
+        table[w[0].to_ascii_uppercase() as usize] |= bit;
+        j += 1;
+    }
+    table
+};
+
 /// The longest word of [`SQL_WORDS`].
 const MAX_SQL_WORD: usize = 16;
 
 fn is_sql_word(word: &[u8], after_dot: bool) -> bool {
-    if word.len() < 2 || word.len() > MAX_SQL_WORD {
+    if after_dot && is_dangerous_qualified_tail(word) {
+        return true;
+    }
+    if word.len() < 2
+        || word.len() > MAX_SQL_WORD
+        || SQL_WORD_LENGTHS[usize::from(word[0])] & (1 << word.len()) == 0
+    {
         return false;
     }
     let mut buf = [0u8; MAX_SQL_WORD];
     let lower = &mut buf[..word.len()];
     lower.copy_from_slice(word);
     lower.make_ascii_lowercase();
-    SQL_WORD_SET.contains(lower) || (after_dot && is_dangerous_qualified_tail(word))
+    SQL_WORD_SET.contains(lower)
 }
 
 #[cfg(test)]
@@ -380,7 +413,19 @@ mod tests {
         }
     }
 
+    /// The word test before the length table: lower-case and look up.
+    fn is_sql_word_lookup(word: &[u8], after_dot: bool) -> bool {
+        let lower = word.to_ascii_lowercase();
+        SQL_WORDS.iter().any(|w| w.as_bytes() == lower.as_slice())
+            || (after_dot && is_dangerous_qualified_tail(word))
+    }
+
     proptest! {
+        #[test]
+        fn the_length_table_agrees_with_the_lookup(word in "[a-zA-Z_]{1,20}", after_dot: bool) {
+            prop_assert_eq!(is_sql_word(word.as_bytes(), after_dot), is_sql_word_lookup(word.as_bytes(), after_dot));
+        }
+
         #[test]
         fn the_word_list_agrees_with_the_tokenizer(word in "[a-zA-Z_]{1,18}", after_dot: bool) {
             prop_assert_eq!(
