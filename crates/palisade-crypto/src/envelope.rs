@@ -159,6 +159,81 @@ pub struct Envelope<'a> {
 impl<'a> Envelope<'a> {
     /// Parses a binary ciphertext, checking every structural field.
     pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        let parts = Parts::locate(bytes)?;
+        // The slot: kind, id length, id, version, wrapped DEK length, wrapped
+        // DEK, every length already checked against the input by `locate`.
+        let mut slot = Reader {
+            bytes: parts.slot,
+            at: 0,
+        };
+        let kind = KeyKind::from_byte(slot.byte()?)?;
+        let id_len = usize::from(slot.byte()?);
+        if id_len == 0 {
+            return Err(CryptoError::Malformed("empty key id"));
+        }
+        let key_id = std::str::from_utf8(slot.take(id_len)?)
+            .map_err(|_| CryptoError::Malformed("key id is not UTF-8"))?;
+        let version = u32::from_be_bytes(slot.array()?);
+        if version == 0 {
+            return Err(CryptoError::Malformed("key version 0"));
+        }
+        let wrapped_len = usize::from(u16::from_be_bytes(slot.array()?));
+        if wrapped_len == 0 || wrapped_len > MAX_WRAPPED_DEK {
+            return Err(CryptoError::Malformed(
+                "wrapped data key length out of range",
+            ));
+        }
+        let wrapped_dek = slot.take(wrapped_len)?;
+        Ok(Self {
+            kind,
+            key_id,
+            version,
+            wrapped_dek,
+            prefix: parts.prefix,
+            slot: parts.slot,
+            nonce: parts.nonce,
+            ciphertext: parts.ciphertext,
+            sealed: parts.sealed,
+        })
+    }
+
+    /// Where its parts are.
+    pub(crate) fn parts(&self) -> Parts<'a> {
+        Parts {
+            prefix: self.prefix,
+            slot: self.slot,
+            nonce: self.nonce,
+            ciphertext: self.ciphertext,
+            sealed: self.sealed,
+        }
+    }
+
+    /// The length of the plaintext inside.
+    pub fn plaintext_len(&self) -> usize {
+        self.ciphertext.len() - TAG_LEN
+    }
+}
+
+/// Where a ciphertext's parts are, found from its magic, format, algorithm
+/// and length fields alone: all the decryption hot path needs. A slot found
+/// in the DEK cache equals the slot of a header the keyring built, so its
+/// fields are valid without another look; [`Envelope::parse`] checks them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parts<'a> {
+    /// Magic through key id: the start of the data's AAD.
+    pub(crate) prefix: &'a [u8],
+    /// Key kind through wrapped DEK: what identifies the DEK.
+    pub(crate) slot: &'a [u8],
+    /// The nonce of the data encryption.
+    pub(crate) nonce: &'a [u8],
+    /// Ciphertext ‖ tag.
+    pub(crate) ciphertext: &'a [u8],
+    /// Everything from the nonce on.
+    pub(crate) sealed: &'a [u8],
+}
+
+impl<'a> Parts<'a> {
+    pub(crate) fn locate(bytes: &'a [u8]) -> Result<Self> {
         let mut reader = Reader { bytes, at: 0 };
         if reader.take(2)? != MAGIC {
             return Err(CryptoError::Malformed(
@@ -173,25 +248,13 @@ impl<'a> Envelope<'a> {
         if algorithm != ALG_AES_256_GCM {
             return Err(CryptoError::UnsupportedAlgorithm(algorithm));
         }
-        let kind = KeyKind::from_byte(reader.byte()?)?;
+        reader.byte()?; // key kind
         let id_len = usize::from(reader.byte()?);
-        if id_len == 0 {
-            return Err(CryptoError::Malformed("empty key id"));
-        }
-        let key_id = std::str::from_utf8(reader.take(id_len)?)
-            .map_err(|_| CryptoError::Malformed("key id is not UTF-8"))?;
+        reader.take(id_len)?;
         let prefix = &bytes[..reader.at];
-        let version = u32::from_be_bytes(reader.array()?);
-        if version == 0 {
-            return Err(CryptoError::Malformed("key version 0"));
-        }
+        reader.take(4)?; // key version
         let wrapped_len = usize::from(u16::from_be_bytes(reader.array()?));
-        if wrapped_len == 0 || wrapped_len > MAX_WRAPPED_DEK {
-            return Err(CryptoError::Malformed(
-                "wrapped data key length out of range",
-            ));
-        }
-        let wrapped_dek = reader.take(wrapped_len)?;
+        reader.take(wrapped_len)?;
         let slot = &bytes[4..reader.at];
         let sealed = &bytes[reader.at..];
         let nonce = reader.take(NONCE_LEN)?;
@@ -200,21 +263,12 @@ impl<'a> Envelope<'a> {
             return Err(CryptoError::Malformed("truncated: no room for the tag"));
         }
         Ok(Self {
-            kind,
-            key_id,
-            version,
-            wrapped_dek,
             prefix,
             slot,
             nonce,
             ciphertext,
             sealed,
         })
-    }
-
-    /// The length of the plaintext inside.
-    pub fn plaintext_len(&self) -> usize {
-        self.ciphertext.len() - TAG_LEN
     }
 }
 
