@@ -76,7 +76,14 @@ pub fn decode(raw: &[u8], encoding: Encoding) -> Decoded {
         }
     }
     let had_nul = bytes.contains(&0);
-    let text = String::from_utf8_lossy(&bytes);
+    // A decoded copy that is valid UTF-8 becomes the text as it is.
+    let text: Cow<'_, str> = match bytes {
+        Cow::Borrowed(b) => String::from_utf8_lossy(b),
+        Cow::Owned(v) => Cow::Owned(
+            String::from_utf8(v)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        ),
+    };
     let text = if text.is_ascii() {
         if had_nul {
             text.replace('\0', "")

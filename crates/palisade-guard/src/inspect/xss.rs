@@ -452,10 +452,10 @@ impl Scanner<'_, '_> {
 
     /// The value is itself a script URL, or holds one followed by code.
     fn script_url(&mut self) {
-        let head: Vec<u8> = compact(&self.s[..self.s.len().min(256)]);
+        let head = &self.s[..self.s.len().min(256)];
         if SCRIPT_SCHEMES[..3]
             .iter()
-            .any(|sc| head.starts_with(sc.as_bytes()))
+            .any(|sc| compacted(head).take(sc.len()).eq(sc.bytes()))
         {
             self.hit("xss.script-url", CRIT, (0, self.s.len().min(80)));
             return;
@@ -595,19 +595,28 @@ impl Scanner<'_, '_> {
 /// punctuation (`\`), so `java\tscript:` and `expr/**/ession(` compare.
 fn compact(v: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        let b = v[i];
-        if b == b'/' && v.get(i + 1) == Some(&b'*') {
-            i = find(&v[i + 2..], b"*/").map_or(v.len(), |p| i + 2 + p + 2);
-            continue;
-        }
-        if b > b' ' && b != 0x7f && b != b'\\' {
-            out.push(b);
-        }
-        i += 1;
-    }
+    out.extend(compacted(v));
     out
+}
+
+/// The bytes of [`compact`]`(v)`, one at a time, so a prefix can be
+/// compared without building the whole copy.
+fn compacted(v: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < v.len() {
+            let b = v[i];
+            if b == b'/' && v.get(i + 1) == Some(&b'*') {
+                i = find(&v[i + 2..], b"*/").map_or(v.len(), |p| i + 2 + p + 2);
+                continue;
+            }
+            i += 1;
+            if b > b' ' && b != 0x7f && b != b'\\' {
+                return Some(b);
+            }
+        }
+        None
+    })
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -849,6 +858,21 @@ mod tests {
             proptest::prop_assert_eq!(indexed, naive);
             let first = TEST_NEEDLES.list.iter().copied().find(|n| hay.starts_with(n.as_bytes()));
             proptest::prop_assert_eq!(TEST_NEEDLES.prefix_of(hay), first);
+        }
+    }
+
+    proptest::proptest! {
+        /// A prefix compared byte by byte agrees with the whole copy.
+        #[test]
+        fn compacted_prefixes_agree_with_the_copy(v in "(java|script|:|/\\*|\\*/|\\\\|\t| |v|b|x)*") {
+            let v = v.as_bytes();
+            let copy = compact(v);
+            for sc in SCRIPT_SCHEMES {
+                proptest::prop_assert_eq!(
+                    compacted(v).take(sc.len()).eq(sc.bytes()),
+                    copy.starts_with(sc.as_bytes())
+                );
+            }
         }
     }
 
