@@ -11,6 +11,10 @@
 //! specific listed network holding the address (the baseline only says
 //! whether one does).
 //!
+//! `reputation_lookup_listed` is the request path (`Reputation::lookup`, what
+//! the tower layer calls) on the listed probes only, so every call builds its
+//! evidence.
+//!
 //! Memory: the compiled lists report their heap bytes exactly; for every
 //! contender the process's resident set is also measured before and after
 //! building (`/proc/self/statm`), printed to stderr.
@@ -21,7 +25,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ip_network::{IpNetwork, Ipv4Network, Ipv6Network};
 use ip_network_table::IpNetworkTable;
 use ipnet::IpNet;
-use palisade_guard::reputation::CompiledLists;
+use palisade_guard::reputation::{CompiledLists, Reputation};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -135,11 +139,22 @@ fn bench_family<A: Copy + Into<IpAddr> + Send + Sync>(
         mib((baseline.capacity() * 32) as u64),
         mib(baseline_rss)
     );
-    let hits = probes
+    let mut listed: Vec<IpAddr> = probes
         .iter()
-        .filter(|p| ours.contains((**p).into()))
-        .count();
-    eprintln!("{family}: {hits} of {} probes are listed", probes.len());
+        .map(|p| (*p).into())
+        .filter(|p| ours.contains(*p))
+        .collect();
+    eprintln!(
+        "{family}: {} of {} probes are listed",
+        listed.len(),
+        probes.len()
+    );
+    // A power of two, so the benchmark loop steps through them with a mask.
+    listed.truncate(1 << listed.len().ilog2());
+    let listed_mask = listed.len() - 1;
+    // The request path: what the layer calls, on listed addresses only (an
+    // unlisted one costs the same search and no evidence).
+    let reputation = Reputation::from_networks(Vec::new(), vec![("bench".to_owned(), nets)]);
 
     let mut group = c.benchmark_group(format!("reputation_lookup_{family}"));
     group.bench_function(BenchmarkId::new("palisade", "1M networks"), |b| {
@@ -156,6 +171,16 @@ fn bench_family<A: Copy + Into<IpAddr> + Send + Sync>(
             black_box(ours.contains(probes[i].into()))
         })
     });
+    group.bench_function(
+        BenchmarkId::new("reputation_lookup_listed", "1M networks"),
+        |b| {
+            let mut i = 0usize;
+            b.iter(|| {
+                i = (i + 1) & listed_mask;
+                black_box(reputation.lookup(listed[i]))
+            })
+        },
+    );
     group.bench_function(BenchmarkId::new("ip_network_table", "1M networks"), |b| {
         let mut i = 0usize;
         b.iter(|| {
