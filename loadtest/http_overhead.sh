@@ -40,9 +40,13 @@ run() { # name url [header]
   oha -z 2s -c "$connections" --no-tui "$@" "$url" >/dev/null # warm-up
   oha -z "${duration}s" -c "$connections" --no-tui --output-format json "$@" "$url" >"$work/$name.json"
 }
+# Other work on the two cores moves both numbers: say how busy the machine was.
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 run bare http://127.0.0.1:18081/v1/whoami
 run palisade http://127.0.0.1:18080/v1/whoami -H "Authorization: Bearer $key"
 
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average (1, 5, 15 min): before $load_before, after $load_after"
 python3 - "$work" "$duration" "$connections" <<'PY'
 import json, sys
 work, duration, connections = sys.argv[1], sys.argv[2], sys.argv[3]
