@@ -138,6 +138,7 @@ impl AeadKey {
     /// material goes through [`AeadKey::open_parts`], which zeroes it on
     /// drop (zeroing is byte by byte and would cost more than the
     /// decryption itself on large messages).
+    #[inline]
     pub fn open_data(
         &self,
         nonce: &[u8],

@@ -276,6 +276,7 @@ impl<'a> Parts<'a> {
 /// The prefix is self-delimiting (its key id carries its length), so the
 /// concatenation is unambiguous. Built on the stack when it is small, as it
 /// is on every message.
+#[inline]
 pub(crate) fn with_data_aad<T>(prefix: &[u8], aad: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
     // Stack buffers, zeroed on every call, so two sizes: 64 bytes covers a
     // typical prefix (13 bytes for `default`) and a short AAD such as a
