@@ -271,6 +271,33 @@ fn push_lossy(buf: &mut String, bytes: &[u8]) {
     }
 }
 
+/// The first `"` or `\\` in `s`, eight bytes at a time: a JSON string's
+/// end or first escape.
+fn quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each zero byte of `x` (bits above the first zero
+    // byte may be set by the borrow; the lowest one is exact).
+    let zeros = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let found = zeros(w ^ (ONES * u64::from(b'"'))) | zeros(w ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|p| at + p)
+}
+
 struct Parser<'a> {
     s: &'a [u8],
     /// The body as text when it is valid UTF-8.
@@ -317,10 +344,7 @@ impl<'a> Parser<'a> {
     {
         self.pos += 1;
         let start = self.pos;
-        let end = start
-            + self.s[start..]
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\')?;
+        let end = start + quote_or_backslash(&self.s[start..])?;
         if let Some(text) = self.text
             && self.s[end] == b'"'
         {
@@ -713,6 +737,19 @@ mod tests {
             proptest::prop_assert_eq!(walk, eager_walk);
             proptest::prop_assert!(!walk.malformed);
             proptest::prop_assert_eq!(lazy, eager, "{}", body);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_word_scan_finds_the_first_quote_or_backslash(s in proptest::collection::vec(
+            proptest::prop_oneof![proptest::strategy::Just(b'"'), proptest::strategy::Just(b'\\'), proptest::strategy::Just(b'a'), proptest::strategy::Just(0xa2u8), proptest::strategy::Just(0x5bu8), proptest::strategy::Just(0x21u8), proptest::arbitrary::any::<u8>()],
+            0..40,
+        )) {
+            proptest::prop_assert_eq!(
+                quote_or_backslash(&s),
+                s.iter().position(|&b| b == b'"' || b == b'\\')
+            );
         }
     }
 
