@@ -128,16 +128,16 @@ fn install(config: &LoggingConfig, export: Option<TraceExport>) -> Observability
     }
 }
 
-/// Installs `filter`, then `fmt_layer`, then the OpenTelemetry layer when there is
-/// a tracer. Generic over the format so each combination is a concrete type, as the
-/// single `fmt()` subscriber was before: no boxed layer, and with export off not
-/// even an empty OpenTelemetry layer.
 /// Where formatted lines go.
 enum LogOutput {
     Background(LineWriter),
     Direct,
 }
 
+/// Installs `filter`, then `fmt_layer`, then the OpenTelemetry layer when there is
+/// a tracer. Generic over the format so each combination is a concrete type, as the
+/// single `fmt()` subscriber was before: no boxed layer, and with export off not
+/// even an empty OpenTelemetry layer.
 fn try_install<F>(filter: EnvFilter, fmt_layer: F, tracer: Option<SdkTracer>) -> bool
 where
     F: Layer<Layered<EnvFilter, Registry>> + Send + Sync + 'static,
