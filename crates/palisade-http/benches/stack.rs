@@ -21,7 +21,7 @@ use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
 use palisade_authz::{Authz, DecisionCache, Engine, PolicyStore};
 use palisade_core::health::HealthRegistry;
 use palisade_core::principal::TenantId;
-use palisade_core::{Clock, Secret, SharedClock, SystemClock};
+use palisade_core::{Secret, SystemClock};
 use palisade_guard::ratelimit::{RateLimiter, RateLimiterSettings};
 use palisade_http::{AppState, HttpSettings, api_router};
 use palisade_observe::{JsonLines, LineWriter, Metrics};
@@ -37,33 +37,13 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The production clock, or with `PALISADE_BENCH_STD_CLOCK=1` one on `std::time`:
-/// under valgrind, the production clock's vDSO lookup (rustix) faults.
-fn clock() -> SharedClock {
-    #[derive(Debug)]
-    struct StdClock(std::time::Instant);
-    impl Clock for StdClock {
-        fn now(&self) -> std::time::SystemTime {
-            std::time::SystemTime::now()
-        }
-        fn monotonic(&self) -> Duration {
-            self.0.elapsed()
-        }
-    }
-    if std::env::var_os("PALISADE_BENCH_STD_CLOCK").is_some() {
-        std::sync::Arc::new(StdClock(std::time::Instant::now()))
-    } else {
-        SystemClock::shared()
-    }
-}
-
 fn palisade(rt: &Runtime, dir: &std::path::Path) -> (Router, String) {
     rt.block_on(async {
         let db = Database::connect(&DatabaseConfig::default(), dir)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         db.migrate().await.unwrap_or_else(|e| panic!("{e}"));
-        let clock = clock();
+        let clock = SystemClock::shared();
         let keys = ApiKeys::new(
             ApiKeyStore::new(db.clone()),
             &Secret::new("bench-pepper-bench-pepper-bench-pepper"),
