@@ -428,7 +428,7 @@ impl Keyring {
         }
         Box::pin(async {
             let envelope = Envelope::parse(ciphertext)?;
-            self.open_envelope(&envelope, aad).await
+            self.open_uncached(&envelope, aad).await
         })
         .await
     }
@@ -455,13 +455,18 @@ impl Keyring {
         envelope: &Envelope<'_>,
         aad: &[u8],
     ) -> Result<Vec<u8>> {
-        let parts = envelope.parts();
-        if let Some(opened) = self.open_cached(&parts, aad) {
+        if let Some(opened) = self.open_cached(&envelope.parts(), aad) {
             return opened;
         }
+        self.open_uncached(envelope, aad).await
+    }
+
+    /// Opens a parsed ciphertext whose DEK was not in the cache (a second
+    /// lookup would count a second miss).
+    async fn open_uncached(&self, envelope: &Envelope<'_>, aad: &[u8]) -> Result<Vec<u8>> {
         // Boxed, as in `encrypt`: keeps the hit path's future small.
         let dek = Box::pin(self.unwrap_dek(envelope)).await?;
-        open_with(&dek, &parts, aad)
+        open_with(&dek, &envelope.parts(), aad)
     }
 
     /// [`Keyring::decrypt`] of the text form.
@@ -1000,6 +1005,27 @@ mod tests {
                 Ok(vec![i as u8])
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_decryption_counts_one_miss_then_hits() {
+        let clock = ManualClock::new();
+        let keyring = keyring_with(&clock, KeyringSettings::default());
+        ready(&keyring, "k").await;
+        let sealed = keyring.encrypt("k", b"m", b"").await.unwrap_or_default();
+        keyring.clear_cache();
+        let before = keyring.cache_stats();
+        for _ in 0..3 {
+            assert_eq!(
+                keyring.decrypt(&sealed, b"").await.ok(),
+                Some(b"m".to_vec())
+            );
+        }
+        let after = keyring.cache_stats();
+        assert_eq!(
+            (after.misses - before.misses, after.hits - before.hits),
+            (1, 2)
+        );
     }
 
     #[tokio::test]
