@@ -71,7 +71,7 @@ impl IdempotencyStore {
                 }).await?
             }
             Database::Sqlite(db) => {
-                let mut tx = db.writer().begin().await?;
+                let mut tx = db.begin_write().await?;
                 sqlx::query("DELETE FROM idempotency_records WHERE owner = ? AND key = ? AND created_at_ms < ?")
                     .bind(owner).bind(key).bind(expired_before).execute(&mut *tx).await?;
                 let inserted = sqlx::query(

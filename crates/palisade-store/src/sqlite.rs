@@ -73,6 +73,18 @@ impl SqliteDb {
         &self.writer
     }
 
+    /// A write transaction that holds the database's write lock from its first
+    /// statement (`BEGIN IMMEDIATE`), waiting for it up to the busy timeout.
+    /// Another process may write the same file (`palisade keys rotate` while
+    /// the server runs): a deferred transaction that read first would fail with
+    /// `SQLITE_BUSY_SNAPSHOT` when the other committed in between, an error the
+    /// busy timeout does not retry.
+    pub async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await
+    }
+
     /// Read-only connections.
     pub fn reader(&self) -> &SqlitePool {
         &self.reader

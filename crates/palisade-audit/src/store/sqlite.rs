@@ -31,7 +31,7 @@ pub(super) async fn append(
 ) -> Result<Appended, AuditStoreError> {
     let (unique, positions) = dedupe(batch);
     // The one writer connection serializes appends: it is the sequencer.
-    let mut tx = db.writer().begin().await?;
+    let mut tx = db.begin_write().await?;
     let size = size_in(&mut tx).await?;
     let mut indexes: HashMap<Uuid, u64> = HashMap::new();
     for chunk in unique.chunks(ID_CHUNK) {
