@@ -11,7 +11,6 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use common::{Answer, request, send};
-use palisade_core::health::HealthRegistry;
 use palisade_core::{ManualClock, SecurityEvents, SharedClock};
 use palisade_guard::inspect::Inspector;
 use palisade_guard::ratelimit::{RateLimiter, RateLimiterSettings};
@@ -22,7 +21,7 @@ use palisade_guard::threats::{
 use palisade_http::layers::inspect::InspectLayer;
 use palisade_http::layers::threat_block::ThreatBlockLayer;
 use palisade_http::routes::threats::audit_reporter;
-use palisade_http::{AppState, HttpSettings, api_router};
+use palisade_http::{HttpSettings, api_router};
 use palisade_testkit::eventually;
 use serde_json::{Value, json};
 use std::net::{IpAddr, SocketAddr};
@@ -199,19 +198,11 @@ async fn post_inspect_with_a_client_ip_feeds_detection_which_blocks_lists_and_au
     let clock = ManualClock::new();
     let shared: SharedClock = Arc::new(clock.clone());
     let b = &backend.state;
-    let state = AppState::new(
-        b.db.clone(),
-        b.api_keys.clone(),
-        b.audit.clone(),
+    let state = common::state_sharing(
+        b,
         RateLimiter::new(RateLimiterSettings::default(), shared.clone(), None, None),
-        b.authz.clone(),
-        b.passwords.clone(),
-        HealthRegistry::new(Duration::from_secs(2)),
-        b.metrics.clone(),
         shared.clone(),
-        HttpSettings::default(),
     );
-    state.mark_migrated();
     let threats = ThreatDefense::new(
         ThreatOptions {
             settings: settings(),

@@ -13,7 +13,6 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use common::{Answer, Backend, request, send};
 use palisade_auth::{NewApiKey, Scopes};
-use palisade_core::health::HealthRegistry;
 use palisade_core::principal::TenantId;
 use palisade_core::{Clock, ManualClock, SharedClock, SystemClock};
 use palisade_guard::ratelimit::{
@@ -23,7 +22,7 @@ use palisade_guard::threats::{
     DetectorRule, ResponseAction, ThreatDefense, ThreatOptions, ThreatSettings,
 };
 use palisade_http::routes::threats::audit_reporter;
-use palisade_http::{AppState, HttpSettings, api_router};
+use palisade_http::{HttpSettings, api_router};
 use palisade_store::{Redis, RedisConfig};
 use palisade_testkit::{RedisServer, eventually};
 use serde_json::{Value, json};
@@ -94,19 +93,7 @@ fn instance(backend: &Backend, clock: &ManualClock, redis: Option<Redis>) -> Ins
     limiter
         .replace_rules(rules_from_specs([per_ip_rule()], RuleOrigin::Config).expect("rule"))
         .expect("rules");
-    let state = AppState::new(
-        b.db.clone(),
-        b.api_keys.clone(),
-        b.audit.clone(),
-        limiter.clone(),
-        b.authz.clone(),
-        b.passwords.clone(),
-        HealthRegistry::new(Duration::from_secs(2)),
-        b.metrics.clone(),
-        shared.clone(),
-        HttpSettings::default(),
-    );
-    state.mark_migrated();
+    let state = common::state_sharing(b, limiter.clone(), shared.clone());
     let threats = ThreatDefense::new(
         ThreatOptions {
             settings: settings(),

@@ -12,7 +12,7 @@ use palisade_auth::{ApiKeyStore, ApiKeys, NewApiKey, Scopes};
 use palisade_authz::{Authz, DecisionCache, Engine, PolicyStore};
 use palisade_core::health::HealthRegistry;
 use palisade_core::principal::TenantId;
-use palisade_core::{Secret, SystemClock};
+use palisade_core::{Secret, SharedClock, SystemClock};
 use palisade_guard::ratelimit::{RateLimiter, RateLimiterSettings};
 use palisade_http::{AppState, HttpSettings};
 use palisade_observe::Metrics;
@@ -207,6 +207,26 @@ async fn backend(
         _sqlite_dir: dir,
         _pg: pg,
     }
+}
+
+/// A second state on the same storage, keys, audit log, policies and metrics as
+/// `b`, with its own `limiter` and `clock` (a manual clock, in tests that move
+/// time), marked migrated.
+pub fn state_sharing(b: &AppState, limiter: RateLimiter, clock: SharedClock) -> AppState {
+    let state = AppState::new(
+        b.db.clone(),
+        b.api_keys.clone(),
+        b.audit.clone(),
+        limiter,
+        b.authz.clone(),
+        b.passwords.clone(),
+        HealthRegistry::new(Duration::from_secs(2)),
+        b.metrics.clone(),
+        clock,
+        HttpSettings::default(),
+    );
+    state.mark_migrated();
+    state
 }
 
 /// Tokens with keys in this process: issuer `palisade`, audience `default`.
