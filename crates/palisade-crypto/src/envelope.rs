@@ -131,6 +131,13 @@ impl Header {
     pub fn prefix(&self) -> &[u8] {
         &self.bytes[..self.prefix_len]
     }
+
+    /// The kind of key that wraps the DEK.
+    pub fn kind(&self) -> KeyKind {
+        // Written by `new` from a `KeyKind`, so always valid; were it not,
+        // `Subject` is the kind with the stricter handling.
+        KeyKind::from_byte(self.bytes[4]).unwrap_or(KeyKind::Subject)
+    }
 }
 
 /// A parsed ciphertext, borrowing from the bytes it was parsed from.
