@@ -120,7 +120,10 @@ pub struct ApiKeys {
     lookup_key: hmac::Key,
     verify_key: hmac::Key,
     clock: SharedClock,
-    verified: Cache<String, Arc<(ApiKey, Vec<u8>)>>,
+    /// Keys whose secret matched their verifier here, by the whole lookup HMAC
+    /// of the presented secret: 256 bits that only that secret yields, so a hit
+    /// needs neither the verifier's HMAC nor the database.
+    verified: Cache<[u8; 32], Arc<ApiKey>>,
     /// The last stored state of every key this instance has verified, kept past
     /// [`CACHE_TTL`] for one purpose: while the database is unreachable, callers this
     /// instance already knows keep working (audit events still reach the spool).
@@ -206,37 +209,46 @@ impl ApiKeys {
         if check_length(raw).is_err() {
             return Err(ApiKeyError::Invalid);
         }
-        let lookup = self.lookup(raw);
-        let entry = match self.verified.get(&lookup) {
-            Some(entry) => entry,
-            None => match self.store.find_by_lookup(&lookup).await {
-                Ok(found) => {
-                    let entry = Arc::new(found.ok_or(ApiKeyError::Invalid)?);
-                    self.verified.insert(lookup.clone(), entry.clone());
-                    self.last_known.insert(lookup, entry.clone());
-                    entry
-                }
-                Err(e) if e.is_unavailable() => match self.last_known.get(&lookup) {
-                    Some(entry) => {
-                        tracing::debug!(
-                            "database unavailable: using the last known state of an API key"
-                        );
-                        entry
-                    }
-                    None => return Err(e.into()),
-                },
-                Err(e) => return Err(e.into()),
-            },
+        let tag = self.lookup_tag(raw);
+        let key = match self.verified.get(&tag) {
+            Some(key) => key,
+            None => {
+                let (key, verifier) = self.stored(&lookup_of(&tag)).await?.as_ref().clone();
+                // hmac::verify compares in constant time.
+                hmac::verify(&self.verify_key, raw.as_bytes(), &verifier)
+                    .map_err(|_| ApiKeyError::Invalid)?;
+                let key = Arc::new(key);
+                self.verified.insert(tag, key.clone());
+                key
+            }
         };
-        let (key, verifier) = entry.as_ref();
-        // hmac::verify compares in constant time.
-        hmac::verify(&self.verify_key, raw.as_bytes(), verifier)
-            .map_err(|_| ApiKeyError::Invalid)?;
         let now = self.clock.now_unix_ms();
         if key.revoked_at_ms.is_some() || key.expires_at_ms.is_some_and(|exp| exp <= now) {
             return Err(ApiKeyError::Invalid);
         }
-        Ok(key.clone())
+        Ok(key.as_ref().clone())
+    }
+
+    /// The stored key and verifier under lookup value `lookup`; while the
+    /// database is unreachable, the last state this instance read.
+    async fn stored(&self, lookup: &str) -> Result<Arc<(ApiKey, Vec<u8>)>, ApiKeyError> {
+        match self.store.find_by_lookup(lookup).await {
+            Ok(found) => {
+                let entry = Arc::new(found.ok_or(ApiKeyError::Invalid)?);
+                self.last_known.insert(lookup.to_owned(), entry.clone());
+                Ok(entry)
+            }
+            Err(e) if e.is_unavailable() => match self.last_known.get(lookup) {
+                Some(entry) => {
+                    tracing::debug!(
+                        "database unavailable: using the last known state of an API key"
+                    );
+                    Ok(entry)
+                }
+                None => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Lists keys, newest first, optionally of one tenant.
@@ -258,13 +270,19 @@ impl ApiKeys {
         }
         // Drop every cached entry of this key (the cache is keyed by lookup value, so
         // match on the id). Without this, a revoked key would work until the TTL ends.
-        for cache in [&self.verified, &self.last_known] {
-            if cache
-                .invalidate_entries_if(move |_, entry| entry.0.id == id)
-                .is_err()
-            {
-                cache.invalidate_all();
-            }
+        if self
+            .verified
+            .invalidate_entries_if(move |_, key| key.id == id)
+            .is_err()
+        {
+            self.verified.invalidate_all();
+        }
+        if self
+            .last_known
+            .invalidate_entries_if(move |_, entry| entry.0.id == id)
+            .is_err()
+        {
+            self.last_known.invalidate_all();
         }
         self.get(id).await
     }
@@ -275,9 +293,20 @@ impl ApiKeys {
     }
 
     fn lookup(&self, raw: &str) -> String {
-        let tag = hmac::sign(&self.lookup_key, raw.as_bytes());
-        URL_SAFE_NO_PAD.encode(&tag.as_ref()[..18])
+        lookup_of(&self.lookup_tag(raw))
     }
+
+    /// The whole lookup HMAC of a presented secret.
+    fn lookup_tag(&self, raw: &str) -> [u8; 32] {
+        let mut tag = [0u8; 32];
+        tag.copy_from_slice(hmac::sign(&self.lookup_key, raw.as_bytes()).as_ref());
+        tag
+    }
+}
+
+/// The stored lookup value: the first 144 bits of the lookup HMAC.
+fn lookup_of(tag: &[u8; 32]) -> String {
+    URL_SAFE_NO_PAD.encode(&tag[..18])
 }
 
 fn check_length(raw: &str) -> Result<(), ApiKeyError> {
@@ -285,5 +314,97 @@ fn check_length(raw: &str) -> Result<(), ApiKeyError> {
         Ok(())
     } else {
         Err(ApiKeyError::BadLength)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_core::SystemClock;
+    use palisade_store::{Database, DatabaseConfig};
+
+    async fn keys_on(dir: &std::path::Path) -> (ApiKeys, Database) {
+        let db = Database::connect(&DatabaseConfig::default(), dir)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        db.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        let keys = ApiKeys::new(
+            ApiKeyStore::new(db.clone()),
+            &Secret::new("test-pepper-test-pepper-test-pepper"),
+            SystemClock::shared(),
+        );
+        (keys, db)
+    }
+
+    async fn issue(keys: &ApiKeys) -> IssuedKey {
+        keys.create(NewApiKey {
+            name: "svc".into(),
+            tenant: TenantId::default_tenant(),
+            scopes: Scopes::admin(),
+            expires_at_ms: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn presented(issued: &IssuedKey) -> PresentedKey {
+        PresentedKey::new(issued.secret.expose())
+    }
+
+    #[tokio::test]
+    async fn a_verified_key_is_answered_from_memory_until_revoked() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (keys, _db) = keys_on(dir.path()).await;
+        let issued = issue(&keys).await;
+        for _ in 0..3 {
+            let key = keys.verify(&presented(&issued)).await;
+            assert_eq!(key.ok().map(|k| k.id), Some(issued.key.id));
+        }
+        keys.revoke(issued.key.id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            keys.verify(&presented(&issued)).await,
+            Err(ApiKeyError::Invalid)
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_verifier_is_checked_before_a_key_is_remembered() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (keys, db) = keys_on(dir.path()).await;
+        let issued = issue(&keys).await;
+        // A row whose lookup value matches but whose verifier does not (a
+        // tampered database) refuses the key, and keeps refusing it.
+        let Database::Sqlite(lite) = &db else {
+            panic!("the default database is SQLite")
+        };
+        sqlx::query("UPDATE api_keys SET secret_hash = ?")
+            .bind(vec![0u8; 32])
+            .execute(lite.writer())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..2 {
+            assert!(matches!(
+                keys.verify(&presented(&issued)).await,
+                Err(ApiKeyError::Invalid)
+            ));
+        }
+        assert_eq!(keys.verified.iter().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn another_secret_with_the_same_prefix_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (keys, _db) = keys_on(dir.path()).await;
+        let issued = issue(&keys).await;
+        assert!(keys.verify(&presented(&issued)).await.is_ok());
+        let mut other = issued.secret.expose().to_owned();
+        let last = other.pop();
+        other.push(if last == Some('x') { 'y' } else { 'x' });
+        assert!(matches!(
+            keys.verify(&PresentedKey::new(&other)).await,
+            Err(ApiKeyError::Invalid)
+        ));
     }
 }
