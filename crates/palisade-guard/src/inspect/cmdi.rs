@@ -146,6 +146,74 @@ const EXEC_CALLS: &[&str] = &[
     "assert(",
 ];
 
+/// `a < b`, byte by byte (the order of `str`'s `Ord`), at compile time.
+const fn less(a: &[u8], b: &[u8]) -> bool {
+    let mut i = 0;
+    while i < a.len() && i < b.len() {
+        if a[i] != b[i] {
+            return a[i] < b[i];
+        }
+        i += 1;
+    }
+    a.len() < b.len()
+}
+
+/// `list` sorted at compile time, for a binary search instead of comparing
+/// a name with every command.
+const fn sorted<const N: usize>(list: &[&'static str]) -> [&'static str; N] {
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = list[i];
+        i += 1;
+    }
+    let mut i = 1;
+    while i < N {
+        let mut j = i;
+        while j > 0 && less(out[j].as_bytes(), out[j - 1].as_bytes()) {
+            let t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+            j -= 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+static STRONG_SORTED: [&str; STRONG.len()] = sorted(STRONG);
+static WEAK_SORTED: [&str; WEAK.len()] = sorted(WEAK);
+
+/// For each byte, bit `n` set when a command of [`STRONG`] or [`WEAK`] of
+/// length `n` (or of 63 and more) starts with it: most words are turned
+/// down on this alone, before the binary searches.
+static COMMAND_LENGTHS: [u64; 256] = {
+    let mut table = [0u64; 256];
+    let mut j = 0;
+    while j < STRONG.len() + WEAK.len() {
+        let w = if j < STRONG.len() {
+            STRONG[j].as_bytes()
+        } else {
+            WEAK[j - STRONG.len()].as_bytes()
+        };
+        table[w[0] as usize] |= length_bit(w.len());
+        j += 1;
+    }
+    table
+};
+
+const fn length_bit(len: usize) -> u64 {
+    1 << if len < 63 { len } else { 63 }
+}
+
+/// Whether `name` may be a command of [`STRONG`] or [`WEAK`] (never false
+/// for one that is).
+fn may_be_command(name: &str) -> bool {
+    name.as_bytes()
+        .first()
+        .is_some_and(|&b| COMMAND_LENGTHS[usize::from(b)] & length_bit(name.len()) != 0)
+}
+
 static EXEC_CALL_SET: Needles = Needles::new(EXEC_CALLS);
 
 /// Tokens only a shell command line has.
@@ -184,8 +252,18 @@ pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
     if !shell && level < 2 {
         return raw.len() as u64;
     }
-    let lower: Vec<u8> = raw.iter().map(u8::to_ascii_lowercase).collect();
-    let s = &lower[..];
+    super::scratch::with_mapped(
+        raw,
+        |b| b.to_ascii_lowercase(),
+        |s| {
+            scan(s, raw, separators, shell, level, hits);
+        },
+    );
+    2 * raw.len() as u64
+}
+
+/// The rules of [`detect`] on `s`, the lower-cased `raw`.
+fn scan(s: &[u8], raw: &[u8], separators: bool, shell: bool, level: u8, hits: &mut Vec<Hit>) {
     let mut add = |rule: &'static str, span: (usize, usize)| {
         if !hits.iter().any(|h| h.rule == rule) {
             hits.push(Hit::new(Category::Cmdi, rule, CRIT, span));
@@ -236,7 +314,6 @@ pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
             }
         }
     }
-    2 * raw.len() as u64
 }
 
 /// If a command starts at `start` (after spaces, an optional path such as
@@ -263,6 +340,9 @@ fn command_at(s: &[u8], start: usize) -> Option<usize> {
         return None;
     }
     let name = std::str::from_utf8(name).ok()?;
+    if !may_be_command(name) {
+        return None;
+    }
     let rest = &s[i..];
     let arg_end = rest
         .iter()
@@ -270,12 +350,12 @@ fn command_at(s: &[u8], start: usize) -> Option<usize> {
         .unwrap_or(rest.len());
     let args = &rest[..arg_end];
     let ends_cleanly = args.iter().all(|b| b.is_ascii_whitespace());
-    if STRONG.contains(&name) {
+    if STRONG_SORTED.binary_search(&name).is_ok() {
         // `id` and `sh` are short: the name has to end there.
         return (ends_cleanly || rest.first().is_some_and(|b| matches!(b, b' ' | b'\t')))
             .then_some(i);
     }
-    if WEAK.contains(&name) && command_like_args(args) {
+    if WEAK_SORTED.binary_search(&name).is_ok() && command_like_args(args) {
         return Some(i);
     }
     None
@@ -350,6 +430,32 @@ mod tests {
                     .any(|t| t.as_bytes().windows(word.len()).any(|w| w == word)),
                 "{word:?} is in no token"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// The binary search over the sorted copies finds exactly the names
+        /// of the lists.
+        #[test]
+        fn sorted_lookup_agrees_with_the_lists(name in "[a-z0-9._]{0,9}", pick in 0..200usize) {
+            let all: Vec<&str> = STRONG.iter().chain(WEAK).copied().collect();
+            let name = if pick < all.len() { all[pick].to_owned() } else { name };
+            let name = name.as_str();
+            proptest::prop_assert_eq!(STRONG_SORTED.binary_search(&name).is_ok(), STRONG.contains(&name));
+            proptest::prop_assert_eq!(WEAK_SORTED.binary_search(&name).is_ok(), WEAK.contains(&name));
+            if STRONG.contains(&name) || WEAK.contains(&name) {
+                proptest::prop_assert!(may_be_command(name));
+            }
+        }
+    }
+
+    #[test]
+    fn the_sorted_copies_are_sorted_and_complete() {
+        for (list, sorted) in [(STRONG, &STRONG_SORTED[..]), (WEAK, &WEAK_SORTED[..])] {
+            assert!(sorted.windows(2).all(|w| w[0] <= w[1]));
+            let mut expected = list.to_vec();
+            expected.sort_unstable();
+            assert_eq!(sorted, &expected[..]);
         }
     }
 

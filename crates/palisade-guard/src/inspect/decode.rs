@@ -120,7 +120,16 @@ pub fn url_decode(input: &[u8], plus_as_space: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
-        let b = input[i];
+        // The bytes up to the next `%` (or `+`) are copied as one run.
+        let run = input[i..]
+            .iter()
+            .position(|&b| b == b'%' || (plus_as_space && b == b'+'))
+            .unwrap_or(input.len() - i);
+        out.extend_from_slice(&input[i..i + run]);
+        i += run;
+        let Some(&b) = input.get(i) else {
+            break;
+        };
         if b == b'%' {
             if let (Some(h), Some(l)) = (
                 input.get(i + 1).copied().and_then(hex),
@@ -355,6 +364,73 @@ fn named_reference(name: &str) -> Option<char> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`url_decode`] as it was, one byte at a time: the reference.
+    fn url_decode_bytewise(input: &[u8], plus_as_space: bool) -> Vec<u8> {
+        let mut out = Vec::with_capacity(input.len());
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            if b == b'%' {
+                if let (Some(h), Some(l)) = (
+                    input.get(i + 1).copied().and_then(hex),
+                    input.get(i + 2).copied().and_then(hex),
+                ) {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
+                }
+                if matches!(input.get(i + 1), Some(b'u' | b'U')) {
+                    let digits = input.get(i + 2..i + 6).map(|d| {
+                        d.iter()
+                            .try_fold(0u32, |acc, &c| hex(c).map(|v| acc << 4 | u32::from(v)))
+                    });
+                    if let Some(Some(code)) = digits {
+                        let c = char::from_u32(code).unwrap_or('\u{fffd}');
+                        let mut buf = [0u8; 4];
+                        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                        i += 6;
+                        continue;
+                    }
+                }
+                out.push(b);
+            } else if b == b'+' && plus_as_space {
+                out.push(b' ');
+            } else {
+                out.push(b);
+            }
+            i += 1;
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// Copying runs between escapes decodes exactly as byte by byte.
+        #[test]
+        fn run_copying_decodes_like_the_bytewise_loop(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just("%".to_owned()),
+                    proptest::strategy::Just("+".to_owned()),
+                    proptest::strategy::Just("%u".to_owned()),
+                    proptest::strategy::Just("%U00".to_owned()),
+                    "[0-9a-fA-FgzG]{1,3}",
+                    "[ -~]{0,4}",
+                    proptest::strategy::Just("é".to_owned()),
+                ],
+                0..16,
+            ),
+            plus: bool,
+        ) {
+            let input: String = parts.concat();
+            proptest::prop_assert_eq!(
+                url_decode(input.as_bytes(), plus),
+                url_decode_bytewise(input.as_bytes(), plus)
+            );
+        }
+    }
 
     fn text(raw: &str, encoding: Encoding) -> String {
         decode(raw.as_bytes(), encoding).text

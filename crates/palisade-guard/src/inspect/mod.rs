@@ -27,6 +27,7 @@ mod verdict;
 
 mod cmdi;
 mod prefilter;
+mod scratch;
 mod steps;
 mod traversal;
 mod xss;
@@ -531,6 +532,9 @@ impl<'c> Scan<'c> {
         if !active.any() {
             return true;
         }
+        // Whether SQL's unquoted context could match (the prefilter may know
+        // it cannot: only a quote opened the SQL gate).
+        let mut sql_bare = true;
         let (text, had_nul, active) = if self.prefilter {
             let mask = prefilter::classes(raw);
             if self.level == 1 && prefilter::is_plain_token(raw, mask) {
@@ -558,6 +562,7 @@ impl<'c> Scan<'c> {
                 }
             };
             let gates = prefilter::Gates::of(text.as_bytes(), mask, self.level, active.sqli);
+            sql_bare = gates.sqli_bare;
             let active = Detectors {
                 sqli: active.sqli && gates.sqli,
                 xss: active.xss && gates.xss,
@@ -588,7 +593,7 @@ impl<'c> Scan<'c> {
             }
         };
         if active.sqli {
-            self.work += sql::detect(text, level, &mut hits);
+            self.work += sql::detect_in(text, level, &mut hits, sql_bare);
             collect(&mut hits, 0, text);
             if text.contains("/*") {
                 // Comments inside keywords (`UN/**/ION`), for back ends

@@ -129,8 +129,18 @@ pub(crate) fn is_plain_token(bytes: &[u8], mask: u32) -> bool {
         && !(mask & DASH != 0 && has_pair(bytes, b"--"))
 }
 
+/// Whether `pair` occurs in `bytes`: found by its first byte, then
+/// compared (the same answer as `bytes.windows(2).any(|w| w == pair)`, see
+/// the proptest).
 fn has_pair(bytes: &[u8], pair: &[u8; 2]) -> bool {
-    bytes.windows(2).any(|w| w == pair)
+    let mut rest = bytes;
+    while let Some(p) = rest.iter().position(|&b| b == pair[0]) {
+        if rest.get(p + 1) == Some(&pair[1]) {
+            return true;
+        }
+        rest = &rest[p + 1..];
+    }
+    false
 }
 
 /// Which detectors could fire on a decoded value whose byte classes are
@@ -138,6 +148,9 @@ fn has_pair(bytes: &[u8], pair: &[u8; 2]) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Gates {
     pub sqli: bool,
+    /// Whether the SQL detector's unquoted context could match: false when
+    /// only a quote opened [`Self::sqli`] (see [`sql_possible`]).
+    pub sqli_bare: bool,
     pub xss: bool,
     pub traversal: bool,
     pub cmdi: bool,
@@ -147,8 +160,10 @@ impl Gates {
     /// The gates for `text` (whose classes are `mask`) at `level`. `want_sqli`
     /// false skips the SQL word scan when SQL is not wanted anyway.
     pub(crate) fn of(text: &[u8], mask: u32, level: u8, want_sqli: bool) -> Self {
+        let sqli_bare = want_sqli && sql_possible(text, mask & !QUOTE);
         Self {
-            sqli: want_sqli && sql_possible(text, mask),
+            sqli: sqli_bare || (want_sqli && mask & QUOTE != 0),
+            sqli_bare,
             xss: mask & (LT | COLON | EQ | PAREN | BACKTICK | BRACE | AMP) != 0,
             traversal: mask & (SLASH | BACKSLASH | COLON) != 0
                 || (mask & DOT != 0 && has_pair(text, b"..")),
@@ -180,7 +195,10 @@ pub(crate) fn has_shell_word(text: &[u8]) -> bool {
 pub(crate) const SHELL_WORDS: [&[u8]; 4] = [b"bin/", b"cmd", b"powershell", b"%comspec%"];
 
 /// Whether some SQL rule could match `text` (classes `mask`); see the module
-/// documentation.
+/// documentation. With [`QUOTE`] taken out of `mask`, whether a rule could
+/// match in the unquoted context: there a quote only starts a string token,
+/// and the patterns of that context, the dangerous and info calls and the
+/// executable comment all need one of the other triggers.
 pub(crate) fn sql_possible(text: &[u8], mask: u32) -> bool {
     if mask & (QUOTE | SEMI | PAREN | HASH) != 0 {
         return true;
@@ -435,6 +453,15 @@ mod tests {
         }
 
         #[test]
+        fn the_pair_search_agrees_with_windows(text in "[-./*|&a]{0,12}", pair in "[-./*|&a]{2}") {
+            let pair: [u8; 2] = [pair.as_bytes()[0], pair.as_bytes()[1]];
+            prop_assert_eq!(
+                has_pair(text.as_bytes(), &pair),
+                text.as_bytes().windows(2).any(|w| w == pair)
+            );
+        }
+
+        #[test]
         fn the_plain_token_test_agrees_with_the_original(text in "[a-z0-9_.\\- ,@%é]{0,20}") {
             prop_assert_eq!(
                 is_plain_token(text.as_bytes(), classes(text.as_bytes())),
@@ -500,7 +527,8 @@ mod tests {
     const PIECES: &[&str] = &[
         "1", "0x", "f", "or", "OR", "and", "union", "select", "sleep", "order", "by", " ", "-",
         "--", "/", "*", "|", "&", "#", ".", "_", "a", "é", "'", "\"", ";", "(", ")", "@", "=",
-        "request", "utl_http", "e5", "%", "+", "\t", "!",
+        "request", "utl_http", "e5", "%", "+", "\t", "!", "like", "from", "is", "not", "null", ",",
+        "\\", "''", "N", "<", ">", "@@", "in", "div", "b",
     ];
 
     proptest! {
@@ -515,10 +543,35 @@ mod tests {
             }
         }
 
+        /// A closed unquoted gate: skipping the unquoted context, and the
+        /// quote contexts where no quote-context pattern can match, changes no
+        /// hit (rule, span, order), at any level.
+        #[test]
+        fn a_closed_bare_gate_changes_no_sql_hit(parts in proptest::collection::vec(0..PIECES.len(), 0..12)) {
+            let text: String = parts.iter().map(|&i| PIECES[i]).collect();
+            let bytes = text.as_bytes();
+            if !sql_possible(bytes, classes(bytes) & !QUOTE) {
+                for level in 1..=3 {
+                    let (mut all, mut quoted) = (Vec::new(), Vec::new());
+                    super::super::sql::detect(&text, level, &mut all);
+                    super::super::sql::detect_in(&text, level, &mut quoted, false);
+                    prop_assert_eq!(&all, &quoted, "{:?}", text);
+                }
+            }
+        }
+
         #[test]
         fn a_closed_sql_gate_means_no_sql_hit_on_any_bytes(text in "[ -~]{0,24}") {
             if !sql_possible(text.as_bytes(), classes(text.as_bytes())) {
                 prop_assert_eq!(sql_hits(&text), 0, "{:?}", text);
+            }
+            if !sql_possible(text.as_bytes(), classes(text.as_bytes()) & !QUOTE) {
+                for level in 1..=3 {
+                    let (mut all, mut quoted) = (Vec::new(), Vec::new());
+                    super::super::sql::detect(&text, level, &mut all);
+                    super::super::sql::detect_in(&text, level, &mut quoted, false);
+                    prop_assert_eq!(&all, &quoted, "{:?}", text);
+                }
             }
         }
     }

@@ -205,16 +205,28 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
         return raw.len() as u64;
     }
     // Lower case, one separator.
-    let s: Vec<u8> = raw
-        .iter()
-        .map(|&b| {
-            if b == b'\\' {
-                b'/'
-            } else {
-                b.to_ascii_lowercase()
-            }
-        })
-        .collect();
+    let lower = |b: u8| {
+        if b == b'\\' {
+            b'/'
+        } else {
+            b.to_ascii_lowercase()
+        }
+    };
+    super::scratch::with_mapped(raw, lower, |s| {
+        scan(s, raw.len(), has_dots, has_colon, had_nul, level, hits)
+    })
+}
+
+/// The rules of [`detect`] on `s`, the value lower-cased with one separator.
+fn scan(
+    s: &[u8],
+    raw_len: usize,
+    has_dots: bool,
+    has_colon: bool,
+    had_nul: bool,
+    level: u8,
+    hits: &mut Vec<Hit>,
+) -> u64 {
     let mut add = |rule: &'static str, severity: Severity, span: (usize, usize)| {
         if !hits.iter().any(|h| h.rule == rule) {
             hits.push(Hit::new(Category::PathTraversal, rule, severity, span));
@@ -287,18 +299,18 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
         }
     }
     // A sensitive file named anywhere, after a separator.
-    if let Some(at) = separated_file(&s) {
+    if let Some(at) = separated_file(s) {
         add(
             "path_traversal.sensitive-file",
             CRIT,
             (at.saturating_sub(1), s.len().min(at + 40)),
         );
     }
-    if has_colon && find(&s, b"file://").is_some() {
+    if has_colon && find(s, b"file://").is_some() {
         add("path_traversal.wrapper", CRIT, (0, s.len().min(60)));
     }
     if level >= 2 {
-        if let Some(span) = odd_separator_steps(&s) {
+        if let Some(span) = odd_separator_steps(s) {
             add("path_traversal.encoded-steps", CRIT, span);
         }
         if had_nul && s.contains(&b'/') && s.contains(&b'.') {
@@ -316,7 +328,7 @@ pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) 
             (trimmed_start, s.len().min(trimmed_start + 60)),
         );
     }
-    2 * raw.len() as u64
+    2 * raw_len as u64
 }
 
 fn drive_letter(s: &[u8]) -> bool {

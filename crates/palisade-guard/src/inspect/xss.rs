@@ -189,27 +189,32 @@ pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
         return bytes.len() as u64;
     }
     // One lower-cased copy; ASCII lowering keeps byte offsets.
-    let lower = text.to_ascii_lowercase();
-    let mut scan = Scanner {
-        s: lower.as_bytes(),
-        level,
-        hits,
-    };
-    if bytes.contains(&b'<') {
-        scan.tags();
-    }
-    if bytes.contains(&b'=') {
-        scan.attribute_breakout();
-    }
-    if bytes.contains(&b':') {
-        scan.script_url();
-    }
-    if bytes.iter().any(|&b| matches!(b, b'(' | b'`' | b'=')) {
-        scan.script_breakout();
-    }
-    if level >= 2 {
-        scan.level_two();
-    }
+    super::scratch::with_mapped(
+        bytes,
+        |b| b.to_ascii_lowercase(),
+        |lower| {
+            let mut scan = Scanner {
+                s: lower,
+                level,
+                hits,
+            };
+            if bytes.contains(&b'<') {
+                scan.tags();
+            }
+            if bytes.contains(&b'=') {
+                scan.attribute_breakout();
+            }
+            if bytes.contains(&b':') {
+                scan.script_url();
+            }
+            if bytes.iter().any(|&b| matches!(b, b'(' | b'`' | b'=')) {
+                scan.script_breakout();
+            }
+            if level >= 2 {
+                scan.level_two();
+            }
+        },
+    );
     3 * bytes.len() as u64
 }
 

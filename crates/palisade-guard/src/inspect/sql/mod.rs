@@ -366,9 +366,40 @@ fn may_be_sql(text: &[u8]) -> bool {
         .any(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b >= 0x80))
 }
 
+/// Whether a pattern of the quote context `q` could match `bytes` when the
+/// prefilter found no SQL trigger but the quote (`bare` false): then only the
+/// quote-context patterns can match (every other pattern, the dangerous and
+/// info calls and the executable comment need a trigger), and each of them
+/// is `^sQ` followed by a token that is not a value (checked on the compiled
+/// patterns by a test). The first two folded tokens are the first two raw
+/// ones when the second is a value (no merge or fold applies after a string),
+/// so two tokens decide: a closed string, then a token that is not a value.
+fn quoted_breakout_possible(bytes: &[u8], q: u8) -> bool {
+    let mut lexer = lexer::Lexer::new(bytes, Some(q));
+    let closed_string = lexer
+        .next()
+        .is_some_and(|t| t.kind == lexer::kind::STRING && t.closed);
+    closed_string && lexer.next().is_some_and(|t| !is_value_kind(t.kind))
+}
+
+/// The kinds of values and calls: no quote-context pattern has one right
+/// after its leading string and closing parentheses.
+fn is_value_kind(k: u8) -> bool {
+    use lexer::kind::*;
+    matches!(k, NUMBER | STRING | BAREWORD | VARIABLE | FUNCTION)
+}
+
 /// Looks for SQL injection in `text` with the patterns of levels up to
 /// `level`, adding at most one hit per rule. Returns the bytes processed.
 pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
+    detect_in(text, level, hits, true)
+}
+
+/// [`detect`], with the unquoted context skipped when `bare` is false: the
+/// prefilter's word for "nothing but a quote could make this SQL"
+/// ([`super::prefilter::Gates::sqli_bare`]), in which case that context
+/// finds nothing (a proptest compares both).
+pub(crate) fn detect_in(text: &str, level: u8, hits: &mut Vec<Hit>, bare: bool) -> u64 {
     let bytes = text.as_bytes();
     if !may_be_sql(bytes) {
         return bytes.len() as u64;
@@ -378,18 +409,27 @@ pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
         static FOLDER: RefCell<Folder> = RefCell::new(Folder::default());
     }
     FOLDER.with_borrow_mut(|folder| {
-        let work = detect_with(bytes, level, hits, folder);
+        let work = detect_with(bytes, level, hits, folder, bare);
         // A huge value (a whole body) leaves no huge buffers behind.
         folder.release_if_larger_than(4096);
         work
     })
 }
 
-fn detect_with(bytes: &[u8], level: u8, hits: &mut Vec<Hit>, folder: &mut Folder) -> u64 {
+fn detect_with(
+    bytes: &[u8],
+    level: u8,
+    hits: &mut Vec<Hit>,
+    folder: &mut Folder,
+    bare: bool,
+) -> u64 {
     let mut work = 0;
     for quote in [None, Some(b'\''), Some(b'"')] {
-        if quote.is_some_and(|q| !bytes.contains(&q)) {
-            continue;
+        match quote {
+            None if !bare => continue,
+            Some(q) if !bytes.contains(&q) => continue,
+            Some(q) if !bare && !quoted_breakout_possible(bytes, q) => continue,
+            _ => {}
         }
         work += bytes.len() as u64;
         let fp = folder.fold(bytes, quote);
@@ -484,6 +524,33 @@ mod tests {
                 _ => false,
             });
             assert!(needs, "{} at level {}", p.rule, p.level);
+        }
+    }
+
+    /// [`quoted_breakout_possible`] rests on this: every quote-context
+    /// pattern is `^sQ`, then optional tokens and one required token, none of
+    /// them a value.
+    #[test]
+    fn every_quoted_pattern_needs_a_non_value_after_the_string() {
+        let no_value = |class: &[u8]| class.iter().all(|&k| !is_value_kind(k));
+        for p in COMPILED.iter().filter(|p| p.context == Context::Quoted) {
+            let what = format!("{} at level {}", p.rule, p.level);
+            assert!(p.anchored, "{what}");
+            assert!(matches!(p.elems[0], Elem::Kind(b's')), "{what}");
+            assert!(matches!(p.elems[1], Elem::MaybeCloses), "{what}");
+            let mut rest = p.elems[2..].iter();
+            let required = loop {
+                match rest.next() {
+                    Some(Elem::Optional(class)) => assert!(no_value(class), "{what}"),
+                    other => break other,
+                }
+            };
+            match required {
+                Some(Elem::Kind(k)) => assert!(!is_value_kind(*k), "{what}"),
+                Some(Elem::Class(class)) => assert!(no_value(class), "{what}"),
+                Some(Elem::Closes) => {}
+                other => panic!("{what}: {other:?}"),
+            }
         }
     }
 
