@@ -16,7 +16,6 @@ use crate::routes::{
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::from_fn_with_state;
 use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -137,10 +136,7 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .cloned()
         .map(crate::layers::threat_block::ThreatBlockLayer::principals);
     let v1 = v1
-        .layer(from_fn_with_state(
-            state.clone(),
-            idempotency::idempotent_posts,
-        ))
+        .layer(idempotency::IdempotencyLayer::new(state.clone()))
         .layer(RateLimitLayer::new(
             state.ratelimit.clone(),
             state.settings.rate_limit_headers,

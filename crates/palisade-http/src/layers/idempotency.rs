@@ -7,11 +7,14 @@ use crate::problem::Problem;
 use crate::state::AppState;
 use aws_lc_rs::digest;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::future::{BoxFuture, Either};
 use palisade_store::idempotency::{Begin, StoredResponse};
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -20,13 +23,75 @@ pub const REPLAYED: &str = "idempotent-replayed";
 /// Largest response body kept for replay.
 const MAX_STORED_RESPONSE: usize = 1024 * 1024;
 
-/// The middleware; runs after authentication so records are scoped per API key.
-pub async fn idempotent_posts(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.method() != Method::POST {
-        return next.run(req).await;
+/// The layer; runs after authentication so records are scoped per API key.
+/// A hand-written service rather than `from_fn`, so requests it has nothing to
+/// do with (every one but a POST carrying the header) pass through without
+/// boxing the inner service or their futures.
+#[derive(Debug, Clone)]
+pub struct IdempotencyLayer {
+    state: AppState,
+}
+
+impl IdempotencyLayer {
+    /// Keeps records in `state`'s idempotency store.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
     }
+}
+
+impl<S> Layer<S> for IdempotencyLayer {
+    type Service = Idempotency<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Idempotency {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service of [`IdempotencyLayer`].
+#[derive(Debug, Clone)]
+pub struct Idempotency<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> Service<Request> for Idempotency<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if req.method() != Method::POST || !req.headers().contains_key(IDEMPOTENCY_KEY) {
+            return Either::Left(self.inner.call(req));
+        }
+        // The instance polled ready is the one to call; a clone stays behind.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let state = self.state.clone();
+        Either::Right(Box::pin(async move {
+            Ok(idempotent_post(state, inner, req).await)
+        }))
+    }
+}
+
+/// A POST carrying an `Idempotency-Key`: runs it once, replays it after.
+async fn idempotent_post<S>(state: AppState, mut inner: S, req: Request) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let Some(raw_key) = req.headers().get(IDEMPOTENCY_KEY) else {
-        return next.run(req).await;
+        let Ok(response) = inner.call(req).await;
+        return response;
     };
     let key = match raw_key.to_str() {
         Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
@@ -88,8 +153,8 @@ pub async fn idempotent_posts(State(state): State<AppState>, req: Request, next:
         Ok(Begin::Proceed) => {}
     }
 
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
+    let Ok(response) = inner
+        .call(Request::from_parts(parts, Body::from(bytes)))
         .await;
     let status = response.status();
     // Errors on our side, and answers that depend on the moment (rate limits,
