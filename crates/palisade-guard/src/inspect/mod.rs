@@ -534,7 +534,7 @@ impl<'c> Scan<'c> {
         }
         // Whether SQL's unquoted context could match (the prefilter may know
         // it cannot: only a quote opened the SQL gate).
-        let mut sql_bare = true;
+        let mut sql_contexts = sql::Contexts::All;
         let (text, had_nul, active) = if self.prefilter {
             let mask = prefilter::classes(raw);
             if self.level == 1 && prefilter::is_plain_token(raw, mask) {
@@ -562,7 +562,9 @@ impl<'c> Scan<'c> {
                 }
             };
             let gates = prefilter::Gates::of(text.as_bytes(), mask, self.level, active.sqli);
-            sql_bare = gates.sqli_bare;
+            sql_contexts = sql::Contexts::Prefiltered {
+                bare: gates.sqli_bare,
+            };
             let active = Detectors {
                 sqli: active.sqli && gates.sqli,
                 xss: active.xss && gates.xss,
@@ -593,7 +595,7 @@ impl<'c> Scan<'c> {
             }
         };
         if active.sqli {
-            self.work += sql::detect_in(text, level, &mut hits, sql_bare);
+            self.work += sql::detect_in(text, level, &mut hits, sql_contexts);
             collect(&mut hits, 0, text);
             if text.contains("/*") {
                 // Comments inside keywords (`UN/**/ION`), for back ends

@@ -789,7 +789,11 @@ fn find_uncounted(hay: &[u8], needle: &[u8]) -> Option<usize> {
             .iter()
             .position(|&b| b == first)?;
         let at = i + p;
-        if &hay[at..at + needle.len()] == needle {
+        // The second byte first, then the rest: no `memcmp` call for most
+        // candidates, none at all for a two-byte needle.
+        if (needle.len() < 2 || hay[at + 1] == needle[1])
+            && (needle.len() <= 2 || hay[at + 2..at + needle.len()] == needle[2..])
+        {
             return Some(at);
         }
         i = at + 1;
@@ -878,6 +882,16 @@ mod tests {
                     copy.starts_with(sc.as_bytes())
                 );
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// The search finds the first occurrence, as the standard windows do.
+        #[test]
+        fn find_agrees_with_windows(hay in "[ab.]{0,16}", needle in "[ab.]{1,4}") {
+            let (hay, needle) = (hay.as_bytes(), needle.as_bytes());
+            let expected = hay.windows(needle.len()).position(|w| w == needle);
+            proptest::prop_assert_eq!(find_uncounted(hay, needle), expected);
         }
     }
 

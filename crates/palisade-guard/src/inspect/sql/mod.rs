@@ -366,6 +366,68 @@ fn may_be_sql(text: &[u8]) -> bool {
         .any(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b >= 0x80))
 }
 
+/// The kinds that only keywords, `||`, `&&` and comments make: none of them
+/// occurs when the prefilter's only SQL triggers are `;`, `(` and `)`.
+#[cfg(test)]
+const STRONG_KINDS: &[u8] = b"&UETBc";
+
+/// Whether something could match `bytes` in the unquoted context, the
+/// prefilter's SQL gate being open. When its only triggers are `;`, `(`
+/// and `)` (no keyword, `#`, `--`, `/*`, `||` or `&&`), there is no token
+/// of [`STRONG_KINDS`], no dangerous call and no executable comment, and
+/// what is left needs a function call `f` (a test checks the patterns):
+/// `^[1nv]Q;[TUf]` with a `;`, `^1Qof(` with a number first, and an info
+/// call with an empty argument list.
+fn unquoted_possible(bytes: &[u8]) -> bool {
+    use super::prefilter::{PAREN, QUOTE, SEMI, classes, sql_possible};
+    if sql_possible(bytes, classes(bytes) & !(QUOTE | SEMI | PAREN)) {
+        return true;
+    }
+    has_call_shape(bytes)
+        && (bytes.contains(&b';') || has_empty_call(bytes) || starts_with_number(bytes))
+}
+
+/// Whether a word may be followed by `(` (spaces and tabs between): the
+/// run of word bytes, `.` and `$` before it has a byte that is not a digit
+/// or `.`, as a word token (not a number) starts with one.
+fn has_call_shape(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().any(|(p, &b)| {
+        if b != b'(' {
+            return false;
+        }
+        let before = &bytes[..p];
+        let end = before
+            .iter()
+            .rposition(|&c| c != b' ' && c != b'\t')
+            .map_or(0, |e| e + 1);
+        before[..end]
+            .iter()
+            .rev()
+            .take_while(|&&c| lexer::is_word_byte(c) || c == b'.' || c == b'$')
+            .any(|&c| !(c.is_ascii_digit() || c == b'.'))
+    })
+}
+
+/// `(` then `)`, with only ASCII whitespace between (as an info call's).
+fn has_empty_call(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().any(|(p, &b)| {
+        b == b'('
+            && bytes[p + 1..]
+                .iter()
+                .find(|c| !c.is_ascii_whitespace())
+                .is_some_and(|&c| c == b')')
+    })
+}
+
+/// Whether the first folded token is a number: the first token that is not
+/// a unary operator or `NOT` (folding drops those at the start, and no merge
+/// changes the first kind).
+fn starts_with_number(bytes: &[u8]) -> bool {
+    lexer::Lexer::new(bytes, None)
+        .find(|t| t.op != lexer::Op::Unary && t.word != lexer::Word::Not)
+        .is_some_and(|t| t.kind == lexer::kind::NUMBER)
+}
+
 /// Whether a pattern of the quote context `q` could match `bytes` when the
 /// prefilter found no SQL trigger but the quote (`bare` false): then only the
 /// quote-context patterns can match (every other pattern, the dangerous and
@@ -392,14 +454,24 @@ fn is_value_kind(k: u8) -> bool {
 /// Looks for SQL injection in `text` with the patterns of levels up to
 /// `level`, adding at most one hit per rule. Returns the bytes processed.
 pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
-    detect_in(text, level, hits, true)
+    detect_in(text, level, hits, Contexts::All)
 }
 
-/// [`detect`], with the unquoted context skipped when `bare` is false: the
-/// prefilter's word for "nothing but a quote could make this SQL"
-/// ([`super::prefilter::Gates::sqli_bare`]), in which case that context
-/// finds nothing (a proptest compares both).
-pub(crate) fn detect_in(text: &str, level: u8, hits: &mut Vec<Hit>, bare: bool) -> u64 {
+/// Which quote contexts [`detect_in`] folds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Contexts {
+    /// Every context whose quote is in the value: the plain detector.
+    All,
+    /// Only those where a pattern could match, as the prefilter and cheap
+    /// tests tell (proptests compare with [`Contexts::All`]). `bare` false is
+    /// the prefilter's word for "nothing but a quote could make this SQL"
+    /// ([`super::prefilter::Gates::sqli_bare`]).
+    Prefiltered { bare: bool },
+}
+
+/// [`detect`], skipping the contexts `contexts` rules out; each skipped
+/// context would find nothing.
+pub(crate) fn detect_in(text: &str, level: u8, hits: &mut Vec<Hit>, contexts: Contexts) -> u64 {
     let bytes = text.as_bytes();
     if !may_be_sql(bytes) {
         return bytes.len() as u64;
@@ -409,7 +481,7 @@ pub(crate) fn detect_in(text: &str, level: u8, hits: &mut Vec<Hit>, bare: bool) 
         static FOLDER: RefCell<Folder> = RefCell::new(Folder::default());
     }
     FOLDER.with_borrow_mut(|folder| {
-        let work = detect_with(bytes, level, hits, folder, bare);
+        let work = detect_with(bytes, level, hits, folder, contexts);
         // A huge value (a whole body) leaves no huge buffers behind.
         folder.release_if_larger_than(4096);
         work
@@ -421,12 +493,17 @@ fn detect_with(
     level: u8,
     hits: &mut Vec<Hit>,
     folder: &mut Folder,
-    bare: bool,
+    contexts: Contexts,
 ) -> u64 {
+    let (prefiltered, bare) = match contexts {
+        Contexts::All => (false, true),
+        Contexts::Prefiltered { bare } => (true, bare),
+    };
     let mut work = 0;
     for quote in [None, Some(b'\''), Some(b'"')] {
         match quote {
             None if !bare => continue,
+            None if prefiltered && !unquoted_possible(bytes) => continue,
             Some(q) if !bytes.contains(&q) => continue,
             Some(q) if !bare && !quoted_breakout_possible(bytes, q) => continue,
             _ => {}
@@ -524,6 +601,40 @@ mod tests {
                 _ => false,
             });
             assert!(needs, "{} at level {}", p.rule, p.level);
+        }
+    }
+
+    /// [`unquoted_possible`] rests on this: every pattern outside the quote
+    /// contexts needs a token of [`STRONG_KINDS`], or else a function call
+    /// and either a `;` or a number first.
+    #[test]
+    fn every_unquoted_pattern_needs_a_strong_kind_or_a_call() {
+        let classes = |p: &Pattern| -> Vec<Vec<u8>> {
+            p.elems
+                .iter()
+                .filter_map(|e| match e {
+                    Elem::Kind(k) => Some(vec![*k]),
+                    Elem::Class(c) => Some(c.clone()),
+                    Elem::Closes => Some(vec![b')']),
+                    _ => None,
+                })
+                .collect()
+        };
+        for p in COMPILED.iter().filter(|p| p.context != Context::Quoted) {
+            let required = classes(p);
+            let within = |set: &[u8]| required.iter().any(|c| c.iter().all(|k| set.contains(k)));
+            let strong = within(STRONG_KINDS);
+            let mut strong_or_call = STRONG_KINDS.to_vec();
+            strong_or_call.push(b'f');
+            let call = within(&strong_or_call);
+            let semicolon = within(b";");
+            let number_first = p.anchored && matches!(p.elems.first(), Some(Elem::Kind(b'1')));
+            assert!(
+                strong || (call && (semicolon || number_first)),
+                "{} at level {}",
+                p.rule,
+                p.level
+            );
         }
     }
 
