@@ -9,6 +9,7 @@
 //! and styles, so it gets its own policy that allows `'self'`.
 
 use crate::protection::ProtectionError;
+use axum::http::header::InvalidHeaderValue;
 use axum::http::{HeaderName, HeaderValue, Request, Response, header};
 use serde::Deserialize;
 use std::future::Future;
@@ -50,25 +51,59 @@ pub struct SecurityHeaders {
     pub x_permitted_cross_domain_policies: String,
 }
 
+/// The default values, in the order of [`SecurityHeaders`]'s fields.
+const DEFAULTS: [&str; 10] = [
+    "default-src 'none'; frame-ancestors 'none'",
+    "default-src 'none'; script-src 'self'; \
+        style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+        frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "max-age=63072000; includeSubDomains",
+    "nosniff",
+    "DENY",
+    "no-referrer",
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), \
+        magnetometer=(), microphone=(), payment=(), usb=(), interest-cohort=()",
+    "same-origin",
+    "same-origin",
+    "none",
+];
+
 impl Default for SecurityHeaders {
     fn default() -> Self {
+        let [
+            content_security_policy,
+            docs_content_security_policy,
+            strict_transport_security,
+            x_content_type_options,
+            x_frame_options,
+            referrer_policy,
+            permissions_policy,
+            cross_origin_opener_policy,
+            cross_origin_resource_policy,
+            x_permitted_cross_domain_policies,
+        ] = DEFAULTS.map(String::from);
         Self {
-            content_security_policy: "default-src 'none'; frame-ancestors 'none'".into(),
-            docs_content_security_policy: "default-src 'none'; script-src 'self'; \
-                style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
-                frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-                .into(),
-            strict_transport_security: "max-age=63072000; includeSubDomains".into(),
-            x_content_type_options: "nosniff".into(),
-            x_frame_options: "DENY".into(),
-            referrer_policy: "no-referrer".into(),
-            permissions_policy: "accelerometer=(), camera=(), geolocation=(), gyroscope=(), \
-                magnetometer=(), microphone=(), payment=(), usb=(), interest-cohort=()"
-                .into(),
-            cross_origin_opener_policy: "same-origin".into(),
-            cross_origin_resource_policy: "same-origin".into(),
-            x_permitted_cross_domain_policies: "none".into(),
+            content_security_policy,
+            docs_content_security_policy,
+            strict_transport_security,
+            x_content_type_options,
+            x_frame_options,
+            referrer_policy,
+            permissions_policy,
+            cross_origin_opener_policy,
+            cross_origin_resource_policy,
+            x_permitted_cross_domain_policies,
         }
+    }
+}
+
+/// A configured value as a header value. A default one is static, so putting
+/// it on a response copies a pointer; any other is shared, which costs two
+/// atomic operations per response.
+fn header_value(text: &str) -> Result<HeaderValue, InvalidHeaderValue> {
+    match DEFAULTS.iter().find(|default| **default == text) {
+        Some(default) => Ok(HeaderValue::from_static(default)),
+        None => HeaderValue::from_str(text),
     }
 }
 
@@ -98,7 +133,7 @@ impl SecurityHeadersLayer {
                 if text.is_empty() {
                     return Ok(None);
                 }
-                HeaderValue::from_str(text)
+                header_value(text)
                     .map(Some)
                     .map_err(|_| ProtectionError::Invalid {
                         key: format!("security_headers.{key}"),
@@ -245,20 +280,20 @@ where
             other => return other,
         };
         let headers = response.headers_mut();
+        // Room for all at once: growing the map rehashes it.
+        headers.reserve(this.headers.common.len() + 1);
         for (name, value) in &this.headers.common {
-            if !headers.contains_key(name) {
-                headers.insert(name.clone(), value.clone());
-            }
+            headers.entry(name).or_insert_with(|| value.clone());
         }
         let csp = if *this.docs {
             &this.headers.docs_csp
         } else {
             &this.headers.csp
         };
-        if let Some(csp) = csp
-            && !headers.contains_key(header::CONTENT_SECURITY_POLICY)
-        {
-            headers.insert(header::CONTENT_SECURITY_POLICY, csp.clone());
+        if let Some(csp) = csp {
+            headers
+                .entry(header::CONTENT_SECURITY_POLICY)
+                .or_insert_with(|| csp.clone());
         }
         Poll::Ready(Ok(response))
     }
@@ -330,6 +365,19 @@ mod tests {
             get(&response, "x-permitted-cross-domain-policies"),
             Some("none")
         );
+    }
+
+    #[test]
+    fn default_and_custom_values_become_the_same_header_values() {
+        let defaults = SecurityHeaders::default();
+        let value = header_value(&defaults.permissions_policy).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            value.to_str().ok(),
+            Some(defaults.permissions_policy.as_str())
+        );
+        let custom = header_value("max-age=300").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(custom.to_str().ok(), Some("max-age=300"));
+        assert!(header_value("bad\nvalue").is_err());
     }
 
     #[tokio::test]
