@@ -5,6 +5,12 @@
 //!
 //! Run: `PALISADE_BENCH_SIZE=1000000 cargo bench -p palisade-audit --bench audit_proofs`
 //! (`PALISADE_BENCH_BACKENDS=sqlite,postgres` by default).
+//!
+//! For iterating on the verifier: `PALISADE_BENCH_ONLY=verify` skips the proofs and
+//! queries, `PALISADE_BENCH_VERIFY_RUNS=3` repeats verify and its ceiling (alternating,
+//! so a load change hits both), and `PALISADE_BENCH_REUSE=1` keeps the filled store
+//! (SQLite under the system temp dir, PostgreSQL in schema `bench_proofs_<size>`) and
+//! only tops it up on the next run.
 
 use aws_lc_rs::digest;
 use palisade_audit::checkpoint::NoteSigner;
@@ -14,7 +20,7 @@ use palisade_audit::store::{AuditStore, EventFilter, Page};
 use palisade_audit::verify::Verifier;
 use palisade_core::principal::TenantId;
 use palisade_store::{Database, DatabaseConfig};
-use palisade_testkit::postgres::TestDatabase;
+use palisade_testkit::postgres::{TestDatabase, database_url};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -46,6 +52,37 @@ fn events(start: u64, n: u64) -> Vec<PreparedEvent> {
         .collect()
 }
 
+/// CPU time (user + system, seconds) in a `/proc/<pid>/stat` line.
+fn stat_cpu_seconds(stat: &str) -> Option<f64> {
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ on Linux
+}
+
+/// CPU time of this process (SQLite's threads included): on a shared machine, what
+/// verify costs regardless of how long it waited for a core. Linux only; 0 elsewhere.
+fn own_cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| stat_cpu_seconds(&s))
+        .unwrap_or(0.0)
+}
+
+/// CPU time of every process named `comm` (the PostgreSQL server's backends).
+fn cpu_seconds_of(comm: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| stat.contains(&format!(" ({comm}) ")))
+        .filter_map(|stat| stat_cpu_seconds(&stat))
+        .sum()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -63,11 +100,21 @@ impl Lcg {
     }
 }
 
-async fn run(name: &str, db: Database, size: u64) -> Result<(), Box<dyn std::error::Error>> {
+/// The bench's options, from the environment.
+struct Options {
+    size: u64,
+    verify_only: bool,
+    verify_runs: u32,
+    reuse: bool,
+}
+
+async fn run(name: &str, db: Database, opts: &Options) -> Result<(), Box<dyn std::error::Error>> {
+    let size = opts.size;
     let store = AuditStore::new(db);
-    let signer = NoteSigner::generate("bench")?;
+    // A fixed seed, so a reused store's checkpoints still verify with this key.
+    let signer = NoteSigner::from_seed("bench", &[7u8; 32])?;
     let filled = Instant::now();
-    let mut n = 0;
+    let mut n = store.tree_size().await?;
     while n < size {
         let batch = events(n, 1000.min(size - n));
         store.append(&batch, &signer, "bench", 0).await?;
@@ -75,11 +122,31 @@ async fn run(name: &str, db: Database, size: u64) -> Result<(), Box<dyn std::err
     }
     let fill = filled.elapsed();
     println!(
+        "{name}: load average {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!(
         "{name}: filled {size} events in {:.1}s ({:.0} events/s incl. event encoding)",
         fill.as_secs_f64(),
         size as f64 / fill.as_secs_f64()
     );
 
+    if !opts.verify_only {
+        proofs_and_queries(name, &store, size).await?;
+    }
+    for _ in 0..opts.verify_runs {
+        verify_and_ceiling(name, &store, &signer, size).await?;
+    }
+    Ok(())
+}
+
+async fn proofs_and_queries(
+    name: &str,
+    store: &AuditStore,
+    size: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = Lcg(42);
     let mut inclusion = Vec::with_capacity(SAMPLES);
     for _ in 0..SAMPLES {
@@ -171,16 +238,28 @@ async fn run(name: &str, db: Database, size: u64) -> Result<(), Box<dyn std::err
             percentile(&samples, 0.99).as_secs_f64() * 1e3,
         );
     }
+    Ok(())
+}
 
+async fn verify_and_ceiling(
+    name: &str,
+    store: &AuditStore,
+    signer: &NoteSigner,
+    size: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
     let key = signer.verifier();
+    let cpu_before = (own_cpu_seconds(), cpu_seconds_of("postgres"));
     let started = Instant::now();
-    let verified = Verifier::new(&store, &key).verify(None, |_, _| {}).await?;
+    let verified = Verifier::new(store, &key).verify(None, |_, _| {}).await?;
     let verify = started.elapsed();
+    let cpu_after = (own_cpu_seconds(), cpu_seconds_of("postgres"));
     println!(
-        "{name}: audit verify of {} leaves in {:.2}s = {:.0} leaves/s",
+        "{name}: audit verify of {} leaves in {:.2}s = {:.0} leaves/s; CPU {:.2}s in this process (SQLite included), {:.2}s in PostgreSQL processes",
         verified.tree_size,
         verify.as_secs_f64(),
-        verified.tree_size as f64 / verify.as_secs_f64()
+        verified.tree_size as f64 / verify.as_secs_f64(),
+        cpu_after.0 - cpu_before.0,
+        cpu_after.1 - cpu_before.1,
     );
 
     // The ceiling: SHA-256 (leaf hashing plus the same number of interior nodes) over
@@ -213,6 +292,12 @@ async fn run(name: &str, db: Database, size: u64) -> Result<(), Box<dyn std::err
             / (leaves.len() as f64 / raw.as_secs_f64())
     );
     std::hint::black_box(acc);
+    println!(
+        "{name}: load average {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     Ok(())
 }
 
@@ -223,25 +308,55 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(if benching { 1_000_000 } else { 2000 });
+    let opts = Options {
+        size,
+        verify_only: std::env::var("PALISADE_BENCH_ONLY").is_ok_and(|v| v == "verify"),
+        verify_runs: std::env::var("PALISADE_BENCH_VERIFY_RUNS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1),
+        reuse: std::env::var("PALISADE_BENCH_REUSE").is_ok_and(|v| v == "1"),
+    };
     let backends =
         std::env::var("PALISADE_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         if backends.contains("sqlite") {
-            let dir = tempfile::tempdir()?;
-            let db = Database::connect(&DatabaseConfig::default(), dir.path()).await?;
+            let temp = tempfile::tempdir()?;
+            let dir = if opts.reuse {
+                std::env::temp_dir().join(format!("palisade-bench-proofs-{size}"))
+            } else {
+                temp.path().to_owned()
+            };
+            let db = Database::connect(&DatabaseConfig::default(), &dir).await?;
             db.migrate().await?;
-            run("sqlite", db, size).await?;
+            run("sqlite", db, &opts).await?;
         }
         if backends.contains("postgres") {
-            let schema = TestDatabase::create().await?;
-            let db = Database::connect(
-                &DatabaseConfig::postgres(schema.url()),
-                std::path::Path::new("."),
-            )
-            .await?;
+            let temp;
+            let url = if opts.reuse {
+                let schema = format!("bench_proofs_{size}");
+                let admin = sqlx::PgPool::connect(&database_url()).await?;
+                sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                    .execute(&admin)
+                    .await?;
+                let separator = if database_url().contains('?') {
+                    '&'
+                } else {
+                    '?'
+                };
+                format!(
+                    "{}{separator}options=-c%20search_path%3D{schema}",
+                    database_url()
+                )
+            } else {
+                temp = TestDatabase::create().await?;
+                temp.url()
+            };
+            let db = Database::connect(&DatabaseConfig::postgres(url), std::path::Path::new("."))
+                .await?;
             db.migrate().await?;
-            run("postgres", db, size).await?;
+            run("postgres", db, &opts).await?;
         }
         Ok(())
     })

@@ -2,14 +2,33 @@
 //! stored hash, the contiguity of indexes, and the signature and root of every
 //! checkpoint. The first discrepancy is reported with the index it concerns. Usable
 //! without a server (`palisade audit verify` is a thin shell around it).
+//!
+//! Two passes share one tree walk ([`Walk`]):
+//! - the fast pass reads large ranges of leaves into one buffer on a reader task,
+//!   hashes them, and has the database compare every stored hash of the range with
+//!   the recomputed one on a third task (see [`crate::store::LeafBlock`] and
+//!   [`AuditStore::compare_hashes`]), so reading, hashing and comparing overlap;
+//! - the plain pass reads leaves and hashes back as rows and compares them here, and
+//!   names the first discrepancy precisely.
+//!
+//! The fast pass only has to tell "everything matched" from "something did not".
+//! When something did not (or a read failed), the plain pass takes over from the
+//! last range the fast pass fully confirmed, and its answer is the verdict. Both
+//! passes make the same checks, so the outcome is the one the plain pass alone
+//! would give, found at the speed of the fast one.
 
 use crate::checkpoint::{Checkpoint, NoteVerifier};
 use crate::merkle::{Frontier, Hash, NodeId, leaf_hash};
-use crate::store::{AuditStore, AuditStoreError};
-use std::collections::{BTreeMap, HashMap};
+use crate::store::{AuditStore, AuditStoreError, LeafBlock};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
-/// Leaves read per round trip.
+/// Leaves per round trip of the plain pass.
 const CHUNK: u64 = 10_000;
+/// Default leaves per read of the fast pass: large enough that per-query costs
+/// vanish, small enough that the blocks in flight stay a few tens of MB.
+const FAST_CHUNK: u64 = 1 << 15;
+/// Ranges whose stored hashes may still be under comparison while the next is hashed.
+const COMPARING_AHEAD: usize = 2;
 
 /// What is wrong, located as precisely as the evidence allows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,21 +123,136 @@ pub struct Verified {
 pub struct Verifier<'a> {
     store: &'a AuditStore,
     key: &'a NoteVerifier,
+    fast_chunk: u64,
+}
+
+/// A root to compare at a tree size: a stored checkpoint's, or the saved one's.
+#[derive(Debug, Clone, Copy)]
+struct Boundary {
+    size: u64,
+    root: Hash,
+    saved: bool,
+}
+
+/// How far the tree walk got: what either pass carries from range to range.
+#[derive(Debug, Clone)]
+struct Walk {
+    /// The tree over every leaf checked so far.
+    frontier: Frontier,
+    /// Size of the last stored checkpoint whose root matched.
+    last_good: u64,
+    /// The next boundary to compare (index into the sorted boundaries).
+    next_boundary: usize,
+}
+
+impl Walk {
+    fn new() -> Self {
+        Self {
+            frontier: Frontier::new(),
+            last_good: 0,
+            next_boundary: 0,
+        }
+    }
+
+    /// Leaves checked so far.
+    fn size(&self) -> u64 {
+        self.frontier.size()
+    }
+
+    /// Appends the next leaf hashes, comparing every boundary root on the way (in
+    /// segments that end at boundary sizes, so each root is compared at exactly its
+    /// size); returns the nodes the append completed.
+    fn append(
+        &mut self,
+        boundaries: &[Boundary],
+        leaf_hashes: &[Hash],
+    ) -> Result<Vec<(NodeId, Hash)>, VerifyError> {
+        let start = self.size();
+        let end = start + leaf_hashes.len() as u64;
+        let mut created = Vec::with_capacity(leaf_hashes.len() * 2);
+        let mut pos = start;
+        while pos < end {
+            let stop = boundaries
+                .get(self.next_boundary)
+                .map(|b| b.size)
+                .filter(|&b| b <= end && b > pos)
+                .unwrap_or(end);
+            let segment = &leaf_hashes[(pos - start) as usize..(stop - start) as usize];
+            created.extend(
+                self.frontier
+                    .append(segment)
+                    .map_err(AuditStoreError::from)?,
+            );
+            pos = stop;
+            while let Some(b) = boundaries.get(self.next_boundary).filter(|b| b.size == pos) {
+                self.next_boundary += 1;
+                if self.frontier.root() != b.root {
+                    return Err(VerifyError::Tampered(if b.saved {
+                        Tampering::Inconsistent { tree_size: b.size }
+                    } else {
+                        Tampering::RootMismatch {
+                            tree_size: b.size,
+                            first_bad_index_at_or_after: self.last_good,
+                        }
+                    }));
+                }
+                if !b.saved {
+                    self.last_good = b.size;
+                }
+            }
+        }
+        Ok(created)
+    }
+}
+
+/// Where the fast pass ended.
+#[derive(Debug)]
+enum FastPass {
+    /// Every check passed; the root of the whole tree.
+    Verified(Hash),
+    /// Something did not match or could not be read after the walk so far, which
+    /// every check confirmed.
+    Stopped(Walk),
 }
 
 impl<'a> Verifier<'a> {
     /// A verifier of `store` whose checkpoints must be signed by `key`.
     pub fn new(store: &'a AuditStore, key: &'a NoteVerifier) -> Self {
-        Self { store, key }
+        Self {
+            store,
+            key,
+            fast_chunk: FAST_CHUNK,
+        }
     }
 
-    /// Checks everything; `progress(done, total)` is called after each chunk.
+    /// Leaves per read of the fast pass (default 32,768; at least 1). Smaller ranges
+    /// hold less memory; each range costs a few queries.
+    pub fn with_chunk(mut self, leaves: u64) -> Self {
+        self.fast_chunk = leaves.max(1);
+        self
+    }
+
+    /// Checks everything; `progress(done, total)` is called after each range.
     /// `saved` is an earlier checkpoint note to prove consistency with.
     pub async fn verify(
         &self,
         saved: Option<&str>,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Verified, VerifyError> {
+        let (boundaries, size) = self.boundaries(saved).await?;
+        let root = match self.fast(&boundaries, size, &mut progress).await {
+            FastPass::Verified(root) => root,
+            FastPass::Stopped(walk) => self.plain(&boundaries, size, walk, progress).await?,
+        };
+        Ok(Verified {
+            tree_size: size,
+            root,
+        })
+    }
+
+    /// Checks the checkpoints' signatures and sizes; returns the roots to compare,
+    /// in tree order, and the tree size.
+    async fn boundaries(&self, saved: Option<&str>) -> Result<(Vec<Boundary>, u64), VerifyError> {
         let tampered = |t| Err(VerifyError::Tampered(t));
         let latest = self.store.latest_checkpoint().await?;
         let size = self.store.tree_size().await?;
@@ -150,22 +284,116 @@ impl<'a> Verifier<'a> {
             },
             None => None,
         };
-
-        // Roots to check, in tree order: every stored checkpoint, and the saved one.
-        let mut boundaries: Vec<(u64, Hash, bool)> =
-            signed.iter().map(|cp| (cp.size, cp.root, false)).collect();
+        let mut boundaries: Vec<Boundary> = signed
+            .iter()
+            .map(|cp| Boundary {
+                size: cp.size,
+                root: cp.root,
+                saved: false,
+            })
+            .collect();
         if let Some(cp) = &saved {
             if cp.size > size || cp.size == 0 {
                 return tampered(Tampering::Inconsistent { tree_size: cp.size });
             }
-            boundaries.push((cp.size, cp.root, true));
+            boundaries.push(Boundary {
+                size: cp.size,
+                root: cp.root,
+                saved: true,
+            });
         }
-        boundaries.sort_by_key(|b| b.0);
-        let mut boundaries = boundaries.into_iter().peekable();
+        // Stable, so a stored checkpoint is compared before a saved one of its size.
+        boundaries.sort_by_key(|b| b.size);
+        Ok((boundaries, size))
+    }
 
-        let mut frontier = Frontier::new();
-        let mut last_good = 0;
-        let mut start = 0;
+    /// The fast pass: reading the next range, hashing this one, and comparing the
+    /// stored hashes of the previous ones all run at once.
+    async fn fast(
+        &self,
+        boundaries: &[Boundary],
+        size: u64,
+        progress: &mut impl FnMut(u64, u64),
+    ) -> FastPass {
+        let chunk = self.fast_chunk;
+        let ranges = (0..size.div_ceil(chunk))
+            .map(move |i| (i * chunk, (i + 1).saturating_mul(chunk).min(size)));
+        let (blocks_tx, mut blocks) = tokio::sync::mpsc::channel(1);
+        let store = self.store.clone();
+        // Neither the reader nor the comparisons are aborted when the pass stops
+        // early: cancelling a COPY half-way would return its connection to the pool
+        // mid-protocol. The reader stops at its next send; a comparison is a few
+        // short queries.
+        tokio::spawn(async move {
+            for (start, end) in ranges {
+                let block = store.leaf_block(start, end).await;
+                let failed = block.is_err();
+                if blocks_tx.send(block).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        // `confirmed` trails `walk` by the ranges whose comparisons are pending.
+        let mut confirmed = Walk::new();
+        let mut walk = Walk::new();
+        let mut comparing: VecDeque<(
+            Walk,
+            tokio::task::JoinHandle<Result<bool, AuditStoreError>>,
+        )> = VecDeque::new();
+        while walk.size() < size {
+            let start = walk.size();
+            let end = start.saturating_add(chunk).min(size);
+            let Some(Ok(block)) = blocks.recv().await else {
+                return FastPass::Stopped(confirmed);
+            };
+            let Some(leaf_hashes) = hash_leaves(&block, start, end) else {
+                return FastPass::Stopped(confirmed);
+            };
+            drop(block);
+            let Ok(created) = walk.append(boundaries, &leaf_hashes) else {
+                return FastPass::Stopped(confirmed);
+            };
+            let runs = runs_by_level(&created);
+            let store = self.store.clone();
+            comparing.push_back((
+                walk.clone(),
+                tokio::spawn(async move {
+                    for (level, first, hashes) in runs {
+                        let found = store.compare_hashes(level, first, &hashes).await?;
+                        if !found.all_match(hashes.len()) {
+                            return Ok(false);
+                        }
+                    }
+                    Ok(true)
+                }),
+            ));
+            while comparing.len() > COMPARING_AHEAD
+                || (walk.size() == size && !comparing.is_empty())
+            {
+                let Some((after, task)) = comparing.pop_front() else {
+                    break;
+                };
+                if !matches!(task.await, Ok(Ok(true))) {
+                    return FastPass::Stopped(confirmed);
+                }
+                confirmed = after;
+                progress(confirmed.size(), size);
+            }
+        }
+        FastPass::Verified(walk.frontier.root())
+    }
+
+    /// The plain pass from `walk` on: reads rows back and names the first
+    /// discrepancy. Returns the root of the whole tree.
+    async fn plain(
+        &self,
+        boundaries: &[Boundary],
+        size: u64,
+        mut walk: Walk,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<Hash, VerifyError> {
+        let tampered = |t| Err(VerifyError::Tampered(t));
+        let mut start = walk.size();
         // Reading dominates, so the next chunk is read while this one is hashed.
         let mut next = (start < size)
             .then(|| read_chunk(self.store.clone(), start, (start + CHUNK).min(size)));
@@ -198,43 +426,12 @@ impl<'a> Verifier<'a> {
                     found: None,
                 });
             }
-            let mut created = Vec::with_capacity(leaf_hashes.len() * 2);
-            // Append in segments that end at checkpoint sizes, so each signed root is
-            // compared with the frontier's root at exactly that size.
-            let mut pos = start;
-            while pos < end {
-                let stop = boundaries
-                    .peek()
-                    .map(|b| b.0)
-                    .filter(|&b| b <= end && b > pos)
-                    .unwrap_or(end);
-                let segment = &leaf_hashes[(pos - start) as usize..(stop - start) as usize];
-                created.extend(frontier.append(segment).map_err(AuditStoreError::from)?);
-                pos = stop;
-                while let Some((cp_size, root, is_saved)) = boundaries.next_if(|b| b.0 == pos) {
-                    if frontier.root() != root {
-                        return tampered(if is_saved {
-                            Tampering::Inconsistent { tree_size: cp_size }
-                        } else {
-                            Tampering::RootMismatch {
-                                tree_size: cp_size,
-                                first_bad_index_at_or_after: last_good,
-                            }
-                        });
-                    }
-                    if !is_saved {
-                        last_good = cp_size;
-                    }
-                }
-            }
+            let created = walk.append(boundaries, &leaf_hashes)?;
             self.check_interior(&created).await?;
             start = end;
             progress(start, size);
         }
-        Ok(Verified {
-            tree_size: size,
-            root: frontier.root(),
-        })
+        Ok(walk.frontier.root())
     }
 
     /// Every interior node a chunk completed must match the stored hash. The nodes of
@@ -270,6 +467,42 @@ impl<'a> Verifier<'a> {
     }
 }
 
+/// The leaf hashes of a block that must hold exactly the indexes `[start, end)`;
+/// `None` when it does not.
+fn hash_leaves(block: &LeafBlock, start: u64, end: u64) -> Option<Vec<Hash>> {
+    if block.len() as u64 != end - start {
+        return None;
+    }
+    let mut hashes = Vec::with_capacity(block.len());
+    for ((index, leaf), expected) in block.iter().zip(start..end) {
+        if index != expected {
+            return None;
+        }
+        hashes.push(leaf_hash(leaf));
+    }
+    Some(hashes)
+}
+
+/// Created nodes as `(level, first index, hashes)` runs of consecutive indexes, one
+/// per level (appending a range completes a contiguous run on every level).
+fn runs_by_level(created: &[(NodeId, Hash)]) -> Vec<(u8, u64, Vec<Hash>)> {
+    let mut runs: Vec<(u8, u64, Vec<Hash>)> = Vec::new();
+    // Per level, the run being extended (index into `runs`).
+    let mut open: BTreeMap<u8, usize> = BTreeMap::new();
+    for (id, hash) in created {
+        match open.get(&id.level).map(|&i| (i, &mut runs[i])) {
+            Some((_, (_, first, hashes))) if *first + hashes.len() as u64 == id.index => {
+                hashes.push(*hash);
+            }
+            _ => {
+                open.insert(id.level, runs.len());
+                runs.push((id.level, id.index, vec![*hash]));
+            }
+        }
+    }
+    runs
+}
+
 type Chunk = (Vec<(u64, Vec<u8>)>, Vec<Hash>);
 
 /// Reads one chunk's leaves and stored leaf hashes, concurrently, on its own task.
@@ -284,4 +517,42 @@ fn read_chunk(
             store.hash_range(0, start, end)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Grouping a range's new nodes into runs keeps every node, in place: the
+        /// runs are the plain per-node list, regrouped.
+        #[test]
+        fn runs_hold_every_created_node(before in 0u64..5000, count in 1u64..3000) {
+            let leaf = |i: u64| leaf_hash(&i.to_be_bytes());
+            let mut frontier = Frontier::new();
+            let first: Vec<Hash> = (0..before).map(leaf).collect();
+            frontier.append(&first).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let next: Vec<Hash> = (before..before + count).map(leaf).collect();
+            let created = frontier.append(&next).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let runs = runs_by_level(&created);
+            let mut levels: Vec<u8> = runs.iter().map(|r| r.0).collect();
+            levels.sort_unstable();
+            levels.dedup();
+            prop_assert_eq!(levels.len(), runs.len(), "one run per level");
+            let mut from_runs: Vec<(NodeId, Hash)> = runs
+                .iter()
+                .flat_map(|(level, first, hashes)| {
+                    hashes
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, h)| (NodeId::new(*level, first + i as u64), *h))
+                })
+                .collect();
+            let mut plain = created.clone();
+            from_runs.sort();
+            plain.sort();
+            prop_assert_eq!(from_runs, plain);
+        }
+    }
 }

@@ -61,6 +61,25 @@ async fn verify(b: &Backend) -> Result<u64, Tampering> {
     }
 }
 
+/// The same, reading the fast pass in ranges of `chunk` leaves, so that tampering
+/// lands inside a range, on its first or last leaf, or in one still being compared.
+async fn verify_in_chunks(b: &Backend, chunk: u64) -> Result<u64, Tampering> {
+    let key = signer().verifier();
+    match Verifier::new(&b.store, &key)
+        .with_chunk(chunk)
+        .verify(None, |_, _| {})
+        .await
+    {
+        Ok(v) => Ok(v.tree_size),
+        Err(VerifyError::Tampered(t)) => Err(t),
+        Err(e) => panic!("verification could not run: {e}"),
+    }
+}
+
+/// Chunk sizes that put boundaries at 64, 128, ... (whole subtrees) and at
+/// multiples of 50 (cutting subtrees).
+const CHUNKS: [u64; 3] = [64, 50, 1];
+
 async fn prepared(b: Backend) -> Backend {
     fill(&b.store, SIZE, 37).await;
     assert_eq!(verify(&b).await, Ok(SIZE), "an untouched log verifies");
@@ -207,7 +226,124 @@ macro_rules! on_both {
     };
 }
 
+async fn chunked_reads_verify_an_untouched_log(b: Backend) {
+    let b = prepared(b).await;
+    for chunk in CHUNKS {
+        assert_eq!(verify_in_chunks(&b, chunk).await, Ok(SIZE), "chunk {chunk}");
+    }
+}
+
+async fn a_changed_leaf_is_named_wherever_it_falls_in_a_range(b: Backend) {
+    // 127 is the last leaf of a 64-leaf range, 128 the first of the next, 150 the
+    // first of a 50-leaf range: each is named exactly, whatever the range size.
+    for index in [127, 128, 150, 161] {
+        let b = prepared(common_backend(&b).await).await;
+        as_superuser(&b, &[&leaf_update(&b, index)]).await;
+        for chunk in CHUNKS {
+            assert_eq!(
+                verify_in_chunks(&b, chunk).await,
+                Err(Tampering::LeafChanged { index }),
+                "index {index}, chunk {chunk}"
+            );
+        }
+    }
+}
+
+async fn a_replaced_leaf_hash_is_named_in_a_later_range(b: Backend) {
+    let b = prepared(b).await;
+    // The leaf bytes are intact, the stored level-0 hash of 192 is not.
+    let sql = match b.db {
+        Database::Postgres(_) => {
+            "UPDATE audit_hashes SET hash = sha256('forged'::bytea) WHERE level = 0 AND idx = 192"
+        }
+        Database::Sqlite(_) => {
+            "UPDATE audit_hashes SET hash = zeroblob(32) WHERE level = 0 AND idx = 192"
+        }
+    };
+    as_superuser(&b, &[sql]).await;
+    for chunk in CHUNKS {
+        assert_eq!(
+            verify_in_chunks(&b, chunk).await,
+            Err(Tampering::LeafChanged { index: 192 }),
+            "chunk {chunk}"
+        );
+    }
+}
+
+async fn a_replaced_interior_hash_is_named_across_ranges(b: Backend) {
+    // Level 3, position 5 covers leaves 40..48; level 7, position 1 covers 128..256,
+    // more than any range holds.
+    for (level, position) in [(3u8, 5u64), (7, 1)] {
+        let b = prepared(common_backend(&b).await).await;
+        let sql = format!(
+            "UPDATE audit_hashes SET hash = {} WHERE level = {level} AND idx = {position}",
+            match b.db {
+                Database::Postgres(_) => "sha256('forged'::bytea)",
+                Database::Sqlite(_) => "zeroblob(32)",
+            }
+        );
+        as_superuser(&b, &[&sql]).await;
+        for chunk in CHUNKS {
+            assert_eq!(
+                verify_in_chunks(&b, chunk).await,
+                Err(Tampering::HashChanged {
+                    level,
+                    position,
+                    first_leaf: position << level
+                }),
+                "node ({level}, {position}), chunk {chunk}"
+            );
+        }
+    }
+}
+
+async fn a_deleted_row_at_a_range_boundary_is_named(b: Backend) {
+    let b = prepared(b).await;
+    as_superuser(&b, &["DELETE FROM audit_entries WHERE idx = 128"]).await;
+    for chunk in CHUNKS {
+        assert_eq!(
+            verify_in_chunks(&b, chunk).await.map_err(|t| t.index()),
+            Err(128),
+            "chunk {chunk}"
+        );
+    }
+}
+
+async fn swapped_rows_across_a_range_boundary_are_named(b: Backend) {
+    let b = prepared(b).await;
+    as_superuser(
+        &b,
+        &[
+            "UPDATE audit_entries SET idx = -1 WHERE idx = 127",
+            "UPDATE audit_entries SET idx = 127 WHERE idx = 128",
+            "UPDATE audit_entries SET idx = 128 WHERE idx = -1",
+        ],
+    )
+    .await;
+    for chunk in CHUNKS {
+        assert_eq!(
+            verify_in_chunks(&b, chunk).await,
+            Err(Tampering::LeafChanged { index: 127 }),
+            "chunk {chunk}"
+        );
+    }
+}
+
+/// A fresh backend of the same kind as `b`.
+async fn common_backend(b: &Backend) -> Backend {
+    match b.db {
+        Database::Postgres(_) => common::postgres().await,
+        Database::Sqlite(_) => common::sqlite().await,
+    }
+}
+
 on_both!(
+    chunked_reads_verify_an_untouched_log,
+    a_changed_leaf_is_named_wherever_it_falls_in_a_range,
+    a_replaced_leaf_hash_is_named_in_a_later_range,
+    a_replaced_interior_hash_is_named_across_ranges,
+    a_deleted_row_at_a_range_boundary_is_named,
+    swapped_rows_across_a_range_boundary_are_named,
     a_changed_leaf_byte_is_named,
     a_deleted_row_is_named,
     swapped_rows_are_named,

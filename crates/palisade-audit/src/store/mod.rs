@@ -8,8 +8,12 @@
 //! automatic takeover when one dies), assigns the next contiguous indexes, stores the
 //! leaves, every newly completed subtree hash, and a signed checkpoint.
 
+mod pg_copy;
 mod postgres;
 mod sqlite;
+mod verify_reads;
+
+pub use verify_reads::{HashComparison, LeafBlock};
 
 use crate::checkpoint::{CheckpointError, NoteSigner};
 use crate::event::{Outcome, PreparedEvent};
