@@ -1,5 +1,6 @@
 //! IP reputation lookups with a million random networks loaded: the compiled
-//! lists (sorted ranges behind a 16-bit direct index) against a tree-bitmap
+//! lists (sorted ranges behind a direct index, on 2 MiB pages where the
+//! kernel gives them) against a tree-bitmap
 //! trie (`ip_network_table`, the peer) and a plain sorted `Vec` of disjoint
 //! ranges searched by binary search (the baseline), in the same run.
 //!
@@ -17,11 +18,19 @@
 //!
 //! Memory: the compiled lists report their heap bytes exactly; for every
 //! contender the process's resident set is also measured before and after
-//! building (`/proc/self/statm`), printed to stderr.
+//! building (`/proc/self/statm`), and for the compiled lists how much of that
+//! is on transparent huge pages (`AnonHugePages` in `/proc/self/smaps_rollup`),
+//! printed to stderr.
 //!
 //! Run: `cargo bench -p palisade-guard --bench reputation`
+//!
+//! With `REPUTATION_BENCH_CLOCK=cpu` in the environment every row is timed by
+//! the thread's CPU time instead of the wall clock: on cores shared with other
+//! builds the wall clock also counts the time the bench waits descheduled
+//! (what other processes do to the caches still counts either way).
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkId, Criterion};
 use ip_network::{IpNetwork, Ipv4Network, Ipv6Network};
 use ip_network_table::IpNetworkTable;
 use ipnet::IpNet;
@@ -29,6 +38,7 @@ use palisade_guard::reputation::{CompiledLists, Reputation};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+use std::time::Duration;
 
 const NETWORKS: usize = 1_000_000;
 const PROBES: usize = 1 << 20;
@@ -39,6 +49,18 @@ fn rss() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+/// Bytes of anonymous memory on transparent huge pages, from
+/// /proc/self/smaps_rollup (0 where unavailable).
+fn anon_huge_pages() -> u64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("AnonHugePages:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
 }
 
 fn mib(bytes: u64) -> f64 {
@@ -100,21 +122,62 @@ fn in_sorted<T: Copy + Ord>(ranges: &[(T, T)], addr: T) -> bool {
     at > 0 && ranges[at - 1].1 >= addr
 }
 
-fn bench_family<A: Copy + Into<IpAddr> + Send + Sync>(
-    c: &mut Criterion,
+/// Criterion's clock: the calling thread's CPU time.
+struct ThreadCpuTime {
+    /// Lends its duration formatter (the values are durations too).
+    wall: WallTime,
+}
+
+impl ThreadCpuTime {
+    fn now() -> Duration {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_nsec).unwrap_or(0),
+        )
+    }
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        Self::now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        Self::now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, value: &Duration) -> f64 {
+        value.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.wall.formatter()
+    }
+}
+
+fn bench_family<A: Copy + Into<IpAddr> + Send + Sync, M: Measurement>(
+    c: &mut Criterion<M>,
     family: &str,
     nets: Vec<IpNet>,
     peer_networks: Vec<IpNetwork>,
     probes: Vec<A>,
     ranges_of: impl Fn(&IpNet) -> (u128, u128),
 ) {
-    let before = rss();
+    let (before, huge_before) = (rss(), anon_huge_pages());
     let ours = CompiledLists::build(vec![(Arc::from("bench"), nets.as_slice())]);
     let ours_rss = rss().saturating_sub(before);
+    let ours_huge = anon_huge_pages().saturating_sub(huge_before);
     eprintln!(
-        "{family}: palisade compiled lists: {:.1} MiB heap (exact), resident +{:.1} MiB",
+        "{family}: palisade compiled lists: {:.1} MiB held (exact, heap or mapped), resident +{:.1} MiB, of it on 2 MiB pages +{:.1} MiB",
         mib(ours.memory_bytes() as u64),
-        mib(ours_rss)
+        mib(ours_rss),
+        mib(ours_huge)
     );
 
     let before = rss();
@@ -205,7 +268,7 @@ fn bench_family<A: Copy + Into<IpAddr> + Send + Sync>(
     group.finish();
 }
 
-fn lookups(c: &mut Criterion) {
+fn lookups<M: Measurement>(c: &mut Criterion<M>) {
     let mut rng = fastrand::Rng::with_seed(9);
     let v4 = networks_v4(&mut rng);
     let probes: Vec<Ipv4Addr> = (0..PROBES)
@@ -263,5 +326,16 @@ fn lookups(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, lookups);
-criterion_main!(benches);
+fn main() {
+    if std::env::var("REPUTATION_BENCH_CLOCK").as_deref() == Ok("cpu") {
+        let mut c = Criterion::default()
+            .with_measurement(ThreadCpuTime { wall: WallTime })
+            .configure_from_args();
+        lookups(&mut c);
+        c.final_summary();
+    } else {
+        let mut c = Criterion::default().configure_from_args();
+        lookups(&mut c);
+        c.final_summary();
+    }
+}
