@@ -16,7 +16,9 @@ use crate::routes::{
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::{Extension, Router};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -126,23 +128,26 @@ fn routers(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         "/v1/audit/tile/{level}/{*index}",
         axum::routing::get(audit::tile),
     );
-    // Layers run outside-in in the reverse order of `.layer` calls: authenticate first,
-    // then blocks of the caller's API key (the address was checked outside),
-    // then rate limits (which may count by API key or tenant), then idempotency
-    // (which needs the caller to scope its records).
     let principal_block = state
         .threats()
         .ok()
         .cloned()
         .map(crate::layers::threat_block::ThreatBlockLayer::principals);
-    let v1 = v1
-        .layer(idempotency::IdempotencyLayer::new(state.clone()))
-        .layer(RateLimitLayer::new(
-            state.ratelimit.clone(),
-            state.settings.rate_limit_headers,
-        ))
-        .layer(tower::util::option_layer(principal_block))
-        .layer(auth::AuthenticateLayer::new(state.clone()));
+    // One stack, outermost first, applied in one `.layer`: axum boxes each
+    // `.layer` of every route separately, and clones every box per request.
+    // Authenticate first, then blocks of the caller's API key (the address
+    // was checked outside), then rate limits (which may count by API key or
+    // tenant), then idempotency (which needs the caller to scope its records).
+    let v1 = v1.layer(
+        ServiceBuilder::new()
+            .layer(auth::AuthenticateLayer::new(state.clone()))
+            .layer(tower::util::option_layer(principal_block))
+            .layer(RateLimitLayer::new(
+                state.ratelimit.clone(),
+                state.settings.rate_limit_headers,
+            ))
+            .layer(idempotency::IdempotencyLayer::new(state.clone())),
+    );
     let (root, root_api) = OpenApiRouter::new()
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
@@ -177,29 +182,34 @@ pub fn api_router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             Problem::for_status(StatusCode::METHOD_NOT_ALLOWED)
         })
-        // Innermost first: each `.layer` wraps everything above it.
-        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
-        .layer(RequestTimeoutLayer::new(
-            settings.request_timeout,
-            StatusCode::REQUEST_TIMEOUT,
-        ))
-        .layer(problems::ProblemBodiesLayer)
-        .layer(CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                tracing::error!("handler panicked");
-                axum::response::IntoResponse::into_response(Problem::internal())
-            },
-        ))
-        // Preflights are answered here, inside the request log and outside
-        // authentication, which a browser's preflight never carries.
-        .layer(tower::util::option_layer(protection.cors))
-        // Blocked addresses are refused before anything else runs, inside
-        // the request log so refusals are still logged and counted.
-        .layer(tower::util::option_layer(threat_block))
-        .layer(telemetry::ObserveLayer::new())
-        // Outermost, so every response carries them: 404s, timeouts, panics.
-        .layer(protection.security_headers)
-        // For the client address of rate limits and audit records.
-        .layer(Extension(protection.trusted_proxies))
+        // One stack, outermost first (see the `/v1` stack above).
+        .layer(
+            ServiceBuilder::new()
+                // For the client address of rate limits and audit records.
+                .layer(Extension(protection.trusted_proxies))
+                // Outermost, so every response carries them: 404s, timeouts, panics.
+                .layer(protection.security_headers)
+                .layer(telemetry::ObserveLayer::new())
+                // Blocked addresses are refused before anything else runs,
+                // inside the request log so refusals are still logged and counted.
+                .layer(tower::util::option_layer(threat_block))
+                // Preflights are answered here, inside the request log and
+                // outside authentication, which a browser's preflight never carries.
+                .layer(tower::util::option_layer(protection.cors))
+                // The panic catcher boxes its body; back to axum's.
+                .map_response(IntoResponse::into_response)
+                .layer(CatchPanicLayer::custom(
+                    |_: Box<dyn std::any::Any + Send>| {
+                        tracing::error!("handler panicked");
+                        IntoResponse::into_response(Problem::internal())
+                    },
+                ))
+                .layer(problems::ProblemBodiesLayer)
+                .layer(RequestTimeoutLayer::new(
+                    settings.request_timeout,
+                    StatusCode::REQUEST_TIMEOUT,
+                ))
+                .layer(DefaultBodyLimit::max(settings.max_body_bytes)),
+        )
         .with_state(state)
 }
