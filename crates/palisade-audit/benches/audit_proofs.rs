@@ -10,7 +10,8 @@
 //! queries, `PALISADE_BENCH_VERIFY_RUNS=3` repeats verify and its ceiling (alternating,
 //! so a load change hits both), and `PALISADE_BENCH_REUSE=1` keeps the filled store
 //! (SQLite under the system temp dir, PostgreSQL in schema `bench_proofs_<size>`) and
-//! only tops it up on the next run.
+//! only tops it up on the next run. `PALISADE_BENCH_VERIFY_CHUNK` sets the verifier's
+//! range size.
 
 use aws_lc_rs::digest;
 use palisade_audit::checkpoint::NoteSigner;
@@ -250,7 +251,14 @@ async fn verify_and_ceiling(
     let key = signer.verifier();
     let cpu_before = (own_cpu_seconds(), cpu_seconds_of("postgres"));
     let started = Instant::now();
-    let verified = Verifier::new(store, &key).verify(None, |_, _| {}).await?;
+    let mut verifier = Verifier::new(store, &key);
+    if let Some(chunk) = std::env::var("PALISADE_BENCH_VERIFY_CHUNK")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        verifier = verifier.with_chunk(chunk);
+    }
+    let verified = verifier.verify(None, |_, _| {}).await?;
     let verify = started.elapsed();
     let cpu_after = (own_cpu_seconds(), cpu_seconds_of("postgres"));
     println!(
