@@ -11,6 +11,7 @@ use futures_util::future::{BoxFuture, Either, Ready, ready};
 use palisade_auth::{ApiKey, PresentedKey};
 use palisade_core::principal::TenantId;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
@@ -18,7 +19,7 @@ use tower::{Layer, Service};
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The API key used.
-    pub key: ApiKey,
+    pub key: Arc<ApiKey>,
 }
 
 impl Caller {

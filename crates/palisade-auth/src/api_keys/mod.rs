@@ -204,7 +204,8 @@ impl ApiKeys {
     }
 
     /// Checks a presented key: found, secret matches (constant time), not revoked, not expired.
-    pub async fn verify(&self, presented: &PresentedKey) -> Result<ApiKey, ApiKeyError> {
+    /// Shared, as the cached record is: the caller gets it without a copy.
+    pub async fn verify(&self, presented: &PresentedKey) -> Result<Arc<ApiKey>, ApiKeyError> {
         let raw = presented.0.expose();
         if check_length(raw).is_err() {
             return Err(ApiKeyError::Invalid);
@@ -226,7 +227,7 @@ impl ApiKeys {
         if key.revoked_at_ms.is_some() || key.expires_at_ms.is_some_and(|exp| exp <= now) {
             return Err(ApiKeyError::Invalid);
         }
-        Ok(key.as_ref().clone())
+        Ok(key)
     }
 
     /// The stored key and verifier under lookup value `lookup`; while the

@@ -48,9 +48,15 @@ pub struct KeyView {
 
 impl From<ApiKey> for KeyView {
     fn from(key: ApiKey) -> Self {
+        Self::from(&key)
+    }
+}
+
+impl From<&ApiKey> for KeyView {
+    fn from(key: &ApiKey) -> Self {
         Self {
             id: key.id,
-            name: key.name,
+            name: key.name.clone(),
             tenant: key.tenant.to_string(),
             scopes: key.scopes.iter().map(|s| s.to_string()).collect(),
             created_at_ms: key.created_at_ms,
@@ -186,5 +192,5 @@ async fn record(
 #[utoipa::path(get, path = "/v1/whoami", tag = "api-keys", security(("api_key" = [])),
     responses((status = 200, body = KeyView), (status = 401, body = Problem)))]
 pub async fn whoami(caller: Caller) -> Json<KeyView> {
-    Json(caller.key.into())
+    Json(caller.key.as_ref().into())
 }
