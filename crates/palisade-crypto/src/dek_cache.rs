@@ -14,12 +14,11 @@
 //! (the use); inserts (after a KMS call) take the write lock. Each thread
 //! also keeps the keyring DEK it decrypted with last ([`RecentDek`]), checked
 //! against a count of removals from the maps, so a run of messages under one
-//! DEK takes no lock at all. Ages are read
-//! from the coarse monotonic clock (a few milliseconds off at worst), since
-//! the check runs on every message. Hits are counted per thread, as an
-//! atomic read-modify-write per message would cost as much as parsing the
-//! header; misses and evictions in atomics. [`DekCache::publish_metrics`]
-//! publishes them.
+//! DEK takes no lock at all. Ages are read from the coarse monotonic clock (a
+//! few milliseconds off at worst), since the check runs on every message.
+//! Hits are counted per thread, as an atomic read-modify-write per message
+//! would cost as much as parsing the header; misses and evictions in atomics.
+//! [`DekCache::publish_metrics`] publishes them.
 
 use crate::aead::{AeadKey, SAFE_RANDOM_NONCE_LIMIT};
 use crate::envelope::{Header, KeyKind};
@@ -371,7 +370,9 @@ impl DekCache {
         self.evicted((before - map.len()) as u64);
     }
 
-    /// Forgets everything (tests, emergencies).
+    /// Forgets everything (tests, emergencies). A thread's [`RecentDek`]
+    /// stops opening anything at once, and leaves memory at that thread's
+    /// next decryption.
     pub(crate) fn clear(&self) {
         let n = write(&self.keyring).drain().count()
             + write(&self.subjects).drain().count()
@@ -404,7 +405,7 @@ impl DekCache {
 
 /// The keyring DEK a thread opened with last, so a run of messages under one
 /// DEK skips the map's lock and hash (two locked instructions and a hash of
-/// the slot, a tenth of a 1 KiB decryption).
+/// the slot: about 26 ns, against 260 ns for AES to open 1 KiB).
 ///
 /// Subject DEKs are never kept here: when a subject is shredded its DEKs must
 /// leave memory with the map's entries, and this slot would keep one until its
