@@ -24,9 +24,14 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Leaves per round trip of the plain pass.
 const CHUNK: u64 = 10_000;
-/// Default leaves per read of the fast pass: large enough that per-query costs
-/// vanish, small enough that the blocks in flight stay a few tens of MB.
+/// Default most leaves per read of the fast pass: large enough that per-query costs
+/// vanish (ranges are smaller when leaves are large, see [`RANGE_BYTES`]).
 const FAST_CHUNK: u64 = 1 << 15;
+/// Leaves in the fast pass's first range, before the leaf size is known.
+const FIRST_RANGE: u64 = 1024;
+/// Leaf bytes a range aims at, so that the few ranges in flight stay tens of MB
+/// even when events are tens of KB each.
+const RANGE_BYTES: u64 = 16 << 20;
 /// Ranges whose stored hashes may still be under comparison while the next is hashed.
 const COMPARING_AHEAD: usize = 2;
 
@@ -225,8 +230,8 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    /// Leaves per read of the fast pass (default 32,768; at least 1). Smaller ranges
-    /// hold less memory; each range costs a few queries.
+    /// Most leaves per read of the fast pass (default 32,768; at least 1). Ranges
+    /// are also kept near 16 MB of leaves; each range costs a few queries.
     pub fn with_chunk(mut self, leaves: u64) -> Self {
         self.fast_chunk = leaves.max(1);
         self
@@ -316,8 +321,6 @@ impl<'a> Verifier<'a> {
         progress: &mut impl FnMut(u64, u64),
     ) -> FastPass {
         let chunk = self.fast_chunk;
-        let ranges = (0..size.div_ceil(chunk))
-            .map(move |i| (i * chunk, (i + 1).saturating_mul(chunk).min(size)));
         let (blocks_tx, mut blocks) = tokio::sync::mpsc::channel(1);
         let store = self.store.clone();
         // Neither the reader nor the comparisons are aborted when the pass stops
@@ -325,12 +328,20 @@ impl<'a> Verifier<'a> {
         // mid-protocol. The reader stops at its next send; a comparison is a few
         // short queries.
         tokio::spawn(async move {
-            for (start, end) in ranges {
+            let mut start = 0u64;
+            // Small first, then sized from the leaves seen so far.
+            let mut leaves = chunk.min(FIRST_RANGE);
+            while start < size {
+                let end = start.saturating_add(leaves).min(size);
                 let block = store.leaf_block(start, end).await;
+                if let Ok(block) = &block {
+                    leaves = range_for(block.len(), block.byte_len(), chunk);
+                }
                 let failed = block.is_err();
-                if blocks_tx.send(block).await.is_err() || failed {
+                if blocks_tx.send((start, end, block)).await.is_err() || failed {
                     return;
                 }
+                start = end;
             }
         });
         // `confirmed` trails `walk` by the ranges whose comparisons are pending.
@@ -341,11 +352,12 @@ impl<'a> Verifier<'a> {
             tokio::task::JoinHandle<Result<bool, AuditStoreError>>,
         )> = VecDeque::new();
         while walk.size() < size {
-            let start = walk.size();
-            let end = start.saturating_add(chunk).min(size);
-            let Some(Ok(block)) = blocks.recv().await else {
+            let Some((start, end, Ok(block))) = blocks.recv().await else {
                 return FastPass::Stopped(confirmed);
             };
+            if start != walk.size() {
+                return FastPass::Stopped(confirmed);
+            }
             let Some(leaf_hashes) = hash_leaves(&block, start, end) else {
                 return FastPass::Stopped(confirmed);
             };
@@ -467,6 +479,13 @@ impl<'a> Verifier<'a> {
     }
 }
 
+/// Leaves in the next range: [`RANGE_BYTES`] at the average leaf size of the last
+/// block (`rows` leaves, `bytes` in all), between 1 and `most`.
+fn range_for(rows: usize, bytes: usize, most: u64) -> u64 {
+    let average = (bytes as u64 / rows.max(1) as u64).max(1);
+    (RANGE_BYTES / average).clamp(1, most)
+}
+
 /// The leaf hashes of a block that must hold exactly the indexes `[start, end)`;
 /// `None` when it does not.
 fn hash_leaves(block: &LeafBlock, start: u64, end: u64) -> Option<Vec<Hash>> {
@@ -523,6 +542,18 @@ fn read_chunk(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ranges_shrink_for_large_leaves() {
+        // Typical events (a few hundred bytes): the full range.
+        assert_eq!(range_for(1024, 1024 * 300, FAST_CHUNK), FAST_CHUNK);
+        // 1 MiB leaves: 16 per range; 100 MiB leaves: one at a time.
+        assert_eq!(range_for(4, 4 << 20, FAST_CHUNK), 16);
+        assert_eq!(range_for(1, 100 << 20, FAST_CHUNK), 1);
+        // Nothing read yet, or empty leaves: bounded by the most asked for.
+        assert_eq!(range_for(0, 0, 50), 50);
+        assert_eq!(range_for(10, 0, 50), 50);
+    }
 
     proptest! {
         /// Grouping a range's new nodes into runs keeps every node, in place: the

@@ -88,6 +88,11 @@ impl LeafBlock {
         self.indexes.len()
     }
 
+    /// Bytes of all leaves together.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Whether no row was read.
     pub fn is_empty(&self) -> bool {
         self.indexes.is_empty()
