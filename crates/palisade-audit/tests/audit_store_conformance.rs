@@ -1,5 +1,6 @@
 //! One suite, every backend: what any `AuditStore` must do.
 
+#[macro_use]
 mod common;
 
 use common::{Backend, ORIGIN, event, fill, signer};
@@ -266,18 +267,7 @@ async fn concurrent_appenders_never_share_an_index(b: Backend) {
     );
 }
 
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $case() { super::$case(super::common::sqlite().await).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $case() { super::$case(super::common::postgres().await).await } )*
-        }
-    };
-}
-
-conformance!(
+on_both_backends!(
     appends_contiguous_indexes_and_signs_each_tree_head,
     resubmitted_ids_keep_their_first_index,
     proofs_from_stored_hashes_match_a_recomputed_tree,

@@ -6,6 +6,7 @@
 
 #![cfg(feature = "keyring")]
 
+#[macro_use]
 mod common;
 
 use common::{Backend, ORIGIN, signer};
@@ -112,17 +113,6 @@ async fn read(log: &AuditLog, id: uuid::Uuid, access: PiiAccess) -> StoredEvent 
     let mut events = vec![log.event(id).await.expect("read").expect("stored")];
     log.reveal_pii(&mut events, access).await;
     events.pop().expect("one event")
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $case() { super::$case(super::common::sqlite().await).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $case() { super::$case(super::common::postgres().await).await } )*
-        }
-    };
 }
 
 on_both_backends!(

@@ -1,6 +1,7 @@
 //! Tampering done directly in SQL, with the append-only triggers disabled as a
 //! superuser could: the verifier must catch each change and name its index.
 
+#[macro_use]
 mod common;
 
 use common::{Backend, fill, signer};
@@ -215,17 +216,6 @@ async fn a_rewritten_history_fails_against_a_saved_checkpoint(b: Backend) {
     );
 }
 
-macro_rules! on_both {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $case() { super::$case(super::common::sqlite().await).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $case() { super::$case(super::common::postgres().await).await } )*
-        }
-    };
-}
-
 async fn chunked_reads_verify_an_untouched_log(b: Backend) {
     let b = prepared(b).await;
     for chunk in CHUNKS {
@@ -337,7 +327,7 @@ async fn common_backend(b: &Backend) -> Backend {
     }
 }
 
-on_both!(
+on_both_backends!(
     chunked_reads_verify_an_untouched_log,
     a_changed_leaf_is_named_wherever_it_falls_in_a_range,
     a_replaced_leaf_hash_is_named_in_a_later_range,

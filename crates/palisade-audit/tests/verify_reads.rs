@@ -2,6 +2,7 @@
 //! stored leaves of a range, and `compare_hashes` finds every stored hash that
 //! differs or is missing.
 
+#[macro_use]
 mod common;
 
 use common::{Backend, fill};
@@ -105,18 +106,7 @@ async fn compare_hashes_finds_the_first_difference_and_gaps(b: Backend) {
     assert!(!found.all_match(leaves.len()));
 }
 
-macro_rules! on_both {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test] async fn $case() { super::$case(super::common::sqlite().await).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test] async fn $case() { super::$case(super::common::postgres().await).await } )*
-        }
-    };
-}
-
-on_both!(
+on_both_backends!(
     leaf_blocks_hold_the_stored_leaves,
     compare_hashes_finds_the_first_difference_and_gaps,
 );

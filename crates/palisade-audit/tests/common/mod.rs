@@ -12,6 +12,20 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// One test per backend for each named `async fn(Backend)`: `mod sqlite` and
+/// `mod postgres`, each calling the case with a fresh migrated database.
+/// (The file needs `#[macro_use] mod common;`.)
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $case() { super::$case(super::common::sqlite().await).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $case() { super::$case(super::common::postgres().await).await } )*
+        }
+    };
+}
+
 /// A migrated database and what keeps it alive.
 pub struct Backend {
     pub db: Database,
