@@ -59,12 +59,13 @@ impl Words {
     pub(crate) fn as_slice(&self) -> &[u32] {
         match &self.storage {
             // `map_huge` viewed these same bytes as words before returning
-            // the mapping (page-aligned, a multiple of four bytes), so the
-            // view cannot fail here.
-            Storage::Mapped { map, len } => map
-                .get(..len * std::mem::size_of::<u32>())
-                .and_then(|bytes| bytemuck::try_cast_slice(bytes).ok())
-                .unwrap_or_default(),
+            // the mapping (page-aligned, a multiple of four bytes), so
+            // neither the slice nor the cast can fail. Were they to, this
+            // panics rather than answer from an empty table, which would
+            // let every listed address through.
+            Storage::Mapped { map, len } => {
+                bytemuck::cast_slice(&map[..len * std::mem::size_of::<u32>()])
+            }
             Storage::Heap(words) => words,
         }
     }
