@@ -2,14 +2,15 @@
 
 use super::table::{Address, RangeTable};
 use ipnet::IpNet;
+use std::collections::BTreeSet;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The listed network that matched a lookup, for evidence.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListMatch {
     /// The list's name.
-    pub list: Arc<str>,
+    pub list: &'static str,
     /// The most specific network of that list containing the address.
     pub network: IpNet,
 }
@@ -22,7 +23,7 @@ pub struct ListMatch {
 /// length, so the evidence costs no read beyond the one that finds the range.
 #[derive(Debug, Clone)]
 pub struct CompiledLists {
-    names: Vec<Arc<str>>,
+    names: Vec<&'static str>,
     v4: RangeTable<u32>,
     v6: RangeTable<u128>,
     networks: usize,
@@ -41,7 +42,7 @@ impl CompiledLists {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for (index, (name, networks)) in lists.into_iter().enumerate().take(usize::from(u16::MAX)) {
-            names.push(name);
+            names.push(intern(&name));
             let list = u16::try_from(index).unwrap_or(u16::MAX);
             for net in networks {
                 match super::parse::canonical(*net) {
@@ -96,11 +97,7 @@ impl CompiledLists {
 
     fn found(&self, list: u16, network: IpNet) -> ListMatch {
         ListMatch {
-            list: self
-                .names
-                .get(usize::from(list))
-                .cloned()
-                .unwrap_or_else(|| Arc::from("?")),
+            list: self.names.get(usize::from(list)).copied().unwrap_or("?"),
             network,
         }
     }
@@ -119,8 +116,25 @@ impl CompiledLists {
     pub fn memory_bytes(&self) -> usize {
         self.v4.memory_bytes()
             + self.v6.memory_bytes()
-            + self.names.capacity() * std::mem::size_of::<Arc<str>>()
+            + self.names.capacity() * std::mem::size_of::<&str>()
     }
+}
+
+/// A list name as a `&'static str`, leaked once per distinct name for the
+/// life of the process. Evidence then names its list without a reference
+/// count: cloning and dropping an `Arc` per hit took two locked instructions,
+/// which also kept the CPU from overlapping one lookup's memory read with
+/// the next. Names come from the configuration, so there are few of them.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    // A poisoned lock means a panic elsewhere; the set is still consistent.
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.get(name) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(name.into());
+    names.insert(leaked);
+    leaked
 }
 
 /// A range's value: the list (below 65,535) and the prefix length of the
@@ -178,6 +192,14 @@ mod tests {
             }
         }
         best
+    }
+
+    #[test]
+    fn a_name_is_leaked_once_however_often_lists_are_built() {
+        let first = intern("interned-once");
+        let again = intern(&String::from("interned-once"));
+        assert!(std::ptr::eq(first, again));
+        assert_eq!(again, "interned-once");
     }
 
     #[test]
