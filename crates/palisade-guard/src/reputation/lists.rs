@@ -165,9 +165,9 @@ mod tests {
             (Arc::from("local"), &local),
         ]);
         let hit = lists.lookup("192.0.2.1".parse().unwrap()).unwrap();
-        assert_eq!((&*hit.list, hit.network), ("drop", n("192.0.2.0/24")));
+        assert_eq!((hit.list, hit.network), ("drop", n("192.0.2.0/24")));
         let hit = lists.lookup("::ffff:192.0.2.200".parse().unwrap()).unwrap();
-        assert_eq!((&*hit.list, hit.network), ("local", n("192.0.2.128/25")));
+        assert_eq!((hit.list, hit.network), ("local", n("192.0.2.128/25")));
         let hit = lists.lookup("2001:db8:ffff::1".parse().unwrap()).unwrap();
         assert_eq!(hit.network, n("2001:db8::/32"));
         assert!(lists.lookup("198.51.100.1".parse().unwrap()).is_none());

@@ -404,7 +404,7 @@ mod tests {
         let report = reputation.reload(1).await;
         assert_eq!(report.changed, ["drop"]);
         assert!(
-            matches!(reputation.lookup(ip("192.0.2.1")), Listing::Blocked(m) if &*m.list == "drop")
+            matches!(reputation.lookup(ip("192.0.2.1")), Listing::Blocked(m) if m.list == "drop")
         );
         let status = reputation.status();
         assert_eq!(status[0].entries, 1);
@@ -439,7 +439,7 @@ mod tests {
             vec![("drop".into(), vec!["192.0.2.0/24".parse().unwrap()])],
         );
         assert!(
-            matches!(reputation.lookup(ip("192.0.2.200")), Listing::Allowed(m) if &*m.list == "office")
+            matches!(reputation.lookup(ip("192.0.2.200")), Listing::Allowed(m) if m.list == "office")
         );
         assert!(matches!(
             reputation.lookup(ip("192.0.2.1")),
