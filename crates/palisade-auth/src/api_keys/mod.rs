@@ -271,20 +271,8 @@ impl ApiKeys {
         }
         // Drop every cached entry of this key (the cache is keyed by lookup value, so
         // match on the id). Without this, a revoked key would work until the TTL ends.
-        if self
-            .verified
-            .invalidate_entries_if(move |_, key| key.id == id)
-            .is_err()
-        {
-            self.verified.invalidate_all();
-        }
-        if self
-            .last_known
-            .invalidate_entries_if(move |_, entry| entry.0.id == id)
-            .is_err()
-        {
-            self.last_known.invalidate_all();
-        }
+        drop_where(&self.verified, move |key| key.id == id);
+        drop_where(&self.last_known, move |entry| entry.0.id == id);
         self.get(id).await
     }
 
@@ -302,6 +290,21 @@ impl ApiKeys {
         let mut tag = [0u8; 32];
         tag.copy_from_slice(hmac::sign(&self.lookup_key, raw.as_bytes()).as_ref());
         tag
+    }
+}
+
+/// Drops the entries of `cache` whose value `matches`, or every entry if the
+/// cache cannot take the predicate: a stale entry must never outlive this.
+fn drop_where<K, V>(cache: &Cache<K, V>, matches: impl Fn(&V) -> bool + Send + Sync + 'static)
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    if cache
+        .invalidate_entries_if(move |_, value| matches(value))
+        .is_err()
+    {
+        cache.invalidate_all();
     }
 }
 
