@@ -6,7 +6,7 @@ mod common;
 use common::{Backend, ORIGIN, event, fill, signer};
 use palisade_audit::checkpoint::Checkpoint;
 use palisade_audit::merkle::{self, MemoryTree, leaf_hash};
-use palisade_audit::store::{AuditStore, EventFilter, Page};
+use palisade_audit::store::{AuditStore, EventFilter, Page, PageAfter};
 
 async fn appends_contiguous_indexes_and_signs_each_tree_head(b: Backend) {
     let signer = signer();
@@ -267,6 +267,64 @@ async fn concurrent_appenders_never_share_an_index(b: Backend) {
     );
 }
 
+/// Actor and resource filters walk the log in buckets of 16,384 events: pages read
+/// across a bucket boundary, newest first and oldest first, miss and repeat nothing.
+async fn filtered_pages_cross_bucket_boundaries(b: Backend) {
+    const EVENTS: u64 = (1 << 14) + 700;
+    fill(&b.store, EVENTS, 1000).await;
+    // Event n is at index n (see `fill`) with actor `user-{n % 7}`, resource `doc/{n % 5}`.
+    let actor = EventFilter {
+        tenant: "default".into(),
+        actor_id: Some("user-3".into()),
+        ..Default::default()
+    };
+    let mut newest_first = Vec::new();
+    let mut before = None;
+    loop {
+        let page = b
+            .store
+            .query(&actor, Page { before, limit: 400 })
+            .await
+            .expect("query");
+        let Some(last) = page.last() else { break };
+        before = Some(last.index);
+        newest_first.extend(page.iter().map(|e| e.index));
+    }
+    let expected: Vec<u64> = (0..EVENTS).rev().filter(|n| n % 7 == 3).collect();
+    assert_eq!(newest_first, expected, "{}", b.name);
+
+    let resource = EventFilter {
+        tenant: "default".into(),
+        resource_type: Some("doc".into()),
+        resource_id: Some("2".into()),
+        ..Default::default()
+    };
+    let mut oldest_first = Vec::new();
+    let mut after = Some(9000);
+    loop {
+        let page = b
+            .store
+            .query_after(
+                &resource,
+                PageAfter {
+                    after,
+                    before: None,
+                    limit: 300,
+                },
+            )
+            .await
+            .expect("query");
+        oldest_first.extend(page.events.iter().map(|e| e.index));
+        if page.events.is_empty() {
+            assert_eq!(page.through, Some(EVENTS - 1), "{}", b.name);
+            break;
+        }
+        after = page.through;
+    }
+    let expected: Vec<u64> = (9001..EVENTS).filter(|n| n % 5 == 2).collect();
+    assert_eq!(oldest_first, expected, "{}", b.name);
+}
+
 on_both_backends!(
     appends_contiguous_indexes_and_signs_each_tree_head,
     resubmitted_ids_keep_their_first_index,
@@ -274,6 +332,7 @@ on_both_backends!(
     queries_filter_within_one_tenant,
     stored_rows_cannot_be_changed_or_deleted,
     concurrent_appenders_never_share_an_index,
+    filtered_pages_cross_bucket_boundaries,
 );
 
 /// Two processes on one SQLite file (the server and `palisade keys rotate`): appends

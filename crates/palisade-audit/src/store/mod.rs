@@ -8,12 +8,15 @@
 //! automatic takeover when one dies), assigns the next contiguous indexes, stores the
 //! leaves, every newly completed subtree hash, and a signed checkpoint.
 
+mod filtered;
 mod pg_copy;
 mod postgres;
 mod sqlite;
 mod verify_reads;
 
 pub use verify_reads::{HashComparison, LeafBlock};
+
+pub(crate) use filtered::FilteredRead;
 
 use crate::checkpoint::{CheckpointError, NoteSigner};
 use crate::event::{Outcome, PreparedEvent};
@@ -428,94 +431,6 @@ pub(crate) fn dedupe(batch: &[PreparedEvent]) -> (Vec<&PreparedEvent>, Vec<usize
         positions.push(slot);
     }
     (unique, positions)
-}
-
-/// Comparison operators a B-tree index on `action` can serve with bound parameters,
-/// so an action-prefix filter is an index range scan in a prepared (generic) plan,
-/// which a `LIKE $1` is not: PostgreSQL's index uses `text_pattern_ops`, whose
-/// operators are spelled `~>=~`/`~<~`; SQLite's default collation is bytewise.
-pub(crate) trait PrefixRange {
-    /// "Greater than or equal", bytewise.
-    const GE: &'static str;
-    /// "Less than", bytewise.
-    const LT: &'static str;
-}
-
-impl PrefixRange for sqlx::Postgres {
-    const GE: &'static str = "~>=~";
-    const LT: &'static str = "~<~";
-}
-
-impl PrefixRange for sqlx::Sqlite {
-    const GE: &'static str = ">=";
-    const LT: &'static str = "<";
-}
-
-/// The range of actions below `prefix` on a segment boundary: `auth` covers
-/// `auth.` up to (not including) `auth/`, since `/` is the byte after `.`.
-pub(crate) fn action_range(prefix: &str) -> (String, String) {
-    (format!("{prefix}."), format!("{prefix}/"))
-}
-
-/// The `SELECT ... WHERE` of a filtered, paged query, for either backend: only the
-/// placeholder syntax differs, and `QueryBuilder` takes care of that. Indexes are
-/// bounded by `after < idx < before` and read in `order`.
-pub(crate) fn filtered_query<'a, DB>(
-    filter: &EventFilter,
-    after: Option<u64>,
-    before: Option<u64>,
-    order: Order,
-    limit: u32,
-) -> Result<sqlx::QueryBuilder<'a, DB>, AuditStoreError>
-where
-    DB: sqlx::Database + PrefixRange,
-    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    let mut q = sqlx::QueryBuilder::new(format!(
-        "SELECT {EVENT_COLUMNS} FROM audit_entries WHERE tenant = "
-    ));
-    q.push_bind(filter.tenant.clone());
-    if let Some(actor) = &filter.actor_id {
-        q.push(" AND actor_id = ").push_bind(actor.clone());
-    }
-    if let Some(prefix) = &filter.action_prefix {
-        let (low, high) = action_range(prefix);
-        q.push(" AND (action = ").push_bind(prefix.clone());
-        q.push(format_args!(" OR (action {} ", DB::GE))
-            .push_bind(low);
-        q.push(format_args!(" AND action {} ", DB::LT))
-            .push_bind(high)
-            .push("))");
-    }
-    if let Some(kind) = &filter.resource_type {
-        q.push(" AND resource_type = ").push_bind(kind.clone());
-    }
-    if let Some(id) = &filter.resource_id {
-        q.push(" AND resource_id = ").push_bind(id.clone());
-    }
-    if let Some(outcome) = filter.outcome {
-        q.push(" AND outcome = ")
-            .push_bind(outcome.as_str().to_owned());
-    }
-    if let Some(from) = filter.from_ms {
-        q.push(" AND received_at_ms >= ").push_bind(from);
-    }
-    if let Some(to) = filter.to_ms {
-        q.push(" AND received_at_ms < ").push_bind(to);
-    }
-    if let Some(after) = after {
-        q.push(" AND idx > ").push_bind(to_db(after)?);
-    }
-    if let Some(before) = before {
-        q.push(" AND idx < ").push_bind(to_db(before)?);
-    }
-    q.push(match order {
-        Order::NewestFirst => " ORDER BY idx DESC LIMIT ",
-        Order::OldestFirst => " ORDER BY idx ASC LIMIT ",
-    })
-    .push_bind(i64::from(limit));
-    Ok(q)
 }
 
 /// Columns every event read selects.

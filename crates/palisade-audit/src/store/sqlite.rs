@@ -3,8 +3,8 @@
 //! writer the sequencer).
 
 use super::{
-    Appended, AscendingPage, AuditStoreError, EVENT_COLUMNS, EventFilter, Order, Page, PageAfter,
-    StoredCheckpoint, StoredEvent, decode_checkpoint, decode_event, dedupe, filtered_query,
+    Appended, AscendingPage, AuditStoreError, EVENT_COLUMNS, EventFilter, FilteredRead, Order,
+    Page, PageAfter, StoredCheckpoint, StoredEvent, decode_checkpoint, decode_event, dedupe,
     read_through, to_db, to_hash, to_index,
 };
 use crate::checkpoint::{Checkpoint, NoteSigner};
@@ -264,10 +264,17 @@ pub(super) async fn query(
     filter: &EventFilter,
     page: Page,
 ) -> Result<Vec<StoredEvent>, AuditStoreError> {
-    let mut q =
-        filtered_query::<Sqlite>(filter, None, page.before, Order::NewestFirst, page.limit)?;
-    let rows = q.build().fetch_all(pool).await?;
-    rows.iter().map(decode_event).collect()
+    let mut conn = pool.acquire().await?;
+    let head = size_in(&mut conn).await?;
+    let read = FilteredRead::new(
+        filter,
+        None,
+        page.before,
+        Order::NewestFirst,
+        page.limit,
+        head,
+    );
+    read_filtered(&mut conn, read).await
 }
 
 pub(super) async fn query_after(
@@ -279,20 +286,31 @@ pub(super) async fn query_after(
     // is guaranteed to see (see `read_through`).
     let mut conn = pool.acquire().await?;
     let head = size_in(&mut conn).await?;
-    let mut q = filtered_query::<Sqlite>(
+    let read = FilteredRead::new(
         filter,
         page.after,
         page.before,
         Order::OldestFirst,
         page.limit,
-    )?;
-    let rows = q.build().fetch_all(&mut *conn).await?;
-    let events = rows
-        .iter()
-        .map(decode_event)
-        .collect::<Result<Vec<_>, _>>()?;
+        head,
+    );
+    let events = read_filtered(&mut conn, read).await?;
     let through = read_through(&events, head, page);
     Ok(AscendingPage { events, through })
+}
+
+/// Runs the statements of a filtered read in turn on one connection.
+async fn read_filtered(
+    conn: &mut SqliteConnection,
+    mut read: FilteredRead<'_>,
+) -> Result<Vec<StoredEvent>, AuditStoreError> {
+    let mut events = Vec::new();
+    while let Some(mut q) = read.next_statement::<Sqlite>(events.len())? {
+        for row in q.build().fetch_all(&mut *conn).await? {
+            events.push(decode_event(&row)?);
+        }
+    }
+    Ok(events)
 }
 
 pub(super) async fn hash_range_indexed(
