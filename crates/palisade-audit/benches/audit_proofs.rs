@@ -180,12 +180,22 @@ async fn proofs_and_queries(
     }
 
     // Filtered queries a dashboard runs: one page (50) of the newest matching events.
-    let queries: [(&str, EventFilter); 4] = [
+    // An actor with no events is the worst case of the bucket walk: every bucket of
+    // the log is read (see `store/filtered.rs`).
+    let queries: [(&str, EventFilter); 5] = [
         (
             "actor",
             EventFilter {
                 tenant: "default".into(),
                 actor_id: Some("user-42".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "actor with no events",
+            EventFilter {
+                tenant: "default".into(),
+                actor_id: Some("nobody".into()),
                 ..Default::default()
             },
         ),

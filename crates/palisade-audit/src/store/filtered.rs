@@ -1,24 +1,27 @@
 //! Filtered, paged reads of the log, built for either backend: only the placeholder
 //! syntax differs, and `QueryBuilder` takes care of that.
 //!
-//! The actor and resource indexes lead with the event's bucket, `idx >> 14` (16,384
-//! consecutive events), before the actor or resource (migration 0007). Without it, a
-//! batch of 1000 events from 1000 actors inserts into 1000 pages spread over each of
-//! those indexes, and every page an append dirties is written again at commit: a
-//! WAL frame on SQLite, a full-page image on PostgreSQL. That was most of an append's
-//! time once the log outgrew the page cache. With the bucket first, a batch's entries
-//! land in the newest bucket's few pages.
+//! The actor, action and resource indexes lead with the event's bucket, `idx >> 14`
+//! (16,384 consecutive events), before the actor, action or resource (migration 0007):
+//! - Without it, a batch of 1000 events from 1000 actors inserts into 1000 pages
+//!   spread over each of those indexes, and every page an append dirties is written
+//!   again at commit: a WAL frame on SQLite, a full-page image on PostgreSQL. That was
+//!   most of an append's time once the log outgrew the page cache. With the bucket
+//!   first, a batch's entries land in the newest bucket's few pages.
+//! - An action prefix covers several actions, whose entries the index yields in action
+//!   order: a page of the newest sorted every match in the log. Within one bucket it
+//!   sorts at most that bucket's.
 //!
-//! A read filtered by actor or resource therefore walks the buckets in its order, a
-//! group of buckets per statement. Each bucket is one index seek that yields its rows
-//! already in index order under its own `LIMIT`, so a statement's work is bounded by
-//! its buckets and the page size, whatever the planner does with the `UNION ALL`.
-//! Other filters read as one statement, as before.
+//! A read filtered by actor, action or resource therefore walks the buckets in its
+//! order, a group of buckets per statement. Each bucket is one index seek under its
+//! own `LIMIT`, so a statement's work is bounded by its buckets and the page size,
+//! whatever the planner does with the `UNION ALL`. Other filters read as one
+//! statement, as before.
 
 use super::{AuditStoreError, EVENT_COLUMNS, EventFilter, Order, to_db};
 use sqlx::QueryBuilder;
 
-/// Events per bucket of the actor and resource indexes, as a shift. The index
+/// Events per bucket of the actor, action and resource indexes, as a shift. The index
 /// expressions of migration 0007 spell the same `idx >> 14`, and a query uses an
 /// expression index only when it spells the expression the same way.
 pub(crate) const BUCKET_BITS: u32 = 14;
@@ -28,25 +31,32 @@ pub(crate) const BUCKET_BITS: u32 = 14;
 /// to this, so a rare filter over 10 million events (610 buckets) takes 13 statements.
 const MAX_GROUP: u64 = 64;
 
-/// Comparison operators a B-tree index on `action` can serve with bound parameters,
-/// so an action-prefix filter is an index range scan in a prepared (generic) plan,
-/// which a `LIKE $1` is not: PostgreSQL's index uses `text_pattern_ops`, whose
-/// operators are spelled `~>=~`/`~<~`; SQLite's default collation is bytewise.
-pub(crate) trait PrefixRange {
-    /// "Greater than or equal", bytewise.
+/// What the two backends spell differently in a filtered read.
+pub(crate) trait Dialect {
+    /// "Greater than or equal" and "less than", bytewise, as operators a B-tree index
+    /// on `action` serves with bound parameters, so that an action-prefix filter is an
+    /// index range scan in a prepared (generic) plan, which a `LIKE $1` is not.
+    /// PostgreSQL's index uses `text_pattern_ops`, whose operators are spelled
+    /// `~>=~`/`~<~`; SQLite's default collation is bytewise.
     const GE: &'static str;
-    /// "Less than", bytewise.
+    /// See [`Dialect::GE`].
     const LT: &'static str;
+    /// Whether to name the index a bucket's read must seek. SQLite's planner, without
+    /// statistics, prefers the `(tenant, idx)` index for its order and would scan the
+    /// log down to the bucket; PostgreSQL has statistics and no such clause.
+    const NAMES_INDEX: bool;
 }
 
-impl PrefixRange for sqlx::Postgres {
+impl Dialect for sqlx::Postgres {
     const GE: &'static str = "~>=~";
     const LT: &'static str = "~<~";
+    const NAMES_INDEX: bool = false;
 }
 
-impl PrefixRange for sqlx::Sqlite {
+impl Dialect for sqlx::Sqlite {
     const GE: &'static str = ">=";
     const LT: &'static str = "<";
+    const NAMES_INDEX: bool = true;
 }
 
 /// The range of actions below `prefix` on a segment boundary: `auth` covers
@@ -106,7 +116,9 @@ impl<'f> FilteredRead<'f> {
         head: u64,
         bits: u32,
     ) -> Self {
-        let bucketed = filter.actor_id.is_some() || filter.resource_type.is_some();
+        let bucketed = filter.actor_id.is_some()
+            || filter.action_prefix.is_some()
+            || filter.resource_type.is_some();
         let mut before = before;
         let plan = if !bucketed {
             Plan::Single
@@ -149,7 +161,7 @@ impl<'f> FilteredRead<'f> {
         rows_so_far: usize,
     ) -> Result<Option<QueryBuilder<'a, DB>>, AuditStoreError>
     where
-        DB: sqlx::Database + PrefixRange,
+        DB: sqlx::Database + Dialect,
         String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
         i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     {
@@ -205,6 +217,18 @@ impl<'f> FilteredRead<'f> {
         buckets
     }
 
+    /// The bucketed index a bucket's read seeks: an exact actor or resource before
+    /// a range of actions.
+    fn bucket_index(&self) -> &'static str {
+        if self.filter.actor_id.is_some() {
+            "audit_entries_actor_bucketed"
+        } else if self.filter.resource_type.is_some() {
+            "audit_entries_resource_bucketed"
+        } else {
+            "audit_entries_action_bucketed"
+        }
+    }
+
     fn order_by(&self) -> &'static str {
         match self.order {
             Order::NewestFirst => " ORDER BY idx DESC LIMIT ",
@@ -220,14 +244,16 @@ impl<'f> FilteredRead<'f> {
         limit: i64,
     ) -> Result<(), AuditStoreError>
     where
-        DB: sqlx::Database + PrefixRange,
+        DB: sqlx::Database + Dialect,
         String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
         i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     {
         let filter = self.filter;
-        q.push(format_args!(
-            "SELECT {EVENT_COLUMNS} FROM audit_entries WHERE tenant = "
-        ));
+        q.push(format_args!("SELECT {EVENT_COLUMNS} FROM audit_entries"));
+        if bucket.is_some() && DB::NAMES_INDEX {
+            q.push(format_args!(" INDEXED BY {}", self.bucket_index()));
+        }
+        q.push(" WHERE tenant = ");
         q.push_bind(filter.tenant.clone());
         if let Some(bucket) = bucket {
             q.push(format_args!(" AND (idx >> {}) = ", self.bits))
@@ -237,13 +263,17 @@ impl<'f> FilteredRead<'f> {
             q.push(" AND actor_id = ").push_bind(actor.clone());
         }
         if let Some(prefix) = &filter.action_prefix {
-            let (low, high) = action_range(prefix);
-            q.push(" AND (action = ").push_bind(prefix.clone());
-            q.push(format_args!(" OR (action {} ", DB::GE))
-                .push_bind(low);
+            // One range the index seeks, `prefix <= action < prefix/`, then the
+            // segment boundary: `prefix` itself or `prefix.` onwards, not `prefix-x`.
+            let (segment, high) = action_range(prefix);
+            q.push(format_args!(" AND action {} ", DB::GE))
+                .push_bind(prefix.clone());
             q.push(format_args!(" AND action {} ", DB::LT))
-                .push_bind(high)
-                .push("))");
+                .push_bind(high);
+            q.push(" AND (action = ").push_bind(prefix.clone());
+            q.push(format_args!(" OR action {} ", DB::GE))
+                .push_bind(segment)
+                .push(")");
         }
         if let Some(kind) = &filter.resource_type {
             q.push(" AND resource_type = ").push_bind(kind.clone());
@@ -429,6 +459,76 @@ mod tests {
         }
     }
 
+    /// A prefix matches whole segments: `auth` is `auth` and `auth.*`, never
+    /// `auth-x`, `authz` or `aut`, in one statement and in a bucket walk alike.
+    #[tokio::test]
+    async fn action_prefixes_match_whole_segments() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = Database::connect(&DatabaseConfig::default(), dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        db.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        let signer = NoteSigner::from_seed("test", &[7u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+        let actions = [
+            "auth",
+            "auth.login",
+            "auth-x",
+            "authz",
+            "aut",
+            "auth.mfa.sms",
+            "b",
+        ];
+        let events: Vec<_> = actions
+            .iter()
+            .map(|action| {
+                let new: NewEvent = serde_json::from_value(json!({
+                    "action": action, "actor": {"id": "u"}, "outcome": "success",
+                }))
+                .unwrap_or_else(|e| panic!("{e}"));
+                new.prepare(
+                    TenantId::default_tenant(),
+                    Uuid::now_v7(),
+                    OffsetDateTime::now_utc(),
+                    &EventLimits::default(),
+                )
+                .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        AuditStore::new(db.clone())
+            .append(&events, &signer, "test", 1)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Database::Sqlite(db) = db else {
+            unreachable!("the default database is SQLite")
+        };
+        let mut conn = db
+            .reader()
+            .acquire()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let filter = EventFilter {
+            tenant: TenantId::default_tenant().as_str().to_owned(),
+            action_prefix: Some("auth".into()),
+            ..Default::default()
+        };
+        for bits in [0, BUCKET_BITS] {
+            let mut read = FilteredRead::with_bucket_bits(
+                &filter,
+                None,
+                None,
+                Order::OldestFirst,
+                50,
+                7,
+                bits,
+            );
+            if bits == BUCKET_BITS {
+                read.plan = Plan::Single;
+            }
+            let found: Vec<u64> = run(&mut conn, read).await.iter().map(|e| e.index).collect();
+            assert_eq!(found, [0, 1, 5], "buckets of 2^{bits}");
+        }
+    }
+
     /// SQLite seeks the bucketed actor index for each bucket: the migration and
     /// this module spell the same expression.
     #[tokio::test]
@@ -449,6 +549,14 @@ mod tests {
                     ..Default::default()
                 },
                 "audit_entries_actor_bucketed",
+            ),
+            (
+                EventFilter {
+                    tenant: "acme".into(),
+                    action_prefix: Some("auth".into()),
+                    ..Default::default()
+                },
+                "audit_entries_action_bucketed",
             ),
             (
                 EventFilter {
