@@ -2,6 +2,11 @@
 //! would compare against: the same rows written raw into a plain table (a multi-row
 //! INSERT on SQLite, COPY on PostgreSQL), with no hashing, no sequencing lock, no
 //! checkpoint. Run: `cargo bench -p palisade-audit --bench audit_append`.
+//!
+//! On PostgreSQL a third peer, `palisade_postgres_no_query_indexes`, is the complete
+//! append into a store without the five indexes behind filtered queries (tenant,
+//! actor, action, resource, time): what maintaining them costs per batch. It is a
+//! measurement only; the log needs those indexes.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use palisade_audit::checkpoint::NoteSigner;
@@ -128,6 +133,33 @@ fn append(c: &mut Criterion) {
             timed(iters, |batch| {
                 let start = Instant::now();
                 rt.block_on(store.append(&batch, &signer, "bench", 0))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                start.elapsed()
+            })
+        })
+    });
+    let bare = rt.block_on(async {
+        let schema = TestDatabase::create().await?;
+        let db = Database::connect(
+            &DatabaseConfig::postgres(schema.url()),
+            std::path::Path::new("."),
+        )
+        .await?;
+        db.migrate().await?;
+        if let Database::Postgres(p) = &db {
+            sqlx::query("DROP INDEX audit_entries_tenant, audit_entries_actor_bucketed, audit_entries_action_bucketed, audit_entries_resource_bucketed, audit_entries_time")
+                .execute(p.primary())
+                .await?;
+        }
+        Ok::<_, Box<dyn std::error::Error>>((schema, db))
+    });
+    let (_bare_schema, bare) = bare.unwrap_or_else(|e| panic!("{e}"));
+    let bare = AuditStore::new(bare);
+    group.bench_function("palisade_postgres_no_query_indexes", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |batch| {
+                let start = Instant::now();
+                rt.block_on(bare.append(&batch, &signer, "bench", 0))
                     .unwrap_or_else(|e| panic!("{e}"));
                 start.elapsed()
             })

@@ -7,7 +7,7 @@
 //! - the fast pass reads large ranges of leaves into one buffer on a reader task,
 //!   hashes them, and has the database compare every stored hash of the range with
 //!   the recomputed one on a third task (see [`crate::store::LeafBlock`] and
-//!   [`AuditStore::compare_hashes`]), so reading, hashing and comparing overlap;
+//!   [`AuditStore::hashes_match`]), so reading, hashing and comparing overlap;
 //! - the plain pass reads leaves and hashes back as rows and compares them here, and
 //!   names the first discrepancy precisely.
 //!
@@ -369,15 +369,7 @@ impl<'a> Verifier<'a> {
             let store = self.store.clone();
             comparing.push_back((
                 walk.clone(),
-                tokio::spawn(async move {
-                    for (level, first, hashes) in runs {
-                        let found = store.compare_hashes(level, first, &hashes).await?;
-                        if !found.all_match(hashes.len()) {
-                            return Ok(false);
-                        }
-                    }
-                    Ok(true)
-                }),
+                tokio::spawn(async move { store.hashes_match(&runs).await }),
             ));
             while comparing.len() > COMPARING_AHEAD
                 || (walk.size() == size && !comparing.is_empty())

@@ -75,6 +75,92 @@ async fn resubmitted_ids_keep_their_first_index(b: Backend) {
     assert_eq!(b.store.tree_size().await.expect("size"), 5);
 }
 
+async fn a_replayed_batch_changes_nothing(b: Backend) {
+    let signer = signer();
+    let events: Vec<_> = (0..50).map(|n| event("default", n)).collect();
+    let first = b
+        .store
+        .append(&events, &signer, ORIGIN, 1)
+        .await
+        .expect("append");
+    let again = b
+        .store
+        .append(&events, &signer, ORIGIN, 2)
+        .await
+        .expect("replay");
+    assert_eq!(again, first);
+    assert_eq!(b.store.tree_size().await.expect("size"), 50);
+    assert_eq!(b.store.checkpoints().await.expect("all").len(), 1);
+}
+
+/// One large batch that repeats ids inside itself and resubmits stored ones between
+/// new ones: the new ones get contiguous indexes in batch order, the others keep
+/// theirs, and the stored tree is the tree of the new leaves in that order.
+async fn a_batch_mixing_stored_repeated_and_new_ids(b: Backend) {
+    let signer = signer();
+    let stored: Vec<_> = (0..200).map(|n| event("default", n)).collect();
+    b.store
+        .append(&stored, &signer, ORIGIN, 1)
+        .await
+        .expect("append");
+    let new: Vec<_> = (200..500).map(|n| event("default", n)).collect();
+    let mut batch = Vec::new();
+    let mut expected = Vec::new();
+    for (i, e) in new.iter().enumerate() {
+        batch.push(e.clone());
+        expected.push(200 + i as u64);
+        if i % 3 == 0 {
+            batch.push(stored[i % 200].clone());
+            expected.push((i % 200) as u64);
+        }
+        if i % 7 == 0 {
+            batch.push(e.clone());
+            expected.push(200 + i as u64);
+        }
+    }
+    let appended = b
+        .store
+        .append(&batch, &signer, ORIGIN, 2)
+        .await
+        .expect("append");
+    assert_eq!(
+        appended.entries.iter().map(|e| e.1).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(
+        appended.entries.iter().map(|e| e.0).collect::<Vec<_>>(),
+        batch.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+    assert_eq!(appended.tree_size, 500);
+    let events = b.store.events_range(0, 600).await.expect("events");
+    let all: Vec<_> = stored.iter().chain(&new).collect();
+    assert_eq!(
+        events.iter().map(|e| (e.index, e.id)).collect::<Vec<_>>(),
+        all.iter()
+            .enumerate()
+            .map(|(i, e)| (i as u64, e.id))
+            .collect::<Vec<_>>()
+    );
+    let leaves: Vec<_> = all.iter().map(|e| leaf_hash(&e.leaf)).collect();
+    let reference = MemoryTree::from_leaf_hashes(&leaves);
+    assert_eq!(
+        b.store.hash_range(0, 0, 500).await.expect("level 0"),
+        leaves
+    );
+    for level in 1..9u8 {
+        let count = 500u64 >> level;
+        let stored = b.store.hash_range(level, 0, count).await.expect("level");
+        assert_eq!(stored.len() as u64, count, "level {level}");
+    }
+    let latest = b
+        .store
+        .latest_checkpoint()
+        .await
+        .expect("read")
+        .expect("a checkpoint");
+    assert_eq!(latest.root, reference.root(500).expect("root"));
+}
+
 async fn proofs_from_stored_hashes_match_a_recomputed_tree(b: Backend) {
     fill(&b.store, 133, 17).await;
     let events = b.store.events_range(0, 133).await.expect("events");
@@ -229,6 +315,12 @@ async fn stored_rows_cannot_be_changed_or_deleted(b: Backend) {
         };
         assert!(result.is_err(), "{} allowed: {sql}", b.name);
     }
+    if let palisade_store::Database::Postgres(db) = &b.db {
+        let truncate = sqlx::query("TRUNCATE audit_entries")
+            .execute(db.primary())
+            .await;
+        assert!(truncate.is_err(), "TRUNCATE allowed");
+    }
     assert_eq!(b.store.tree_size().await.expect("size"), 5);
 }
 
@@ -328,12 +420,94 @@ async fn filtered_pages_cross_bucket_boundaries(b: Backend) {
 on_both_backends!(
     appends_contiguous_indexes_and_signs_each_tree_head,
     resubmitted_ids_keep_their_first_index,
+    a_replayed_batch_changes_nothing,
+    a_batch_mixing_stored_repeated_and_new_ids,
     proofs_from_stored_hashes_match_a_recomputed_tree,
     queries_filter_within_one_tenant,
     stored_rows_cannot_be_changed_or_deleted,
     concurrent_appenders_never_share_an_index,
     filtered_pages_cross_bucket_boundaries,
 );
+
+/// Appends reach PostgreSQL as a binary COPY: every column arrives as given, absent
+/// optional ones as NULL (not as empty text).
+#[tokio::test]
+async fn postgres_rows_keep_every_column() {
+    let b = common::postgres().await;
+    let mut plain = event("acme", 1);
+    plain.actor_type = Some("user".into());
+    plain.resource_type = Some("doc".into());
+    plain.resource_id = Some("d-\u{e9}t\u{e9} \"quoted\", tab\t\\".into());
+    let mut bare = event("acme", 2);
+    bare.actor_type = None;
+    bare.resource_type = None;
+    bare.resource_id = None;
+    bare.received_at_ms = -5;
+    let events = [plain, bare];
+    b.store
+        .append(&events, &signer(), ORIGIN, 1)
+        .await
+        .expect("append");
+    let Some(pg) = &b.pg else {
+        panic!("no PostgreSQL")
+    };
+    let pool = pg.pool().await.expect("pool");
+    type Columns = (
+        i64,
+        uuid::Uuid,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        i64,
+        Vec<u8>,
+    );
+    let rows: Vec<Columns> = sqlx::query_as(
+        "SELECT idx, id, tenant, action, actor_id, actor_type, resource_type, resource_id, outcome, received_at_ms, leaf \
+         FROM audit_entries ORDER BY idx",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("rows");
+    let expected: Vec<Columns> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            (
+                i as i64,
+                e.id,
+                e.tenant.as_str().to_owned(),
+                e.action.clone(),
+                e.actor_id.clone(),
+                e.actor_type.clone(),
+                e.resource_type.clone(),
+                e.resource_id.clone(),
+                e.outcome.as_str().to_owned(),
+                e.received_at_ms,
+                e.leaf.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, expected);
+    let hashes: Vec<(i16, i64, Vec<u8>)> =
+        sqlx::query_as("SELECT level, idx, hash FROM audit_hashes ORDER BY level, idx")
+            .fetch_all(&pool)
+            .await
+            .expect("hashes");
+    let leaves: Vec<_> = events.iter().map(|e| leaf_hash(&e.leaf)).collect();
+    let root = MemoryTree::from_leaf_hashes(&leaves).root(2).expect("root");
+    assert_eq!(
+        hashes,
+        vec![
+            (0, 0, leaves[0].to_vec()),
+            (0, 1, leaves[1].to_vec()),
+            (1, 0, root.to_vec()),
+        ]
+    );
+}
 
 /// Two processes on one SQLite file (the server and `palisade keys rotate`): appends
 /// from both interleave without an error. With deferred transactions, an append that

@@ -106,7 +106,84 @@ async fn compare_hashes_finds_the_first_difference_and_gaps(b: Backend) {
     assert!(!found.all_match(leaves.len()));
 }
 
+/// `hashes_match` over several levels at once (one query on PostgreSQL) says "all
+/// match" exactly when every run, compared on its own, does.
+async fn hashes_match_checks_every_run(b: Backend) {
+    fill(&b.store, SIZE, 37).await;
+    // Runs over a middle range of leaves, as the verifier asks: level l covers
+    // [96 >> l, 288 >> l).
+    let mut runs: Vec<(u8, u64, Vec<Hash>)> = Vec::new();
+    for level in 0..6u8 {
+        let (first, end) = (96u64 >> level, 288u64 >> level);
+        let stored = b.store.hash_range(level, first, end).await.expect("stored");
+        assert_eq!(stored.len() as u64, end - first);
+        runs.push((level, first, stored));
+    }
+    let each = |runs: Vec<(u8, u64, Vec<Hash>)>| {
+        let store = b.store.clone();
+        async move {
+            let mut all = true;
+            for (level, first, hashes) in &runs {
+                let found = store
+                    .compare_hashes(*level, *first, hashes)
+                    .await
+                    .expect("compare");
+                all &= found.all_match(hashes.len());
+            }
+            let together = store.hashes_match(&runs).await.expect("match");
+            assert_eq!(together, all, "one query and run by run disagree");
+            together
+        }
+    };
+    assert!(each(runs.clone()).await);
+    assert!(each(Vec::new()).await);
+    for (run, at) in [(0, 0), (0, 191), (3, 5), (5, 2)] {
+        let mut wrong = runs.clone();
+        wrong[run].2[at][at % 32] ^= 0x80;
+        assert!(!each(wrong).await, "run {run}, hash {at}");
+    }
+    // One expected hash more than stored, at the end of a run or before its start.
+    let mut longer = runs.clone();
+    longer[2].2.push([0; 32]);
+    assert!(!each(longer).await);
+    let mut earlier = runs.clone();
+    earlier[4].1 -= 1;
+    earlier[4].2.insert(0, [0; 32]);
+    assert!(!each(earlier).await);
+    // Levels that repeat are compared run by run.
+    let mut split = runs.clone();
+    let tail = split[0].2.split_off(100);
+    split.push((0, 96 + 100, tail));
+    assert!(each(split).await);
+
+    // A deleted stored hash in one run shows in the count.
+    let delete = "DELETE FROM audit_hashes WHERE level = 2 AND idx = 40";
+    match &b.db {
+        Database::Postgres(db) => {
+            let mut tx = db.primary().begin().await.expect("tx");
+            sqlx::query("ALTER TABLE audit_hashes DISABLE TRIGGER USER")
+                .execute(&mut *tx)
+                .await
+                .expect("disable");
+            sqlx::query(delete).execute(&mut *tx).await.expect("delete");
+            tx.commit().await.expect("commit");
+        }
+        Database::Sqlite(db) => {
+            sqlx::query("DROP TRIGGER audit_hashes_no_delete")
+                .execute(db.writer())
+                .await
+                .expect("drop trigger");
+            sqlx::query(delete)
+                .execute(db.writer())
+                .await
+                .expect("delete");
+        }
+    }
+    assert!(!each(runs).await);
+}
+
 on_both_backends!(
     leaf_blocks_hold_the_stored_leaves,
     compare_hashes_finds_the_first_difference_and_gaps,
+    hashes_match_checks_every_run,
 );

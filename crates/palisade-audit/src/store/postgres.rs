@@ -1,6 +1,7 @@
-//! The audit store on PostgreSQL: bulk inserts through `UNNEST` arrays (one
-//! statement per table per batch) under an advisory transaction lock.
+//! The audit store on PostgreSQL: bulk inserts through binary `COPY` (one stream per
+//! table per batch, see [`super::pg_copy`]) under an advisory transaction lock.
 
+use super::pg_copy::CopyWriter;
 use super::{
     Appended, AscendingPage, AuditStoreError, EVENT_COLUMNS, EventFilter, FilteredRead, Order,
     Page, PageAfter, StoredCheckpoint, StoredEvent, decode_checkpoint, decode_event, dedupe,
@@ -32,16 +33,8 @@ pub(super) async fn append(
         .bind(SEQUENCER_LOCK)
         .execute(&mut *tx)
         .await?;
-    let size = size_in(&mut tx).await?;
     let ids: Vec<Uuid> = unique.iter().map(|e| e.id).collect();
-    let mut indexes: HashMap<Uuid, u64> = HashMap::new();
-    for row in sqlx::query("SELECT id, idx FROM audit_entries WHERE id = ANY($1)")
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await?
-    {
-        indexes.insert(row.try_get("id")?, to_index(row.try_get("idx")?)?);
-    }
+    let (size, mut indexes) = size_and_known_in(&mut tx, &ids).await?;
     let fresh: Vec<&PreparedEvent> = unique
         .iter()
         .copied()
@@ -84,11 +77,54 @@ pub(super) async fn append(
     Ok(Appended { entries, tree_size })
 }
 
+/// The tree size and the indexes of those of `ids` already in the log, in one round
+/// trip (the row with a NULL id carries the size). Read after the sequencer lock is
+/// taken, by a later statement, so that its snapshot sees every earlier append.
+async fn size_and_known_in(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<(u64, HashMap<Uuid, u64>), AuditStoreError> {
+    let rows = sqlx::query(
+        "SELECT NULL::uuid AS id, COALESCE(MAX(idx) + 1, 0) AS idx FROM audit_entries \
+         UNION ALL SELECT id, idx FROM audit_entries WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    let mut size = None;
+    let mut known = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let index = to_index(row.try_get("idx")?)?;
+        match row.try_get::<Option<Uuid>, _>("id")? {
+            Some(id) => {
+                known.insert(id, index);
+            }
+            None => size = Some(index),
+        }
+    }
+    let size = size.ok_or_else(|| AuditStoreError::Corrupt("no tree size read".into()))?;
+    Ok((size, known))
+}
+
 async fn size_in(conn: &mut PgConnection) -> Result<u64, AuditStoreError> {
     let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries")
         .fetch_one(conn)
         .await?;
     to_index(size)
+}
+
+/// Sends one binary copy stream to `statement`, a `COPY ... FROM STDIN (FORMAT
+/// binary)`. The stream is written in full before the COPY starts, so an error while
+/// writing leaves no half-sent COPY behind.
+async fn copy_in(
+    tx: &mut PgConnection,
+    statement: &str,
+    stream: Vec<u8>,
+) -> Result<(), AuditStoreError> {
+    let mut copy = tx.copy_in_raw(statement).await?;
+    copy.send(stream).await?;
+    copy.finish().await?;
+    Ok(())
 }
 
 async fn insert_entries(
@@ -97,46 +133,50 @@ async fn insert_entries(
     first: u64,
 ) -> Result<(), AuditStoreError> {
     let first = to_db(first)?;
-    let idx: Vec<i64> = (0..events.len() as i64).map(|i| first + i).collect();
-    let column =
-        |f: fn(&PreparedEvent) -> Option<String>| events.iter().map(|e| f(e)).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO audit_entries (idx, id, tenant, action, actor_id, actor_type, resource_type, resource_id, outcome, received_at_ms, leaf) \
-         SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bytea[])",
+    // Fixed fields and lengths take 110 bytes; the short texts about as much again.
+    let capacity = events.iter().map(|e| e.leaf.len() + 256).sum();
+    let mut w = CopyWriter::new(capacity);
+    for (idx, e) in (first..).zip(events) {
+        w.tuple(11);
+        w.int8(idx);
+        w.uuid(e.id);
+        w.bytes(Some(e.tenant.as_str().as_bytes()))?;
+        w.bytes(Some(e.action.as_bytes()))?;
+        w.bytes(Some(e.actor_id.as_bytes()))?;
+        w.bytes(e.actor_type.as_deref().map(str::as_bytes))?;
+        w.bytes(e.resource_type.as_deref().map(str::as_bytes))?;
+        w.bytes(e.resource_id.as_deref().map(str::as_bytes))?;
+        w.bytes(Some(e.outcome.as_str().as_bytes()))?;
+        w.int8(e.received_at_ms);
+        w.bytes(Some(&e.leaf))?;
+    }
+    copy_in(
+        tx,
+        "COPY audit_entries (idx, id, tenant, action, actor_id, actor_type, resource_type, resource_id, outcome, received_at_ms, leaf) \
+         FROM STDIN (FORMAT binary)",
+        w.finish(),
     )
-    .bind(&idx)
-    .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.tenant.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.actor_id.as_str()).collect::<Vec<_>>())
-    .bind(column(|e| e.actor_type.clone()))
-    .bind(column(|e| e.resource_type.clone()))
-    .bind(column(|e| e.resource_id.clone()))
-    .bind(events.iter().map(|e| e.outcome.as_str()).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.received_at_ms).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| e.leaf.as_slice()).collect::<Vec<_>>())
-    .execute(tx)
-    .await?;
-    Ok(())
+    .await
 }
 
 async fn insert_nodes(
     tx: &mut PgConnection,
     nodes: &[(NodeId, Hash)],
 ) -> Result<(), AuditStoreError> {
-    let levels: Vec<i16> = nodes.iter().map(|(id, _)| i16::from(id.level)).collect();
-    let indexes = nodes
-        .iter()
-        .map(|(id, _)| to_db(id.index))
-        .collect::<Result<Vec<_>, _>>()?;
-    let hashes: Vec<&[u8]> = nodes.iter().map(|(_, h)| &h[..]).collect();
-    sqlx::query("INSERT INTO audit_hashes (level, idx, hash) SELECT * FROM UNNEST($1::smallint[], $2::bigint[], $3::bytea[])")
-        .bind(&levels)
-        .bind(&indexes)
-        .bind(&hashes)
-        .execute(tx)
-        .await?;
-    Ok(())
+    // Per row: field count 2, level 6, index 12, hash 36 bytes.
+    let mut w = CopyWriter::new(nodes.len() * 56);
+    for (id, hash) in nodes {
+        w.tuple(3);
+        w.int2(i16::from(id.level));
+        w.int8(to_db(id.index)?);
+        w.bytes(Some(&hash[..]))?;
+    }
+    copy_in(
+        tx,
+        "COPY audit_hashes (level, idx, hash) FROM STDIN (FORMAT binary)",
+        w.finish(),
+    )
+    .await
 }
 
 pub(super) async fn tree_size(pool: &PgPool) -> Result<u64, AuditStoreError> {

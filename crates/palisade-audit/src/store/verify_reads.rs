@@ -168,6 +168,43 @@ impl AuditStore {
     }
 }
 
+impl AuditStore {
+    /// Whether every run's stored hashes are exactly the expected ones. A run is
+    /// `(level, first index, hashes)`, one hash per index from the first on. As many stored
+    /// as expected in each run's range, and each equal. On PostgreSQL the runs of one
+    /// verifier range (one per level) are compared by one query (see
+    /// [`postgres_runs_match`]); elsewhere, and when a level repeats, run by run.
+    pub async fn hashes_match(
+        &self,
+        runs: &[(u8, u64, Vec<Hash>)],
+    ) -> Result<bool, AuditStoreError> {
+        let mut levels: Vec<u8> = runs.iter().map(|r| r.0).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        match self.database() {
+            Database::Postgres(db) if levels.len() == runs.len() && !runs.is_empty() => {
+                db.guard(
+                    AuditStoreError::is_unavailable,
+                    postgres_runs_match(db.reader(), runs),
+                )
+                .await
+            }
+            _ => {
+                for (level, first, hashes) in runs {
+                    if !self
+                        .compare_hashes(*level, *first, hashes)
+                        .await?
+                        .all_match(hashes.len())
+                    {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+}
+
 fn comparison(stored: i64, first_mismatch: Option<i64>) -> Result<HashComparison, AuditStoreError> {
     Ok(HashComparison {
         stored: to_index(stored)?,
@@ -296,6 +333,69 @@ async fn postgres_compare_hashes(
     .fetch_one(pool)
     .await?;
     comparison(stored, first_mismatch)
+}
+
+/// One query for runs on distinct levels. The hashes of all levels over one range of
+/// leaves were written by the same appends, so they share heap pages: compared level
+/// by level, each query visits those pages again (about 700 pages per 32,768 leaves,
+/// 16 times); one bitmap scan over the OR of the ranges visits them once, which
+/// halved the server time of the comparisons (30 to 15 ms per range, measured with
+/// psql on the 1M bench store). The expected hashes go packed in one parameter, and
+/// the packed position of a stored hash is `offset[level] + idx`.
+///
+/// The count is compared in total: the ranges are disjoint and `(level, idx)` is the
+/// primary key, so no run can hold more rows than expected, and a total equal to the
+/// expected one means every run has all of its rows.
+async fn postgres_runs_match(
+    pool: &PgPool,
+    runs: &[(u8, u64, Vec<Hash>)],
+) -> Result<bool, AuditStoreError> {
+    let top = runs.iter().map(|r| usize::from(r.0)).max().unwrap_or(0);
+    let mut offsets: Vec<Option<i64>> = vec![None; top + 1];
+    let mut packed = Vec::with_capacity(runs.iter().map(|r| r.2.len()).sum::<usize>() * HASH_LEN);
+    let mut expected: i64 = 0;
+    let mut ranges = Vec::with_capacity(runs.len());
+    for (level, first, hashes) in runs {
+        let at = i64::try_from(packed.len() / HASH_LEN)
+            .map_err(|_| AuditStoreError::Corrupt("hash runs beyond i64".into()))?;
+        offsets[usize::from(*level)] = Some(at - to_db(*first)?);
+        let count = u64::try_from(hashes.len())
+            .map_err(|_| AuditStoreError::Corrupt("hash run beyond u64".into()))?;
+        let end = first
+            .checked_add(count)
+            .ok_or_else(|| AuditStoreError::Corrupt("hash range beyond u64".into()))?;
+        ranges.push((i16::from(*level), to_db(*first)?, to_db(end)?));
+        expected += to_db(count)?;
+        for hash in hashes {
+            packed.extend_from_slice(hash);
+        }
+    }
+    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+        "SELECT count(*), bool_or(hash IS DISTINCT FROM substring(",
+    );
+    q.push_bind(packed);
+    q.push(" FROM (((");
+    q.push_bind(offsets);
+    q.push(format_args!(
+        "::int8[])[level + 1] + idx) * {HASH_LEN} + 1)::int FOR {HASH_LEN})) FROM audit_hashes WHERE "
+    ));
+    for (n, (level, start, end)) in ranges.into_iter().enumerate() {
+        if n > 0 {
+            q.push(" OR ");
+        }
+        q.push("(level = ").push_bind(level);
+        q.push(" AND idx >= ").push_bind(start);
+        q.push(" AND idx < ").push_bind(end).push(")");
+    }
+    // Parallel workers for a scan of a few hundred pages cost more to start than
+    // they save, and the verifier already keeps the cores busy with its own tasks.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
+        .execute(&mut *tx)
+        .await?;
+    let (stored, mismatch): (i64, Option<bool>) = q.build_query_as().fetch_one(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(stored == expected && mismatch != Some(true))
 }
 
 #[cfg(test)]
