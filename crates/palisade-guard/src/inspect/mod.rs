@@ -494,6 +494,7 @@ impl<'c> Scan<'c> {
         self.input(location, raw.into(), encoding, detectors)
     }
 
+    #[inline]
     fn input(
         &mut self,
         location: Location<'_>,
@@ -510,6 +511,35 @@ impl<'c> Scan<'c> {
         if raw.is_empty() || !detectors.any() {
             return true;
         }
+        // Most values of an ordinary request are plain tokens (keys, ids,
+        // codes): they are turned down here, in the caller, without the
+        // call and frame of the full inspection. The same test, in the same
+        // order, as `inspect_input` makes without exclusions (with them,
+        // `inspect_input` decides, after the exclusions).
+        let mut mask = None;
+        if self.prefilter && self.exclusions.is_empty() {
+            let classes = prefilter::classes(raw);
+            if self.level == 1 && prefilter::is_plain_token(raw, classes) {
+                self.work += raw.len() as u64;
+                return true;
+            }
+            mask = Some(classes);
+        }
+        self.inspect_input(location, input, encoding, detectors, mask)
+    }
+
+    /// The rest of [`Self::input`] for a value that is not empty: `mask`
+    /// holds the classes of its bytes when [`Self::input`] computed them.
+    #[inline(never)]
+    fn inspect_input(
+        &mut self,
+        location: Location<'_>,
+        input: Input<'_>,
+        encoding: Encoding,
+        detectors: Detectors,
+        mask: Option<u32>,
+    ) -> bool {
+        let raw = input.bytes();
         // The location is only needed here when an exclusion may apply.
         let rendered = (!self.exclusions.is_empty()).then(|| location.render());
         let active = match &rendered {
@@ -536,11 +566,18 @@ impl<'c> Scan<'c> {
         // it cannot: only a quote opened the SQL gate).
         let mut sql_contexts = sql::Contexts::All;
         let (text, had_nul, active) = if self.prefilter {
-            let mask = prefilter::classes(raw);
-            if self.level == 1 && prefilter::is_plain_token(raw, mask) {
-                self.work += raw.len() as u64;
-                return true;
-            }
+            let mask = match mask {
+                // `input` already turned down plain tokens.
+                Some(mask) => mask,
+                None => {
+                    let mask = prefilter::classes(raw);
+                    if self.level == 1 && prefilter::is_plain_token(raw, mask) {
+                        self.work += raw.len() as u64;
+                        return true;
+                    }
+                    mask
+                }
+            };
             // ASCII with nothing to decode: `decode` would return it as is.
             let plain = mask & (prefilter::PERCENT | prefilter::HIGH | prefilter::NUL) == 0
                 && !(encoding == Encoding::Form && mask & prefilter::PLUS != 0);
