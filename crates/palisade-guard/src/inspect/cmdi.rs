@@ -14,6 +14,7 @@
 //! - at level 2, a value that is a command line of its own (`ls -la /tmp`);
 //!   at level 3, redirections (`> /tmp/x`, `2>&1`).
 
+use super::prefilter::{AMP, BACKTICK, DOLLAR, NEWLINE, PAREN, PERCENT, PIPE, SEMI, SLASH};
 use super::xss::{Needles, find, matches_any};
 use super::{Category, Hit, Severity};
 
@@ -264,11 +265,25 @@ const SHELL_TOKENS_AND_EXEC_CALLS: [&str; SHELL_TOKENS.len() + EXEC_CALLS.len()]
 static SHELL_OR_EXEC_SET: Needles = Needles::new(&SHELL_TOKENS_AND_EXEC_CALLS);
 
 /// Looks for command injection in `text`. Returns the bytes processed.
+#[cfg(test)]
 pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
+    detect_classified(
+        text,
+        super::prefilter::classes(text.as_bytes()),
+        level,
+        hits,
+    )
+}
+
+/// [`detect`] for a `text` whose byte classes ([`classes`]) are `mask`: the
+/// first tests read the classes instead of the bytes.
+pub(crate) fn detect_classified(text: &str, mask: u32, level: u8, hits: &mut Vec<Hit>) -> u64 {
     let raw = text.as_bytes();
-    let has = |set: &[u8]| raw.iter().any(|b| set.contains(b));
-    let separators = has(b";|&`\n\r$");
-    let shell = separators || has(b"(/%");
+    // `;|&` and a backtick, `\n` and `\r`, `$`: the separator classes.
+    let separators = mask & (SEMI | PIPE | AMP | BACKTICK | NEWLINE | DOLLAR) != 0;
+    // `(`, `/` or `%` (the class of `(` has `)` too).
+    let shell =
+        separators || mask & (SLASH | PERCENT) != 0 || (mask & PAREN != 0 && raw.contains(&b'('));
     if !shell && level < 2 {
         return raw.len() as u64;
     }

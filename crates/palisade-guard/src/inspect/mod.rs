@@ -565,7 +565,8 @@ impl<'c> Scan<'c> {
         // Whether SQL's unquoted context could match (the prefilter may know
         // it cannot: only a quote opened the SQL gate).
         let mut sql_contexts = sql::Contexts::All;
-        let (text, had_nul, active) = if self.prefilter {
+        // The byte classes of the decoded text, when the prefilter has them.
+        let (text, had_nul, active, text_mask) = if self.prefilter {
             let mask = match mask {
                 // `input` already turned down plain tokens.
                 Some(mask) => mask,
@@ -611,7 +612,7 @@ impl<'c> Scan<'c> {
             if !active.any() {
                 return true;
             }
-            (text, had_nul, active)
+            (text, had_nul, active, Some(mask))
         } else {
             if self.level == 1 && is_plain_token(raw) {
                 self.work += raw.len() as u64;
@@ -619,9 +620,12 @@ impl<'c> Scan<'c> {
             }
             let decoded = decode::decode(raw, encoding);
             self.work += decoded.work;
-            (Cow::Owned(decoded.text), decoded.had_nul, active)
+            (Cow::Owned(decoded.text), decoded.had_nul, active, None)
         };
         let text = text.as_ref();
+        // Exact (a bit per byte class present), so the detectors' first tests
+        // read it instead of the bytes.
+        let mask = text_mask.unwrap_or_else(|| prefilter::classes(text.as_bytes()));
         let level = self.level;
         let mut hits = std::mem::take(&mut self.hits);
         hits.clear();
@@ -634,7 +638,7 @@ impl<'c> Scan<'c> {
         if active.sqli {
             self.work += sql::detect_in(text, level, &mut hits, sql_contexts);
             collect(&mut hits, 0, text);
-            if text.contains("/*") {
+            if mask & prefilter::SLASH != 0 && text.contains("/*") {
                 // Comments inside keywords (`UN/**/ION`), for back ends
                 // that strip comments before the query reaches the database.
                 let stripped = strip_block_comments(text);
@@ -645,9 +649,14 @@ impl<'c> Scan<'c> {
         }
         if active.xss {
             let from = hits.len();
-            self.work += xss::detect(text, level, &mut hits);
+            self.work += xss::detect_classified(text, mask, level, &mut hits);
             collect(&mut hits, from, text);
-            let unescaped = decode::html_unescape(text);
+            // Without `&` there is nothing to unescape.
+            let unescaped = if mask & prefilter::AMP != 0 {
+                decode::html_unescape(text)
+            } else {
+                Cow::Borrowed(text)
+            };
             if unescaped != text {
                 self.work += text.len() as u64;
                 let from = hits.len();
@@ -657,12 +666,12 @@ impl<'c> Scan<'c> {
         }
         if active.traversal {
             let from = hits.len();
-            self.work += traversal::detect(text, had_nul, level, &mut hits);
+            self.work += traversal::detect_classified(text, mask, had_nul, level, &mut hits);
             collect(&mut hits, from, text);
         }
         if active.cmdi {
             let from = hits.len();
-            self.work += cmdi::detect(text, level, &mut hits);
+            self.work += cmdi::detect_classified(text, mask, level, &mut hits);
             collect(&mut hits, from, text);
         }
         self.hits = hits;

@@ -499,6 +499,47 @@ mod tests {
         }
     }
 
+    /// Each class bit is set exactly when one of its bytes is there: the
+    /// detectors read `classes` instead of looking for those bytes.
+    const CLASS_BYTES: &[(u32, &[u8])] = &[
+        (QUOTE, b"'\""),
+        (SEMI, b";"),
+        (PAREN, b"()"),
+        (HASH, b"#"),
+        (PIPE, b"|"),
+        (AMP, b"&"),
+        (DASH, b"-"),
+        (SLASH, b"/"),
+        (BACKSLASH, b"\\"),
+        (LT, b"<"),
+        (COLON, b":"),
+        (EQ, b"="),
+        (BACKTICK, b"`"),
+        (BRACE, b"{"),
+        (DOT, b"."),
+        (NEWLINE, b"\n\r"),
+        (DOLLAR, b"$"),
+        (PERCENT, b"%"),
+        (PLUS, b"+"),
+        (NUL, b"\0"),
+    ];
+
+    proptest! {
+        #[test]
+        fn class_bits_say_exactly_which_bytes_are_there(
+            bytes in proptest::collection::vec(any::<u8>(), 0..40)
+        ) {
+            let mask = classes(&bytes);
+            for &(class, members) in CLASS_BYTES {
+                prop_assert_eq!(
+                    mask & class != 0,
+                    bytes.iter().any(|b| members.contains(b)),
+                    "{:?} {:b}", bytes, class
+                );
+            }
+        }
+    }
+
     #[test]
     fn classes_are_or_ed() {
         assert_eq!(classes(b"abc_123"), 0);

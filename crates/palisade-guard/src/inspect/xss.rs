@@ -20,6 +20,7 @@
 //! character references, on the value with them decoded too, as a browser
 //! decodes them in attribute values.
 
+use super::prefilter::{BACKTICK, BRACE, COLON, EQ, LT, PAREN, classes};
 use super::{Category, Hit, Severity};
 
 const CRIT: Severity = Severity::Critical;
@@ -246,11 +247,17 @@ const EVENT_STEMS: &[&str] = &[
 /// Looks for script injection in `text`, adding at most one hit per rule.
 /// Returns the bytes processed.
 pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
+    detect_classified(text, classes(text.as_bytes()), level, hits)
+}
+
+/// [`detect`] for a `text` whose byte classes ([`classes`]) are `mask`: the
+/// tests for `<`, `=`, `:` and the like read the classes instead of the
+/// bytes.
+pub(crate) fn detect_classified(text: &str, mask: u32, level: u8, hits: &mut Vec<Hit>) -> u64 {
     let bytes = text.as_bytes();
-    if !bytes
-        .iter()
-        .any(|&b| matches!(b, b'<' | b':' | b'=' | b'(' | b'`' | b'{'))
-    {
+    // The class of `(` has `)` too: that one is looked up.
+    let open_paren = mask & PAREN != 0 && bytes.contains(&b'(');
+    if mask & (LT | COLON | EQ | BACKTICK | BRACE) == 0 && !open_paren {
         return bytes.len() as u64;
     }
     // One lower-cased copy; ASCII lowering keeps byte offsets.
@@ -263,16 +270,16 @@ pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
                 level,
                 hits,
             };
-            if bytes.contains(&b'<') {
+            if mask & LT != 0 {
                 scan.tags();
             }
-            if bytes.contains(&b'=') {
+            if mask & EQ != 0 {
                 scan.attribute_breakout();
             }
-            if bytes.contains(&b':') {
+            if mask & COLON != 0 {
                 scan.script_url();
             }
-            if bytes.iter().any(|&b| matches!(b, b'(' | b'`' | b'=')) {
+            if open_paren || mask & (BACKTICK | EQ) != 0 {
                 scan.script_breakout();
             }
             if level >= 2 {
