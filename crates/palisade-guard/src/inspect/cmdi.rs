@@ -14,6 +14,7 @@
 //! - at level 2, a value that is a command line of its own (`ls -la /tmp`);
 //!   at level 3, redirections (`> /tmp/x`, `2>&1`).
 
+use super::prefilter::{AMP, BACKTICK, DOLLAR, NEWLINE, PAREN, PERCENT, PIPE, SEMI, SLASH};
 use super::xss::{Needles, find, matches_any};
 use super::{Category, Hit, Severity};
 
@@ -214,6 +215,7 @@ fn may_be_command(name: &str) -> bool {
         .is_some_and(|&b| COMMAND_LENGTHS[usize::from(b)] & length_bit(name.len()) != 0)
 }
 
+#[cfg(test)]
 static EXEC_CALL_SET: Needles = Needles::new(EXEC_CALLS);
 
 /// Tokens only a shell command line has.
@@ -241,14 +243,47 @@ const SHELL_TOKENS: &[&str] = &[
     "&& ping",
 ];
 
+#[cfg(test)]
 static SHELL_TOKEN_SET: Needles = Needles::new(SHELL_TOKENS);
 
+/// [`SHELL_TOKENS`] then [`EXEC_CALLS`], for one search that finds both:
+/// a needle index below `SHELL_TOKENS.len()` is a shell token.
+const SHELL_TOKENS_AND_EXEC_CALLS: [&str; SHELL_TOKENS.len() + EXEC_CALLS.len()] = {
+    let mut out = [""; SHELL_TOKENS.len() + EXEC_CALLS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = if i < SHELL_TOKENS.len() {
+            SHELL_TOKENS[i]
+        } else {
+            EXEC_CALLS[i - SHELL_TOKENS.len()]
+        };
+        i += 1;
+    }
+    out
+};
+
+static SHELL_OR_EXEC_SET: Needles = Needles::new(&SHELL_TOKENS_AND_EXEC_CALLS);
+
 /// Looks for command injection in `text`. Returns the bytes processed.
+#[cfg(test)]
 pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
+    detect_classified(
+        text,
+        super::prefilter::classes(text.as_bytes()),
+        level,
+        hits,
+    )
+}
+
+/// [`detect`] for a `text` whose byte classes ([`classes`]) are `mask`: the
+/// first tests read the classes instead of the bytes.
+pub(crate) fn detect_classified(text: &str, mask: u32, level: u8, hits: &mut Vec<Hit>) -> u64 {
     let raw = text.as_bytes();
-    let has = |set: &[u8]| raw.iter().any(|b| set.contains(b));
-    let separators = has(b";|&`\n\r$");
-    let shell = separators || has(b"(/%");
+    // `;|&` and a backtick, `\n` and `\r`, `$`: the separator classes.
+    let separators = mask & (SEMI | PIPE | AMP | BACKTICK | NEWLINE | DOLLAR) != 0;
+    // `(`, `/` or `%` (the class of `(` has `)` too).
+    let shell =
+        separators || mask & (SLASH | PERCENT) != 0 || (mask & PAREN != 0 && raw.contains(&b'('));
     if !shell && level < 2 {
         return raw.len() as u64;
     }
@@ -284,16 +319,12 @@ fn scan(s: &[u8], raw: &[u8], separators: bool, shell: bool, level: u8, hits: &m
         }
     }
     if shell {
-        if let Some((p, _)) = matches_any(s, &SHELL_TOKEN_SET).next() {
+        let (shell_token, exec_call) = shell_token_and_exec_call(s, raw);
+        if let Some(p) = shell_token {
             add("cmdi.shell-syntax", (p, s.len().min(p + 40)));
         }
-        if raw.contains(&b'(') || raw.contains(&b'$') {
-            let whole = |&(p, _): &(usize, usize)| {
-                p == 0 || !(s[p - 1].is_ascii_alphanumeric() || s[p - 1] == b'_')
-            };
-            if let Some((p, _)) = matches_any(s, &EXEC_CALL_SET).find(whole) {
-                add("cmdi.exec-call", (p, s.len().min(p + 40)));
-            }
+        if let Some(p) = exec_call {
+            add("cmdi.exec-call", (p, s.len().min(p + 40)));
         }
     }
     if level >= 2 && command_at(s, 0).is_some() {
@@ -314,6 +345,54 @@ fn scan(s: &[u8], raw: &[u8], separators: bool, shell: bool, level: u8, hits: &m
             }
         }
     }
+}
+
+/// Where the first shell token starts in `s` (the lower-cased `raw`), and
+/// the first exec call that is a whole name when `raw` has a `(` or `$`
+/// (every exec call has one): one search for both lists instead of one
+/// each. Matches come by position, so the first of each kind is the first
+/// its own search finds (the proptest compares with
+/// [`shell_token_and_exec_call_by_two_searches`]).
+fn shell_token_and_exec_call(s: &[u8], raw: &[u8]) -> (Option<usize>, Option<usize>) {
+    let want_exec = raw.contains(&b'(') || raw.contains(&b'$');
+    if want_exec {
+        // The step count of the two searches this one replaces.
+        super::steps::add(s.len());
+    }
+    let (mut shell_token, mut exec_call) = (None, None);
+    for (p, j) in matches_any(s, &SHELL_OR_EXEC_SET) {
+        if j < SHELL_TOKENS.len() {
+            shell_token.get_or_insert(p);
+        } else if want_exec && exec_call.is_none() && is_whole_name_at(s, p) {
+            exec_call = Some(p);
+        }
+        if shell_token.is_some() && (exec_call.is_some() || !want_exec) {
+            break;
+        }
+    }
+    (shell_token, exec_call)
+}
+
+/// Whether nothing of a name ends right before `p`.
+fn is_whole_name_at(s: &[u8], p: usize) -> bool {
+    p == 0 || !(s[p - 1].is_ascii_alphanumeric() || s[p - 1] == b'_')
+}
+
+/// What [`shell_token_and_exec_call`] replaces: one search per list.
+#[cfg(test)]
+fn shell_token_and_exec_call_by_two_searches(
+    s: &[u8],
+    raw: &[u8],
+) -> (Option<usize>, Option<usize>) {
+    let shell_token = matches_any(s, &SHELL_TOKEN_SET).next().map(|(p, _)| p);
+    let exec_call = if raw.contains(&b'(') || raw.contains(&b'$') {
+        matches_any(s, &EXEC_CALL_SET)
+            .find(|&(p, _)| is_whole_name_at(s, p))
+            .map(|(p, _)| p)
+    } else {
+        None
+    };
+    (shell_token, exec_call)
 }
 
 /// If a command starts at `start` (after spaces, an optional path such as
@@ -391,6 +470,59 @@ mod tests {
         let mut hits = Vec::new();
         detect(text, level, &mut hits);
         hits.into_iter().map(|h| h.rule).collect()
+    }
+
+    /// Pieces of shell tokens, exec calls and the text around them.
+    const TOKEN_PIECES: &[&str] = &[
+        "system(",
+        "exec(",
+        "os.",
+        "popen(",
+        "subprocess.",
+        "${@",
+        "${ifs}",
+        "$ifs",
+        "(){",
+        "() {",
+        "/bin/sh",
+        "/bin/",
+        "cmd /c",
+        "cmd.exe",
+        "%comspec%",
+        "powershell -",
+        "|| ping",
+        "&& ping",
+        "assert(",
+        "__import__(",
+        "x",
+        "_",
+        "1",
+        " ",
+        "(",
+        ")",
+        "$",
+        "{",
+        "/",
+        ";",
+        "|",
+        "&",
+        "é",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// One search for both lists finds what one search per list finds.
+        #[test]
+        fn one_search_agrees_with_two(parts in proptest::collection::vec(0..TOKEN_PIECES.len(), 0..12)) {
+            let raw: String = parts.iter().map(|&i| TOKEN_PIECES[i]).collect();
+            let s = raw.to_ascii_lowercase();
+            proptest::prop_assert_eq!(
+                shell_token_and_exec_call(s.as_bytes(), raw.as_bytes()),
+                shell_token_and_exec_call_by_two_searches(s.as_bytes(), raw.as_bytes()),
+                "{:?}", raw
+            );
+        }
     }
 
     #[test]

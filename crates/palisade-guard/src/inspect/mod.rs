@@ -494,6 +494,7 @@ impl<'c> Scan<'c> {
         self.input(location, raw.into(), encoding, detectors)
     }
 
+    #[inline]
     fn input(
         &mut self,
         location: Location<'_>,
@@ -510,6 +511,35 @@ impl<'c> Scan<'c> {
         if raw.is_empty() || !detectors.any() {
             return true;
         }
+        // Most values of an ordinary request are plain tokens (keys, ids,
+        // codes): they are turned down here, in the caller, without the
+        // call and frame of the full inspection. The same test, in the same
+        // order, as `inspect_input` makes without exclusions (with them,
+        // `inspect_input` decides, after the exclusions).
+        let mut mask = None;
+        if self.prefilter && self.exclusions.is_empty() {
+            let classes = prefilter::classes(raw);
+            if self.level == 1 && prefilter::is_plain_token(raw, classes) {
+                self.work += raw.len() as u64;
+                return true;
+            }
+            mask = Some(classes);
+        }
+        self.inspect_input(location, input, encoding, detectors, mask)
+    }
+
+    /// The rest of [`Self::input`] for a value that is not empty: `mask`
+    /// holds the classes of its bytes when [`Self::input`] computed them.
+    #[inline(never)]
+    fn inspect_input(
+        &mut self,
+        location: Location<'_>,
+        input: Input<'_>,
+        encoding: Encoding,
+        detectors: Detectors,
+        mask: Option<u32>,
+    ) -> bool {
+        let raw = input.bytes();
         // The location is only needed here when an exclusion may apply.
         let rendered = (!self.exclusions.is_empty()).then(|| location.render());
         let active = match &rendered {
@@ -535,12 +565,20 @@ impl<'c> Scan<'c> {
         // Whether SQL's unquoted context could match (the prefilter may know
         // it cannot: only a quote opened the SQL gate).
         let mut sql_contexts = sql::Contexts::All;
-        let (text, had_nul, active) = if self.prefilter {
-            let mask = prefilter::classes(raw);
-            if self.level == 1 && prefilter::is_plain_token(raw, mask) {
-                self.work += raw.len() as u64;
-                return true;
-            }
+        // The byte classes of the decoded text, when the prefilter has them.
+        let (text, had_nul, active, text_mask) = if self.prefilter {
+            let mask = match mask {
+                // `input` already turned down plain tokens.
+                Some(mask) => mask,
+                None => {
+                    let mask = prefilter::classes(raw);
+                    if self.level == 1 && prefilter::is_plain_token(raw, mask) {
+                        self.work += raw.len() as u64;
+                        return true;
+                    }
+                    mask
+                }
+            };
             // ASCII with nothing to decode: `decode` would return it as is.
             let plain = mask & (prefilter::PERCENT | prefilter::HIGH | prefilter::NUL) == 0
                 && !(encoding == Encoding::Form && mask & prefilter::PLUS != 0);
@@ -574,7 +612,7 @@ impl<'c> Scan<'c> {
             if !active.any() {
                 return true;
             }
-            (text, had_nul, active)
+            (text, had_nul, active, Some(mask))
         } else {
             if self.level == 1 && is_plain_token(raw) {
                 self.work += raw.len() as u64;
@@ -582,9 +620,12 @@ impl<'c> Scan<'c> {
             }
             let decoded = decode::decode(raw, encoding);
             self.work += decoded.work;
-            (Cow::Owned(decoded.text), decoded.had_nul, active)
+            (Cow::Owned(decoded.text), decoded.had_nul, active, None)
         };
         let text = text.as_ref();
+        // Exact (a bit per byte class present), so the detectors' first tests
+        // read it instead of the bytes.
+        let mask = text_mask.unwrap_or_else(|| prefilter::classes(text.as_bytes()));
         let level = self.level;
         let mut hits = std::mem::take(&mut self.hits);
         hits.clear();
@@ -597,7 +638,7 @@ impl<'c> Scan<'c> {
         if active.sqli {
             self.work += sql::detect_in(text, level, &mut hits, sql_contexts);
             collect(&mut hits, 0, text);
-            if text.contains("/*") {
+            if mask & prefilter::SLASH != 0 && text.contains("/*") {
                 // Comments inside keywords (`UN/**/ION`), for back ends
                 // that strip comments before the query reaches the database.
                 let stripped = strip_block_comments(text);
@@ -608,9 +649,14 @@ impl<'c> Scan<'c> {
         }
         if active.xss {
             let from = hits.len();
-            self.work += xss::detect(text, level, &mut hits);
+            self.work += xss::detect_classified(text, mask, level, &mut hits);
             collect(&mut hits, from, text);
-            let unescaped = decode::html_unescape(text);
+            // Without `&` there is nothing to unescape.
+            let unescaped = if mask & prefilter::AMP != 0 {
+                decode::html_unescape(text)
+            } else {
+                Cow::Borrowed(text)
+            };
             if unescaped != text {
                 self.work += text.len() as u64;
                 let from = hits.len();
@@ -620,12 +666,12 @@ impl<'c> Scan<'c> {
         }
         if active.traversal {
             let from = hits.len();
-            self.work += traversal::detect(text, had_nul, level, &mut hits);
+            self.work += traversal::detect_classified(text, mask, had_nul, level, &mut hits);
             collect(&mut hits, from, text);
         }
         if active.cmdi {
             let from = hits.len();
-            self.work += cmdi::detect(text, level, &mut hits);
+            self.work += cmdi::detect_classified(text, mask, level, &mut hits);
             collect(&mut hits, from, text);
         }
         self.hits = hits;

@@ -129,18 +129,30 @@ pub(crate) fn is_plain_token(bytes: &[u8], mask: u32) -> bool {
         && !(mask & DASH != 0 && has_pair(bytes, b"--"))
 }
 
-/// Whether `pair` occurs in `bytes`: found by its first byte, then
-/// compared (the same answer as `bytes.windows(2).any(|w| w == pair)`, see
+/// Whether `pair` occurs in `bytes`: eight positions at a time, comparing
+/// the word at `i` with the first byte and the word at `i + 1` with the
+/// second (the same answer as `bytes.windows(2).any(|w| w == pair)`, see
 /// the proptest).
 fn has_pair(bytes: &[u8], pair: &[u8; 2]) -> bool {
-    let mut rest = bytes;
-    while let Some(p) = rest.iter().position(|&b| b == pair[0]) {
-        if rest.get(p + 1) == Some(&pair[1]) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOWS: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    // The high bit of each byte of `x` that is zero, exactly: no borrow or
+    // carry crosses bytes, so every bit is right (not only the lowest).
+    let zeros = |x: u64| !(((x & LOWS) + LOWS) | x | LOWS);
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let (first, second) = (ONES * u64::from(pair[0]), ONES * u64::from(pair[1]));
+    let mut i = 0;
+    while i + 9 <= bytes.len() {
+        if zeros(word(i) ^ first) & zeros(word(i + 1) ^ second) != 0 {
             return true;
         }
-        rest = &rest[p + 1..];
+        i += 8;
     }
-    false
+    bytes[i..].windows(2).any(|w| w == pair)
 }
 
 /// Which detectors could fire on a decoded value whose byte classes are
@@ -467,12 +479,27 @@ mod tests {
         }
 
         #[test]
-        fn the_pair_search_agrees_with_windows(text in "[-./*|&a]{0,12}", pair in "[-./*|&a]{2}") {
+        fn the_pair_search_agrees_with_windows(text in "[-./*|&a\u{80}-\u{ff}]{0,40}", pair in "[-./*|&a]{2}") {
             let pair: [u8; 2] = [pair.as_bytes()[0], pair.as_bytes()[1]];
             prop_assert_eq!(
                 has_pair(text.as_bytes(), &pair),
                 text.as_bytes().windows(2).any(|w| w == pair)
             );
+        }
+
+        /// Bytes at the edges of the word arithmetic (0, 0x7F, 0x80, 0xFF)
+        /// and long values, so the eight-at-a-time loop and its tail both run.
+        #[test]
+        fn the_pair_search_agrees_with_windows_on_any_bytes(
+            text in proptest::collection::vec(
+                proptest::sample::select(vec![0u8, 1, 0x2D, 0x2E, 0x7E, 0x7F, 0x80, 0x81, 0xAD, 0xFE, 0xFF]),
+                0..70,
+            ),
+            pair in proptest::array::uniform2(
+                proptest::sample::select(vec![0u8, 1, 0x2D, 0x2E, 0x7F, 0x80, 0xAD, 0xFF]),
+            ),
+        ) {
+            prop_assert_eq!(has_pair(&text, &pair), text.windows(2).any(|w| w == pair));
         }
 
         #[test]
@@ -496,6 +523,47 @@ mod tests {
             "cm d",
         ] {
             assert!(!has_shell_word(no.as_bytes()), "{no}");
+        }
+    }
+
+    /// Each class bit is set exactly when one of its bytes is there: the
+    /// detectors read `classes` instead of looking for those bytes.
+    const CLASS_BYTES: &[(u32, &[u8])] = &[
+        (QUOTE, b"'\""),
+        (SEMI, b";"),
+        (PAREN, b"()"),
+        (HASH, b"#"),
+        (PIPE, b"|"),
+        (AMP, b"&"),
+        (DASH, b"-"),
+        (SLASH, b"/"),
+        (BACKSLASH, b"\\"),
+        (LT, b"<"),
+        (COLON, b":"),
+        (EQ, b"="),
+        (BACKTICK, b"`"),
+        (BRACE, b"{"),
+        (DOT, b"."),
+        (NEWLINE, b"\n\r"),
+        (DOLLAR, b"$"),
+        (PERCENT, b"%"),
+        (PLUS, b"+"),
+        (NUL, b"\0"),
+    ];
+
+    proptest! {
+        #[test]
+        fn class_bits_say_exactly_which_bytes_are_there(
+            bytes in proptest::collection::vec(any::<u8>(), 0..40)
+        ) {
+            let mask = classes(&bytes);
+            for &(class, members) in CLASS_BYTES {
+                prop_assert_eq!(
+                    mask & class != 0,
+                    bytes.iter().any(|b| members.contains(b)),
+                    "{:?} {:b}", bytes, class
+                );
+            }
         }
     }
 

@@ -13,6 +13,7 @@
 //! - at level 2, dot pairs separated by any repeated non-alphanumeric
 //!   character (`..%uEFC8..%uEFC8`), and a NUL that cuts a path short.
 
+use super::prefilter::{BACKSLASH, COLON, DOT, SLASH};
 use super::xss::{Needles, find, matches_any};
 use super::{Category, Hit, Severity};
 
@@ -196,12 +197,37 @@ static WRAPPER_SET: Needles = Needles::new(WRAPPERS);
 
 /// Looks for traversal in `text`; `had_nul` says a NUL was removed from it.
 /// Returns the bytes processed.
+#[cfg(test)]
 pub(crate) fn detect(text: &str, had_nul: bool, level: u8, hits: &mut Vec<Hit>) -> u64 {
+    detect_classified(
+        text,
+        super::prefilter::classes(text.as_bytes()),
+        had_nul,
+        level,
+        hits,
+    )
+}
+
+/// [`detect`] for a `text` whose byte classes ([`classes`]) are `mask`: the
+/// first tests read the classes instead of the bytes.
+pub(crate) fn detect_classified(
+    text: &str,
+    mask: u32,
+    had_nul: bool,
+    level: u8,
+    hits: &mut Vec<Hit>,
+) -> u64 {
     let raw = text.as_bytes();
     // Every rule needs `..`, a separator, or a scheme/drive colon.
-    let has_dots = find(raw, b"..").is_some();
-    let has_colon = raw.contains(&b':');
-    if !has_dots && !has_colon && !raw.iter().any(|&b| matches!(b, b'/' | b'\\')) {
+    let has_dots = if mask & DOT != 0 {
+        find(raw, b"..").is_some()
+    } else {
+        // What the search would have counted.
+        super::steps::add(raw.len());
+        false
+    };
+    let has_colon = mask & COLON != 0;
+    if !has_dots && !has_colon && mask & (SLASH | BACKSLASH) == 0 {
         return raw.len() as u64;
     }
     // Lower case, one separator.

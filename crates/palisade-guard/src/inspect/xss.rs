@@ -20,6 +20,7 @@
 //! character references, on the value with them decoded too, as a browser
 //! decodes them in attribute values.
 
+use super::prefilter::{BACKTICK, BRACE, COLON, EQ, LT, PAREN, classes};
 use super::{Category, Hit, Severity};
 
 const CRIT: Severity = Severity::Critical;
@@ -82,7 +83,72 @@ const SINKS: &[&str] = &[
     "open(",
 ];
 
+#[cfg(test)]
 static SINK_SET: Needles = Needles::new(SINKS);
+
+/// A sink's name: its letters, without the `.`, `[` or `(` some end with.
+const fn sink_letters(sink: &str) -> usize {
+    let b = sink.as_bytes();
+    match b[b.len() - 1] {
+        b'.' | b'[' | b'(' => b.len() - 1,
+        _ => b.len(),
+    }
+}
+
+/// For each byte, bit `n` set when a sink's name of `n` letters starts with
+/// it: most runs of letters are turned down on this alone.
+static SINK_LENGTHS: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut j = 0;
+    while j < SINKS.len() {
+        let n = sink_letters(SINKS[j]);
+        assert!(n < 32, "sink names are shorter than 32 letters");
+        table[SINKS[j].as_bytes()[0] as usize] |= 1 << n;
+        j += 1;
+    }
+    table
+};
+
+/// For each byte, bit `j` set when sink `j` starts with it.
+static SINKS_BY_FIRST: [u32; 256] = {
+    assert!(SINKS.len() <= 32, "at most 32 sinks");
+    let mut table = [0u32; 256];
+    let mut j = 0;
+    while j < SINKS.len() {
+        table[SINKS[j].as_bytes()[0] as usize] |= 1 << j;
+        j += 1;
+    }
+    table
+};
+
+/// The length of each sink's name.
+static SINK_NAME_LENGTHS: [usize; SINKS.len()] = {
+    let mut out = [0; SINKS.len()];
+    let mut j = 0;
+    while j < SINKS.len() {
+        out[j] = sink_letters(SINKS[j]);
+        j += 1;
+    }
+    out
+};
+
+/// The sink whose name is exactly `word` (lower-case letters), if any: no
+/// two sinks have the same name (a test checks).
+fn sink_named(word: &[u8]) -> Option<usize> {
+    let first = usize::from(*word.first()?);
+    if word.len() >= 32 || SINK_LENGTHS[first] & (1 << word.len()) == 0 {
+        return None;
+    }
+    let mut pending = SINKS_BY_FIRST[first];
+    while pending != 0 {
+        let j = pending.trailing_zeros() as usize;
+        pending &= pending - 1;
+        if SINK_NAME_LENGTHS[j] == word.len() && SINKS[j].as_bytes()[..word.len()] == *word {
+            return Some(j);
+        }
+    }
+    None
+}
 
 /// URL schemes that run script or show attacker markup.
 const SCRIPT_SCHEMES: &[&str] = &[
@@ -181,11 +247,17 @@ const EVENT_STEMS: &[&str] = &[
 /// Looks for script injection in `text`, adding at most one hit per rule.
 /// Returns the bytes processed.
 pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
+    detect_classified(text, classes(text.as_bytes()), level, hits)
+}
+
+/// [`detect`] for a `text` whose byte classes ([`classes`]) are `mask`: the
+/// tests for `<`, `=`, `:` and the like read the classes instead of the
+/// bytes.
+pub(crate) fn detect_classified(text: &str, mask: u32, level: u8, hits: &mut Vec<Hit>) -> u64 {
     let bytes = text.as_bytes();
-    if !bytes
-        .iter()
-        .any(|&b| matches!(b, b'<' | b':' | b'=' | b'(' | b'`' | b'{'))
-    {
+    // The class of `(` has `)` too: that one is looked up.
+    let open_paren = mask & PAREN != 0 && bytes.contains(&b'(');
+    if mask & (LT | COLON | EQ | BACKTICK | BRACE) == 0 && !open_paren {
         return bytes.len() as u64;
     }
     // One lower-cased copy; ASCII lowering keeps byte offsets.
@@ -198,16 +270,16 @@ pub(crate) fn detect(text: &str, level: u8, hits: &mut Vec<Hit>) -> u64 {
                 level,
                 hits,
             };
-            if bytes.contains(&b'<') {
+            if mask & LT != 0 {
                 scan.tags();
             }
-            if bytes.contains(&b'=') {
+            if mask & EQ != 0 {
                 scan.attribute_breakout();
             }
-            if bytes.contains(&b':') {
+            if mask & COLON != 0 {
                 scan.script_url();
             }
-            if bytes.iter().any(|&b| matches!(b, b'(' | b'`' | b'=')) {
+            if open_paren || mask & (BACKTICK | EQ) != 0 {
                 scan.script_breakout();
             }
             if level >= 2 {
@@ -493,72 +565,111 @@ impl Scanner<'_, '_> {
     }
 
     /// A quote or `</script>` ends a script string, then a sink is called.
+    ///
+    /// A sink can only count where its name is a whole run of letters: the
+    /// byte before it is no letter, digit or `_` (`whole name`), and the byte
+    /// after its letters is none either (a call, index or member byte, or a
+    /// space before one). So the runs of letters are read once and only a
+    /// run spelling a sink's name is looked at, instead of searching every
+    /// sink at every position (the proptest compares both; the order of the
+    /// candidates, by position, is the same).
     fn script_breakout(&mut self) {
         let s = self.s;
-        for (at, j) in matches_any(s, &SINK_SET) {
-            let sink = SINKS[j];
+        super::steps::add(s.len());
+        let mut i = 0;
+        while i < s.len() {
+            if !s[i].is_ascii_lowercase() {
+                i += 1;
+                continue;
+            }
+            let at = i;
+            while i < s.len() && s[i].is_ascii_lowercase() {
+                i += 1;
+            }
+            if let Some(j) = sink_named(&s[at..i])
+                && s[at..].starts_with(SINKS[j].as_bytes())
+                && self.sink_call(at, j)
             {
-                let end = at + sink.len();
-                // The sink must be a whole name, called or indexed.
-                if at > 0 && (s[at - 1].is_ascii_alphanumeric() || s[at - 1] == b'_') {
-                    continue;
-                }
-                let mut k = end;
-                if !sink.ends_with(['.', '[', '(']) {
-                    while k < s.len() && matches!(s[k], b' ' | b'\t' | b'\n' | b'\r') {
-                        k += 1;
-                    }
-                    if !matches!(self.at(k), b'(' | b'`' | b'=' | b'[' | b'.') {
-                        continue;
-                    }
-                    // `(1)`, `` `1` ``: the call has to close for it to be code.
-                }
-                let closes = s[k..s.len().min(k + 400)]
-                    .iter()
-                    .any(|&b| matches!(b, b')' | b'`' | b']' | b';'));
-                if !closes && !sink.ends_with('.') {
-                    continue;
-                }
-                // Before the sink: an operator or separator, after a quote, `>`, `{` or `;`.
-                let mut b = at;
-                while b > 0 && matches!(s[b - 1], b' ' | b'\t' | b'\n' | b'\r' | b'(') {
-                    b -= 1;
-                }
-                let joined = b == 0
-                    || matches!(
-                        s[b - 1],
-                        b';' | b'+'
-                            | b'-'
-                            | b'*'
-                            | b'/'
-                            | b'%'
-                            | b'|'
-                            | b'&'
-                            | b','
-                            | b'}'
-                            | b'{'
-                            | b'>'
-                            | b':'
-                            | b'='
-                            | b'!'
-                            | b'?'
-                            | b'~'
-                            | b'^'
-                            | b'"'
-                            | b'\''
-                            | b'`'
-                            | b'['
-                    );
-                if joined {
-                    self.hit(
-                        "xss.script-call",
-                        CRIT,
-                        (b.saturating_sub(1), s.len().min(k + 40)),
-                    );
-                    return;
-                }
+                return;
             }
         }
+    }
+
+    /// The search [`Self::script_breakout`] replaces: every sink at every
+    /// position.
+    #[cfg(test)]
+    fn script_breakout_by_needles(&mut self) {
+        for (at, j) in matches_any(self.s, &SINK_SET) {
+            if self.sink_call(at, j) {
+                return;
+            }
+        }
+    }
+
+    /// Whether sink `j`, found at `at`, is called after a breakout; adds the
+    /// hit when it is.
+    fn sink_call(&mut self, at: usize, j: usize) -> bool {
+        let s = self.s;
+        let sink = SINKS[j];
+        let end = at + sink.len();
+        // The sink must be a whole name, called or indexed.
+        if at > 0 && (s[at - 1].is_ascii_alphanumeric() || s[at - 1] == b'_') {
+            return false;
+        }
+        let mut k = end;
+        if !sink.ends_with(['.', '[', '(']) {
+            while k < s.len() && matches!(s[k], b' ' | b'\t' | b'\n' | b'\r') {
+                k += 1;
+            }
+            if !matches!(self.at(k), b'(' | b'`' | b'=' | b'[' | b'.') {
+                return false;
+            }
+            // `(1)`, `` `1` ``: the call has to close for it to be code.
+        }
+        let closes = s[k..s.len().min(k + 400)]
+            .iter()
+            .any(|&b| matches!(b, b')' | b'`' | b']' | b';'));
+        if !closes && !sink.ends_with('.') {
+            return false;
+        }
+        // Before the sink: an operator or separator, after a quote, `>`, `{` or `;`.
+        let mut b = at;
+        while b > 0 && matches!(s[b - 1], b' ' | b'\t' | b'\n' | b'\r' | b'(') {
+            b -= 1;
+        }
+        let joined = b == 0
+            || matches!(
+                s[b - 1],
+                b';' | b'+'
+                    | b'-'
+                    | b'*'
+                    | b'/'
+                    | b'%'
+                    | b'|'
+                    | b'&'
+                    | b','
+                    | b'}'
+                    | b'{'
+                    | b'>'
+                    | b':'
+                    | b'='
+                    | b'!'
+                    | b'?'
+                    | b'~'
+                    | b'^'
+                    | b'"'
+                    | b'\''
+                    | b'`'
+                    | b'['
+            );
+        if joined {
+            self.hit(
+                "xss.script-call",
+                CRIT,
+                (b.saturating_sub(1), s.len().min(k + 40)),
+            );
+        }
+        joined
     }
 
     fn level_two(&mut self) {
@@ -845,6 +956,98 @@ mod tests {
             "alert level: high",
         ] {
             assert_eq!(rules(text, 1), Vec::<&str>::new(), "{text}");
+        }
+    }
+
+    #[test]
+    fn no_two_sinks_have_the_same_name() {
+        for (i, a) in SINKS.iter().enumerate() {
+            assert!(
+                a.as_bytes()[..sink_letters(a)]
+                    .iter()
+                    .all(u8::is_ascii_lowercase),
+                "{a}"
+            );
+            for b in &SINKS[i + 1..] {
+                assert_ne!(&a[..sink_letters(a)], &b[..sink_letters(b)]);
+            }
+        }
+        assert_eq!(sink_named(b"alert"), Some(0));
+        assert_eq!(
+            sink_named(b"document"),
+            SINKS.iter().position(|s| *s == "document.")
+        );
+        assert_eq!(sink_named(b"alerts"), None);
+    }
+
+    /// Pieces of script breakouts and of text around sink names.
+    const SINK_PIECES: &[&str] = &[
+        "alert",
+        "Alert",
+        "eval",
+        "top",
+        "self",
+        "open",
+        "import",
+        "document",
+        "window",
+        "fromCharCode",
+        "location",
+        "setTimeout",
+        "fetch",
+        "x",
+        "s",
+        "1",
+        "_",
+        " ",
+        "\t",
+        "\n",
+        "(",
+        ")",
+        "`",
+        "=",
+        "[",
+        "]",
+        ".",
+        ";",
+        "'",
+        "\"",
+        "+",
+        "-",
+        ">",
+        "{",
+        "}",
+        ":",
+        "é",
+        "\u{ff1c}",
+        "/",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// Reading runs of letters for sink names finds the same call (rule
+        /// and span) as searching every sink at every position.
+        #[test]
+        fn sink_runs_agree_with_the_needle_search(
+            parts in proptest::collection::vec(0..SINK_PIECES.len(), 0..16),
+            level in 1..=3u8,
+        ) {
+            let text: String = parts.iter().map(|&i| SINK_PIECES[i]).collect();
+            let lower = text.to_ascii_lowercase();
+            let (mut runs, mut needles) = (Vec::new(), Vec::new());
+            Scanner { s: lower.as_bytes(), level, hits: &mut runs }.script_breakout();
+            Scanner { s: lower.as_bytes(), level, hits: &mut needles }.script_breakout_by_needles();
+            proptest::prop_assert_eq!(runs, needles, "{:?}", text);
+        }
+
+        #[test]
+        fn sink_runs_agree_with_the_needle_search_on_any_ascii(text in "[ -~]{0,40}") {
+            let lower = text.to_ascii_lowercase();
+            let (mut runs, mut needles) = (Vec::new(), Vec::new());
+            Scanner { s: lower.as_bytes(), level: 1, hits: &mut runs }.script_breakout();
+            Scanner { s: lower.as_bytes(), level: 1, hits: &mut needles }.script_breakout_by_needles();
+            proptest::prop_assert_eq!(runs, needles, "{:?}", text);
         }
     }
 
