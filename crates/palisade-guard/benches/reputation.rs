@@ -28,6 +28,15 @@
 //! the thread's CPU time instead of the wall clock: on cores shared with other
 //! builds the wall clock also counts the time the bench waits descheduled
 //! (what other processes do to the caches still counts either way).
+//!
+//! Instruction counts: with `REPUTATION_BENCH_COUNT=lookup`, `contains` or
+//! `request` the bench skips criterion and runs that row's loop once over the
+//! probes of each family (the request path over the listed ones), in
+//! functions named `count_*`, so that
+//! `valgrind --tool=callgrind --toggle-collect='*count_*' <bench binary>`
+//! counts only the lookups. `REPUTATION_BENCH_NETWORKS` sets the networks per
+//! family (default 1,000,000; fewer build faster under valgrind), and
+//! `REPUTATION_BENCH_FAMILY=ipv4` or `ipv6` runs one family only.
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion};
@@ -40,7 +49,39 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-const NETWORKS: usize = 1_000_000;
+/// Networks per family, `REPUTATION_BENCH_NETWORKS` or 1,000,000.
+fn networks() -> usize {
+    std::env::var("REPUTATION_BENCH_NETWORKS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// The row whose instructions to count, from `REPUTATION_BENCH_COUNT`.
+fn count_row() -> Option<String> {
+    std::env::var("REPUTATION_BENCH_COUNT").ok()
+}
+
+#[inline(never)]
+fn count_lookup<A: Copy + Into<IpAddr>>(lists: &CompiledLists, probes: &[A]) {
+    for probe in probes {
+        black_box(lists.lookup((*probe).into()));
+    }
+}
+
+#[inline(never)]
+fn count_contains<A: Copy + Into<IpAddr>>(lists: &CompiledLists, probes: &[A]) {
+    for probe in probes {
+        black_box(lists.contains((*probe).into()));
+    }
+}
+
+#[inline(never)]
+fn count_request(reputation: &Reputation, probes: &[IpAddr]) {
+    for probe in probes {
+        black_box(reputation.lookup(*probe));
+    }
+}
 const PROBES: usize = 1 << 20;
 
 /// Resident set size in bytes, from /proc/self/statm (0 where unavailable).
@@ -68,7 +109,7 @@ fn mib(bytes: u64) -> f64 {
 }
 
 fn networks_v4(rng: &mut fastrand::Rng) -> Vec<(Ipv4Addr, u8)> {
-    (0..NETWORKS)
+    (0..networks())
         .map(|_| {
             let len = match rng.u8(0..10) {
                 0..=5 => 32,
@@ -82,7 +123,7 @@ fn networks_v4(rng: &mut fastrand::Rng) -> Vec<(Ipv4Addr, u8)> {
 }
 
 fn networks_v6(rng: &mut fastrand::Rng) -> Vec<(Ipv6Addr, u8)> {
-    (0..NETWORKS)
+    (0..networks())
         .map(|_| {
             let len = match rng.u8(0..10) {
                 0..=5 => 128,
@@ -171,6 +212,30 @@ fn bench_family<A: Copy + Into<IpAddr> + Send + Sync, M: Measurement>(
 ) {
     let (before, huge_before) = (rss(), anon_huge_pages());
     let ours = CompiledLists::build(vec![(Arc::from("bench"), nets.as_slice())]);
+    if let Some(row) = count_row() {
+        let listed: Vec<IpAddr> = probes
+            .iter()
+            .map(|p| (*p).into())
+            .filter(|p| ours.contains(*p))
+            .collect();
+        let reputation = Reputation::from_networks(Vec::new(), vec![("bench".to_owned(), nets)]);
+        match row.as_str() {
+            "lookup" => count_lookup(&ours, &probes),
+            "contains" => count_contains(&ours, &probes),
+            "request" => count_request(&reputation, &listed),
+            other => panic!("REPUTATION_BENCH_COUNT={other}: lookup, contains or request"),
+        }
+        eprintln!(
+            "{family}: {row}: {} probes ({} listed)",
+            if row == "request" {
+                listed.len()
+            } else {
+                probes.len()
+            },
+            listed.len()
+        );
+        return;
+    }
     let ours_rss = rss().saturating_sub(before);
     let ours_huge = anon_huge_pages().saturating_sub(huge_before);
     eprintln!(
@@ -268,6 +333,11 @@ fn bench_family<A: Copy + Into<IpAddr> + Send + Sync, M: Measurement>(
     group.finish();
 }
 
+/// Whether to run `family`: `REPUTATION_BENCH_FAMILY` unset or naming it.
+fn runs(family: &str) -> bool {
+    std::env::var("REPUTATION_BENCH_FAMILY").map_or(true, |f| f == family)
+}
+
 fn lookups<M: Measurement>(c: &mut Criterion<M>) {
     let mut rng = fastrand::Rng::with_seed(9);
     let v4 = networks_v4(&mut rng);
@@ -291,13 +361,15 @@ fn lookups<M: Measurement>(c: &mut Criterion<M>) {
         .map(|(a, l)| IpNetwork::V4(Ipv4Network::new(*a, *l).expect("valid")))
         .collect();
     drop(v4);
-    bench_family(c, "ipv4", nets, peer, probes, |n| match n {
-        IpNet::V4(n) => (
-            u128::from(u32::from(n.network())),
-            u128::from(u32::from(n.broadcast())),
-        ),
-        IpNet::V6(_) => (0, 0),
-    });
+    if runs("ipv4") {
+        bench_family(c, "ipv4", nets, peer, probes, |n| match n {
+            IpNet::V4(n) => (
+                u128::from(u32::from(n.network())),
+                u128::from(u32::from(n.broadcast())),
+            ),
+            IpNet::V6(_) => (0, 0),
+        });
+    }
 
     let v6 = networks_v6(&mut rng);
     let probes: Vec<Ipv6Addr> = (0..PROBES)
@@ -320,10 +392,12 @@ fn lookups<M: Measurement>(c: &mut Criterion<M>) {
         .map(|(a, l)| IpNetwork::V6(Ipv6Network::new(*a, *l).expect("valid")))
         .collect();
     drop(v6);
-    bench_family(c, "ipv6", nets, peer, probes, |n| match n {
-        IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
-        IpNet::V4(_) => (0, 0),
-    });
+    if runs("ipv6") {
+        bench_family(c, "ipv6", nets, peer, probes, |n| match n {
+            IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+            IpNet::V4(_) => (0, 0),
+        });
+    }
 }
 
 fn main() {

@@ -11,7 +11,9 @@
 //!   an [`ArcSwap`]: a reload compiles new lists off to the side and swaps them
 //!   in at once, so a lookup sees the old lists or the new ones, never a mix,
 //!   and never waits for a reload. A source that fails to load keeps its last
-//!   good content: an unreachable mirror never empties a block list.
+//!   good content: an unreachable mirror never empties a block list. Lookups
+//!   read it through a per-thread cache (`current.rs`), with no locked
+//!   instruction while the lists are unchanged.
 //! - [`BlockTable`] holds manual and automatic blocks of addresses, networks
 //!   and subjects, each with an expiry.
 //!
@@ -19,6 +21,7 @@
 //! then the allow lists, then automatic blocks and the block lists.
 
 mod blocks;
+mod current;
 mod lists;
 mod parse;
 mod source;
@@ -129,7 +132,8 @@ struct Loader {
 /// The allow and block lists, hot-reloadable. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Reputation {
-    current: ArcSwap<Snapshot>,
+    /// The lists in force; also held by each thread's cache of them.
+    current: current::Shared,
     loader: tokio::sync::Mutex<Loader>,
     settings: ReputationSettings,
 }
@@ -162,7 +166,7 @@ impl Reputation {
         );
         let loaded = sources.iter().map(|_| Loaded::default()).collect();
         Self {
-            current: ArcSwap::from_pointee(Snapshot::default()),
+            current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             loader: tokio::sync::Mutex::new(Loader {
                 sources,
                 loaded,
@@ -213,21 +217,23 @@ impl Reputation {
     /// What the lists say about `ip`. Allow lists win over block lists.
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Listing {
-        let snapshot = self.current.load();
-        // One search per list: the range found carries its network's list
-        // and prefix length, so the evidence costs no further memory read.
-        if let Some(hit) = snapshot.allow.lookup(ip) {
-            return Listing::Allowed(hit);
-        }
-        if let Some(hit) = snapshot.block.lookup(ip) {
-            return Listing::Blocked(hit);
-        }
-        Listing::Unlisted
+        current::read(&self.current, |snapshot| {
+            // One search per list: the range found carries its network's
+            // list and prefix length, so the evidence costs no further
+            // memory read.
+            if let Some(hit) = snapshot.allow.lookup(ip) {
+                return Listing::Allowed(hit);
+            }
+            if let Some(hit) = snapshot.block.lookup(ip) {
+                return Listing::Blocked(hit);
+            }
+            Listing::Unlisted
+        })
     }
 
     /// Whether an allow list holds `ip`.
     pub fn is_allowed(&self, ip: IpAddr) -> bool {
-        self.current.load().allow.contains(ip)
+        current::read(&self.current, |snapshot| snapshot.allow.contains(ip))
     }
 
     /// The state of every list.
@@ -324,6 +330,14 @@ impl Reputation {
                 reputation.reload(clock.now_unix_ms()).await;
             }
         })
+    }
+}
+
+impl Drop for Reputation {
+    /// Frees this thread's cached snapshot now; other threads drop theirs
+    /// when they next look up another instance, or exit (see `current.rs`).
+    fn drop(&mut self) {
+        current::forget(&self.current);
     }
 }
 
@@ -575,6 +589,89 @@ mod tests {
         }
         assert!(checked.load(Ordering::Relaxed) > 1_000);
         assert_eq!(reputation.status()[0].entries, 20_001);
+    }
+
+    #[tokio::test]
+    async fn a_reload_is_seen_by_the_next_lookup_on_every_thread_which_then_frees_the_old_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list.txt");
+        std::fs::write(&path, "192.0.2.0/24\n").unwrap();
+        let reputation = Arc::new(
+            Reputation::new(
+                vec![file_source("l", ListKind::Block, &path)],
+                ReputationSettings::default(),
+            )
+            .unwrap(),
+        );
+        reputation.reload(1).await;
+        // Another thread answering lookups one at a time.
+        let (ask, asked) = std::sync::mpsc::channel::<IpAddr>();
+        let (answer, answers) = std::sync::mpsc::channel::<Listing>();
+        let other = {
+            let reputation = reputation.clone();
+            std::thread::spawn(move || {
+                for address in asked {
+                    answer.send(reputation.lookup(address)).unwrap();
+                }
+            })
+        };
+        let on_other = |address: &str| {
+            ask.send(ip(address)).unwrap();
+            answers.recv().unwrap()
+        };
+        // Both threads cache the first lists.
+        assert!(matches!(
+            reputation.lookup(ip("192.0.2.1")),
+            Listing::Blocked(_)
+        ));
+        assert!(matches!(on_other("192.0.2.1"), Listing::Blocked(_)));
+        let old = Arc::downgrade(&reputation.current.load_full());
+
+        std::fs::write(&path, "198.51.100.0/24\n").unwrap();
+        assert_eq!(reputation.reload(2).await.changed, ["l"]);
+        assert!(
+            old.upgrade().is_some(),
+            "both threads still hold the old lists"
+        );
+        assert_eq!(reputation.lookup(ip("192.0.2.1")), Listing::Unlisted);
+        assert!(matches!(
+            reputation.lookup(ip("198.51.100.1")),
+            Listing::Blocked(_)
+        ));
+        assert!(old.upgrade().is_some(), "the other thread still holds them");
+        assert_eq!(on_other("192.0.2.1"), Listing::Unlisted);
+        assert!(matches!(on_other("198.51.100.1"), Listing::Blocked(_)));
+        assert!(old.upgrade().is_none(), "no thread holds the old lists");
+        drop(ask);
+        other.join().unwrap();
+    }
+
+    #[test]
+    fn more_instances_than_cache_slots_on_one_thread_answer_their_own_lists() {
+        let instances: Vec<Reputation> = (0..current::SLOTS as u8 + 3)
+            .map(|i| {
+                let net = format!("10.{i}.0.0/16").parse().unwrap();
+                Reputation::from_networks(Vec::new(), vec![(format!("l{i}"), vec![net])])
+            })
+            .collect();
+        for _ in 0..3 {
+            for (i, reputation) in instances.iter().enumerate() {
+                for j in 0..instances.len() {
+                    let found = reputation.lookup(ip(&format!("10.{j}.1.1")));
+                    if i == j {
+                        let name = format!("l{i}");
+                        assert!(matches!(found, Listing::Blocked(m) if m.list == name));
+                    } else {
+                        assert_eq!(found, Listing::Unlisted, "instance {i}, address {j}");
+                    }
+                }
+            }
+        }
+        // Dropping an instance frees this thread's cached copy of it.
+        let first = instances.into_iter().next().unwrap();
+        let lists = Arc::downgrade(&first.current);
+        drop(first);
+        assert!(lists.upgrade().is_none());
     }
 
     #[test]
