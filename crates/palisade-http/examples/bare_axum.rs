@@ -1,7 +1,14 @@
 //! The baseline of the HTTP overhead benchmark: a bare axum server answering the
 //! same JSON as `GET /v1/whoami`, with no middleware at all. See BENCHMARKS.md.
+//!
+//! `bare_axum ADDR --observe` adds only what the issue requires of every request's
+//! observability, as `palisade serve` does it: the request id, span, JSON log line
+//! (to stderr) and Prometheus metrics of `ObserveLayer`. It shows what that share of
+//! the full stack costs on its own.
 
 use axum::{Json, Router, routing::get};
+use palisade_http::layers::telemetry::ObserveLayer;
+use palisade_observe::{LoggingConfig, Metrics, init_logging};
 
 /// The same allocator as the `palisade` binary, so the comparison measures the
 /// middleware and not the allocator.
@@ -13,6 +20,7 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:18081".into());
+    let observe = std::env::args().any(|arg| arg == "--observe");
     let app = Router::new().route(
         "/v1/whoami",
         get(|| async {
@@ -27,6 +35,14 @@ async fn main() -> std::io::Result<()> {
             }))
         }),
     );
+    // Kept until exit: dropping them stops the log writer and the metrics recorder.
+    let (_logs, _metrics, app) = if observe {
+        let logs = init_logging(&LoggingConfig::default());
+        let metrics = Metrics::install().map_err(std::io::Error::other)?;
+        (Some(logs), Some(metrics), app.layer(ObserveLayer::new()))
+    } else {
+        (None, None, app)
+    };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     axum::serve(listener, app).await
 }
