@@ -602,6 +602,7 @@ impl<'c> Scan<'c> {
             let gates = prefilter::Gates::of(text.as_bytes(), mask, self.level, active.sqli);
             sql_contexts = sql::Contexts::Prefiltered {
                 bare: gates.sqli_bare,
+                strong: gates.sqli_strong,
             };
             let active = Detectors {
                 sqli: active.sqli && gates.sqli,

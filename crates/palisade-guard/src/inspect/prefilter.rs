@@ -163,6 +163,11 @@ pub(crate) struct Gates {
     /// Whether the SQL detector's unquoted context could match: false when
     /// only a quote opened [`Self::sqli`] (see [`sql_possible`]).
     pub sqli_bare: bool,
+    /// Whether SQL could match without `'`, `"`, `;`, `(` and `)`: the
+    /// keyword, comment and operator test of [`sql_possible`], which the SQL
+    /// detector's unquoted test needs too and reads from here instead of
+    /// scanning the words again.
+    pub sqli_strong: bool,
     pub xss: bool,
     pub traversal: bool,
     pub cmdi: bool,
@@ -172,10 +177,14 @@ impl Gates {
     /// The gates for `text` (whose classes are `mask`) at `level`. `want_sqli`
     /// false skips the SQL word scan when SQL is not wanted anyway.
     pub(crate) fn of(text: &[u8], mask: u32, level: u8, want_sqli: bool) -> Self {
-        let sqli_bare = want_sqli && sql_possible(text, mask & !QUOTE);
+        // `sql_possible(text, mask & !QUOTE)`, split so that the part
+        // without `;`, `(` and `)` is kept for the SQL detector.
+        let sqli_strong = want_sqli && sql_possible(text, mask & !(QUOTE | SEMI | PAREN));
+        let sqli_bare = sqli_strong || (want_sqli && mask & (SEMI | PAREN) != 0);
         Self {
             sqli: sqli_bare || (want_sqli && mask & QUOTE != 0),
             sqli_bare,
+            sqli_strong,
             xss: mask & (LT | COLON | EQ | PAREN | BACKTICK | BRACE | AMP) != 0,
             traversal: mask & (SLASH | BACKSLASH | COLON) != 0
                 || (mask & DOT != 0 && has_pair(text, b"..")),
@@ -402,10 +411,16 @@ mod tests {
         use super::super::sql::{Contexts, detect, detect_in};
         let bytes = text.as_bytes();
         let bare = sql_possible(bytes, classes(bytes) & !QUOTE);
+        let strong = sql_possible(bytes, classes(bytes) & !(QUOTE | SEMI | PAREN));
         (1..=3).all(|level| {
             let (mut all, mut skipped) = (Vec::new(), Vec::new());
             detect(text, level, &mut all);
-            detect_in(text, level, &mut skipped, Contexts::Prefiltered { bare });
+            detect_in(
+                text,
+                level,
+                &mut skipped,
+                Contexts::Prefiltered { bare, strong },
+            );
             all == skipped
         })
     }
@@ -468,6 +483,25 @@ mod tests {
         #[test]
         fn the_length_table_agrees_with_the_lookup(word in "[a-zA-Z_]{1,20}", after_dot: bool) {
             prop_assert_eq!(is_sql_word(word.as_bytes(), after_dot), is_sql_word_lookup(word.as_bytes(), after_dot));
+        }
+
+        /// The gate split in two (`sqli_strong`, then `;`, `(` and `)`)
+        /// says what the single `sql_possible(text, mask & !QUOTE)` said.
+        #[test]
+        fn the_split_sql_gate_agrees_with_the_single_test(
+            text in "[a-zA-Z0-9_ ;()'\"#|&/*.-]{0,40}",
+            want_sqli: bool,
+        ) {
+            let bytes = text.as_bytes();
+            let mask = classes(bytes);
+            let gates = Gates::of(bytes, mask, 1, want_sqli);
+            let bare = want_sqli && sql_possible(bytes, mask & !QUOTE);
+            prop_assert_eq!(gates.sqli_bare, bare);
+            prop_assert_eq!(gates.sqli, bare || (want_sqli && mask & QUOTE != 0));
+            prop_assert_eq!(
+                gates.sqli_strong,
+                want_sqli && sql_possible(bytes, mask & !(QUOTE | SEMI | PAREN))
+            );
         }
 
         #[test]
