@@ -484,6 +484,10 @@ impl<'c> Scan<'c> {
     }
 
     /// Decodes and inspects one value. False once the value limit is reached.
+    /// Inlined into its callers (the JSON walk, the pairs, the headers):
+    /// most values are plain tokens turned down in a few instructions, and
+    /// the call's frame would cost about as much.
+    #[inline(always)]
     fn value<'v>(
         &mut self,
         location: Location<'_>,
