@@ -93,15 +93,31 @@ fn find_byte(bytes: &[u8], needle: u8) -> Option<usize> {
 
 /// `name=value` pairs of a `Cookie` header.
 pub(crate) fn cookies(s: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    s.split(|&b| b == b';').filter_map(|p| {
-        let p = p.trim_ascii();
-        if p.is_empty() {
-            return None;
+    // `split(|&b| b == b';')` with the separators and `=` found eight bytes
+    // at a time (see the proptest).
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        loop {
+            let r = rest?;
+            let part = match find_byte(r, b';') {
+                Some(i) => {
+                    rest = Some(&r[i + 1..]);
+                    &r[..i]
+                }
+                None => {
+                    rest = None;
+                    r
+                }
+            };
+            let p = part.trim_ascii();
+            if p.is_empty() {
+                continue;
+            }
+            return Some(match find_byte(p, b'=') {
+                Some(i) => (p[..i].trim_ascii(), p[i + 1..].trim_ascii()),
+                None => (&p[..0], p),
+            });
         }
-        Some(match p.iter().position(|&b| b == b'=') {
-            Some(i) => (p[..i].trim_ascii(), p[i + 1..].trim_ascii()),
-            None => (&p[..0], p),
-        })
     })
 }
 
@@ -722,7 +738,28 @@ mod tests {
             .collect()
     }
 
+    /// [`cookies`] as it was, with `split` and `position`.
+    fn cookies_split(s: &[u8]) -> Vec<(&[u8], &[u8])> {
+        s.split(|&b| b == b';')
+            .filter_map(|p| {
+                let p = p.trim_ascii();
+                if p.is_empty() {
+                    return None;
+                }
+                Some(match p.iter().position(|&b| b == b'=') {
+                    Some(i) => (p[..i].trim_ascii(), p[i + 1..].trim_ascii()),
+                    None => (&p[..0], p),
+                })
+            })
+            .collect()
+    }
+
     proptest::proptest! {
+        #[test]
+        fn cookies_agree_with_split(s in "[a;= \t\u{e9}]{0,40}") {
+            proptest::prop_assert_eq!(cookies(s.as_bytes()).collect::<Vec<_>>(), cookies_split(s.as_bytes()));
+        }
+
         #[test]
         fn pairs_agree_with_split(s in "[a&=%\u{e9}]{0,40}") {
             proptest::prop_assert_eq!(pairs(s.as_bytes()).collect::<Vec<_>>(), pairs_split(s.as_bytes()));
