@@ -124,6 +124,35 @@ const SKIPPED_HEADERS: &[&str] = &[
     "x-request-id",
 ];
 
+/// For each length below 32, bit `j` set when [`SKIPPED_HEADERS`]`[j]` has
+/// it: a header name is compared only with the names of its length.
+static SKIPPED_BY_LENGTH: [u32; 32] = {
+    assert!(SKIPPED_HEADERS.len() <= 32);
+    let mut table = [0u32; 32];
+    let mut j = 0;
+    while j < SKIPPED_HEADERS.len() {
+        assert!(SKIPPED_HEADERS[j].len() < 32);
+        table[SKIPPED_HEADERS[j].len()] |= 1 << j;
+        j += 1;
+    }
+    table
+};
+
+/// Whether `name` is one of [`SKIPPED_HEADERS`], in any case.
+fn is_skipped_header(name: &str) -> bool {
+    let Some(&by_length) = SKIPPED_BY_LENGTH.get(name.len()) else {
+        return false;
+    };
+    let mut pending = by_length;
+    while pending != 0 {
+        if name.eq_ignore_ascii_case(SKIPPED_HEADERS[pending.trailing_zeros() as usize]) {
+            return true;
+        }
+        pending &= pending - 1;
+    }
+    false
+}
+
 /// Words in a header or field name that say its value may be a secret:
 /// its evidence is never quoted.
 const SECRET_WORDS: &[&str] = &[
@@ -379,7 +408,7 @@ impl<'c> Scan<'c> {
             }
         }
         for &(name, value) in r.headers {
-            if SKIPPED_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+            if is_skipped_header(name)
                 || name
                     .as_bytes()
                     .get(..4)
@@ -484,6 +513,10 @@ impl<'c> Scan<'c> {
     }
 
     /// Decodes and inspects one value. False once the value limit is reached.
+    /// Inlined into its callers (the JSON walk, the pairs, the headers):
+    /// most values are plain tokens turned down in a few instructions, and
+    /// the call's frame would cost about as much.
+    #[inline(always)]
     fn value<'v>(
         &mut self,
         location: Location<'_>,
@@ -602,6 +635,7 @@ impl<'c> Scan<'c> {
             let gates = prefilter::Gates::of(text.as_bytes(), mask, self.level, active.sqli);
             sql_contexts = sql::Contexts::Prefiltered {
                 bare: gates.sqli_bare,
+                strong: gates.sqli_strong,
             };
             let active = Detectors {
                 sqli: active.sqli && gates.sqli,
@@ -899,6 +933,28 @@ mod tests {
             let fast = inspector.inspect_filtered(&request, level, true);
             let full = inspector.inspect_filtered(&request, level, false);
             proptest::prop_assert!(same(&fast, &full), "{:?}\n{:?}\n{:?}", value, fast, full);
+        }
+    }
+
+    proptest::proptest! {
+        /// The length-indexed test against the list it indexes.
+        #[test]
+        fn skipped_headers_are_found_by_length(
+            pick in 0..SKIPPED_HEADERS.len(),
+            upper: bool,
+            other in "[a-zA-Z-]{0,40}",
+        ) {
+            let listed = if upper {
+                SKIPPED_HEADERS[pick].to_ascii_uppercase()
+            } else {
+                SKIPPED_HEADERS[pick].to_owned()
+            };
+            for name in [listed.as_str(), other.as_str()] {
+                proptest::prop_assert_eq!(
+                    is_skipped_header(name),
+                    SKIPPED_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+                );
+            }
         }
     }
 

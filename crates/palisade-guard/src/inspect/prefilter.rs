@@ -28,7 +28,6 @@
 //!   and 3.
 
 use super::sql::fingerprint::is_dangerous_qualified_tail;
-use super::xss::Needles;
 
 /// `'` or `"`.
 pub(crate) const QUOTE: u32 = 1;
@@ -163,6 +162,11 @@ pub(crate) struct Gates {
     /// Whether the SQL detector's unquoted context could match: false when
     /// only a quote opened [`Self::sqli`] (see [`sql_possible`]).
     pub sqli_bare: bool,
+    /// Whether SQL could match without `'`, `"`, `;`, `(` and `)`: the
+    /// keyword, comment and operator test of [`sql_possible`], which the SQL
+    /// detector's unquoted test needs too and reads from here instead of
+    /// scanning the words again.
+    pub sqli_strong: bool,
     pub xss: bool,
     pub traversal: bool,
     pub cmdi: bool,
@@ -172,10 +176,14 @@ impl Gates {
     /// The gates for `text` (whose classes are `mask`) at `level`. `want_sqli`
     /// false skips the SQL word scan when SQL is not wanted anyway.
     pub(crate) fn of(text: &[u8], mask: u32, level: u8, want_sqli: bool) -> Self {
-        let sqli_bare = want_sqli && sql_possible(text, mask & !QUOTE);
+        // `sql_possible(text, mask & !QUOTE)`, split so that the part
+        // without `;`, `(` and `)` is kept for the SQL detector.
+        let sqli_strong = want_sqli && sql_possible(text, mask & !(QUOTE | SEMI | PAREN));
+        let sqli_bare = sqli_strong || (want_sqli && mask & (SEMI | PAREN) != 0);
         Self {
             sqli: sqli_bare || (want_sqli && mask & QUOTE != 0),
             sqli_bare,
+            sqli_strong,
             xss: mask & (LT | COLON | EQ | PAREN | BACKTICK | BRACE | AMP) != 0,
             traversal: mask & (SLASH | BACKSLASH | COLON) != 0
                 || (mask & DOT != 0 && has_pair(text, b"..")),
@@ -345,8 +353,6 @@ const SQL_WORDS: &[&str] = &[
     "dumpfile",
 ];
 
-static SQL_WORD_SET: Needles = Needles::new(SQL_WORDS);
-
 /// For each byte, bit `n` set when a word of [`SQL_WORDS`] of length `n`
 /// starts with it (in either case): most words of ordinary text are turned
 /// down on this alone, before being lower-cased and looked up.
@@ -366,6 +372,46 @@ static SQL_WORD_LENGTHS: [u32; 256] = {
 /// The longest word of [`SQL_WORDS`].
 const MAX_SQL_WORD: usize = 16;
 
+/// A word of at most [`MAX_SQL_WORD`] bytes as one number: its bytes, little
+/// endian, zero-padded. Two words of the same length are equal exactly when
+/// their keys are.
+const fn word_key(word: &[u8]) -> u128 {
+    let mut key = 0u128;
+    let mut k = 0;
+    while k < word.len() {
+        key |= (word[k] as u128) << (8 * k);
+        k += 1;
+    }
+    key
+}
+
+/// The keys of [`SQL_WORDS`], in its order.
+static SQL_WORD_KEYS: [u128; SQL_WORDS.len()] = {
+    let mut keys = [0u128; SQL_WORDS.len()];
+    let mut j = 0;
+    while j < SQL_WORDS.len() {
+        keys[j] = word_key(SQL_WORDS[j].as_bytes());
+        j += 1;
+    }
+    keys
+};
+
+/// For the low five bits of a word's first byte (the same for both cases
+/// of a letter) and its length, bit `j` set when [`SQL_WORDS`]`[j]` could
+/// be it: the keys to compare, usually one.
+static SQL_WORD_BUCKETS: [[u64; MAX_SQL_WORD + 1]; 32] = {
+    assert!(SQL_WORDS.len() <= 64);
+    let mut table = [[0u64; MAX_SQL_WORD + 1]; 32];
+    let mut j = 0;
+    while j < SQL_WORDS.len() {
+        let w = SQL_WORDS[j].as_bytes();
+        assert!(w.len() <= MAX_SQL_WORD);
+        table[(w[0] & 0x1F) as usize][w.len()] |= 1 << j;
+        j += 1;
+    }
+    table
+};
+
 fn is_sql_word(word: &[u8], after_dot: bool) -> bool {
     if after_dot && is_dangerous_qualified_tail(word) {
         return true;
@@ -376,11 +422,22 @@ fn is_sql_word(word: &[u8], after_dot: bool) -> bool {
     {
         return false;
     }
+    // The lower-cased word as a key, compared with the keys of the words of
+    // its first letter and length (a copy, a lower-casing and a byte
+    // comparison per candidate cost more).
     let mut buf = [0u8; MAX_SQL_WORD];
-    let lower = &mut buf[..word.len()];
-    lower.copy_from_slice(word);
-    lower.make_ascii_lowercase();
-    SQL_WORD_SET.contains(lower)
+    for (slot, &b) in buf.iter_mut().zip(word) {
+        *slot = b.to_ascii_lowercase();
+    }
+    let key = u128::from_le_bytes(buf);
+    let mut pending = SQL_WORD_BUCKETS[usize::from(word[0] & 0x1F)][word.len()];
+    while pending != 0 {
+        if SQL_WORD_KEYS[pending.trailing_zeros() as usize] == key {
+            return true;
+        }
+        pending &= pending - 1;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -402,10 +459,16 @@ mod tests {
         use super::super::sql::{Contexts, detect, detect_in};
         let bytes = text.as_bytes();
         let bare = sql_possible(bytes, classes(bytes) & !QUOTE);
+        let strong = sql_possible(bytes, classes(bytes) & !(QUOTE | SEMI | PAREN));
         (1..=3).all(|level| {
             let (mut all, mut skipped) = (Vec::new(), Vec::new());
             detect(text, level, &mut all);
-            detect_in(text, level, &mut skipped, Contexts::Prefiltered { bare });
+            detect_in(
+                text,
+                level,
+                &mut skipped,
+                Contexts::Prefiltered { bare, strong },
+            );
             all == skipped
         })
     }
@@ -458,6 +521,17 @@ mod tests {
     }
 
     /// The word test before the length table: lower-case and look up.
+    /// The lookup as it was before the keys: a lower-cased copy searched in
+    /// the needle set.
+    fn is_sql_word_needles(word: &[u8], after_dot: bool) -> bool {
+        use super::super::xss::Needles;
+        static SET: Needles = Needles::new(SQL_WORDS);
+        if after_dot && is_dangerous_qualified_tail(word) {
+            return true;
+        }
+        !word.is_empty() && SET.contains(&word.to_ascii_lowercase())
+    }
+
     fn is_sql_word_lookup(word: &[u8], after_dot: bool) -> bool {
         let lower = word.to_ascii_lowercase();
         SQL_WORDS.iter().any(|w| w.as_bytes() == lower.as_slice())
@@ -465,9 +539,51 @@ mod tests {
     }
 
     proptest! {
+        /// The key lookup against the needle set it replaces, on words
+        /// near the list (prefixes, suffixes, case changes) and any bytes.
+        #[test]
+        fn the_key_lookup_agrees_with_the_needle_set(
+            j in 0..SQL_WORDS.len(),
+            cut in 0usize..3,
+            upper in proptest::collection::vec(any::<bool>(), 16),
+            extra in "[a-z_]{0,2}",
+            bytes in proptest::collection::vec(any::<u8>(), 1..18),
+            after_dot: bool,
+        ) {
+            let base = SQL_WORDS[j].as_bytes();
+            let mut word: Vec<u8> = base[..base.len().saturating_sub(cut).max(1)].to_vec();
+            word.extend_from_slice(extra.as_bytes());
+            for (b, up) in word.iter_mut().zip(&upper) {
+                if *up {
+                    b.make_ascii_uppercase();
+                }
+            }
+            prop_assert_eq!(is_sql_word(&word, after_dot), is_sql_word_needles(&word, after_dot));
+            prop_assert_eq!(is_sql_word(&bytes, after_dot), is_sql_word_needles(&bytes, after_dot));
+        }
+
         #[test]
         fn the_length_table_agrees_with_the_lookup(word in "[a-zA-Z_]{1,20}", after_dot: bool) {
             prop_assert_eq!(is_sql_word(word.as_bytes(), after_dot), is_sql_word_lookup(word.as_bytes(), after_dot));
+        }
+
+        /// The gate split in two (`sqli_strong`, then `;`, `(` and `)`)
+        /// says what the single `sql_possible(text, mask & !QUOTE)` said.
+        #[test]
+        fn the_split_sql_gate_agrees_with_the_single_test(
+            text in "[a-zA-Z0-9_ ;()'\"#|&/*.-]{0,40}",
+            want_sqli: bool,
+        ) {
+            let bytes = text.as_bytes();
+            let mask = classes(bytes);
+            let gates = Gates::of(bytes, mask, 1, want_sqli);
+            let bare = want_sqli && sql_possible(bytes, mask & !QUOTE);
+            prop_assert_eq!(gates.sqli_bare, bare);
+            prop_assert_eq!(gates.sqli, bare || (want_sqli && mask & QUOTE != 0));
+            prop_assert_eq!(
+                gates.sqli_strong,
+                want_sqli && sql_possible(bytes, mask & !(QUOTE | SEMI | PAREN))
+            );
         }
 
         #[test]

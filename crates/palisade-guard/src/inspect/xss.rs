@@ -797,7 +797,9 @@ impl Needles {
         }
     }
 
-    /// Whether `word` is one of the needles, exactly.
+    /// Whether `word` is one of the needles, exactly (the reference the SQL
+    /// word keys are tested against).
+    #[cfg(test)]
     pub(crate) fn contains(&self, word: &[u8]) -> bool {
         let Some(&first) = word.first() else {
             return false;

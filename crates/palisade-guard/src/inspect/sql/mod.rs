@@ -378,9 +378,12 @@ const STRONG_KINDS: &[u8] = b"&UETBc";
 /// what is left needs a function call `f` (a test checks the patterns):
 /// `^[1nv]Q;[TUf]` with a `;`, `^1Qof(` with a number first, and an info
 /// call with an empty argument list.
-fn unquoted_possible(bytes: &[u8]) -> bool {
-    use super::prefilter::{PAREN, QUOTE, SEMI, classes, sql_possible};
-    if sql_possible(bytes, classes(bytes) & !(QUOTE | SEMI | PAREN)) {
+///
+/// `strong` is `sql_possible(bytes, classes(bytes) & !(QUOTE | SEMI | PAREN))`,
+/// which the prefilter's gate already computed
+/// ([`super::prefilter::Gates::sqli_strong`]).
+fn unquoted_possible(bytes: &[u8], strong: bool) -> bool {
+    if strong {
         return true;
     }
     has_call_shape(bytes)
@@ -465,8 +468,9 @@ pub(crate) enum Contexts {
     /// Only those where a pattern could match, as the prefilter and cheap
     /// tests tell (proptests compare with [`Contexts::All`]). `bare` false is
     /// the prefilter's word for "nothing but a quote could make this SQL"
-    /// ([`super::prefilter::Gates::sqli_bare`]).
-    Prefiltered { bare: bool },
+    /// ([`super::prefilter::Gates::sqli_bare`]); `strong` is
+    /// [`super::prefilter::Gates::sqli_strong`].
+    Prefiltered { bare: bool, strong: bool },
 }
 
 /// [`detect`], skipping the contexts `contexts` rules out; each skipped
@@ -495,15 +499,15 @@ fn detect_with(
     folder: &mut Folder,
     contexts: Contexts,
 ) -> u64 {
-    let (prefiltered, bare) = match contexts {
-        Contexts::All => (false, true),
-        Contexts::Prefiltered { bare } => (true, bare),
+    let (prefiltered, bare, strong) = match contexts {
+        Contexts::All => (false, true, true),
+        Contexts::Prefiltered { bare, strong } => (true, bare, strong),
     };
     let mut work = 0;
     for quote in [None, Some(b'\''), Some(b'"')] {
         match quote {
             None if !bare => continue,
-            None if prefiltered && !unquoted_possible(bytes) => continue,
+            None if prefiltered && !unquoted_possible(bytes, strong) => continue,
             Some(q) if !bytes.contains(&q) => continue,
             Some(q) if !bare && !quoted_breakout_possible(bytes, q) => continue,
             _ => {}
