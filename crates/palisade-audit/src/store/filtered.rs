@@ -403,6 +403,20 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Migrates `db` and appends the `EVENTS` events in batches of 64.
+    async fn fill(db: &Database) {
+        db.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        let signer = NoteSigner::from_seed("test", &[7u8; 32]).unwrap_or_else(|e| panic!("{e}"));
+        let store = AuditStore::new(db.clone());
+        let events: Vec<_> = (0..EVENTS).map(event).collect();
+        for batch in events.chunks(64) {
+            store
+                .append(batch, &signer, "test", 1)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
     struct Log {
         db: SqliteDb,
         _dir: tempfile::TempDir,
@@ -414,17 +428,7 @@ mod tests {
             let db = Database::connect(&DatabaseConfig::default(), dir.path())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            db.migrate().await.unwrap_or_else(|e| panic!("{e}"));
-            let signer =
-                NoteSigner::from_seed("test", &[7u8; 32]).unwrap_or_else(|e| panic!("{e}"));
-            let store = AuditStore::new(db.clone());
-            let events: Vec<_> = (0..EVENTS).map(event).collect();
-            for batch in events.chunks(64) {
-                store
-                    .append(batch, &signer, "test", 1)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
+            fill(&db).await;
             let Database::Sqlite(db) = db else {
                 unreachable!("the default database is SQLite")
             };
@@ -485,17 +489,7 @@ mod tests {
             )
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-            db.migrate().await.unwrap_or_else(|e| panic!("{e}"));
-            let signer =
-                NoteSigner::from_seed("test", &[7u8; 32]).unwrap_or_else(|e| panic!("{e}"));
-            let store = AuditStore::new(db.clone());
-            let events: Vec<_> = (0..EVENTS).map(event).collect();
-            for batch in events.chunks(64) {
-                store
-                    .append(batch, &signer, "test", 1)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
+            fill(&db).await;
             let Database::Postgres(db) = db else {
                 unreachable!("a PostgreSQL URL opens PostgreSQL")
             };
@@ -504,6 +498,28 @@ mod tests {
                 _schema: schema,
             }
         })
+    }
+
+    /// A walk over buckets of 4 events, and one statement over the same range to
+    /// compare it with. A walk stops at the head's bucket; one statement is bounded
+    /// by `before` only, so it is given the head as a bound.
+    fn walk_and_single(
+        filter: &EventFilter,
+        after: Option<u64>,
+        before: Option<u64>,
+        order: Order,
+        limit: u32,
+        head: u64,
+    ) -> (FilteredRead<'_>, FilteredRead<'_>) {
+        let walk = FilteredRead::with_bucket_bits(filter, after, before, order, limit, head, 2);
+        let bound = match walk.plan {
+            Plan::Single => before,
+            _ => Some(before.map_or(head, |b| b.min(head))),
+        };
+        let mut single =
+            FilteredRead::with_bucket_bits(filter, after, bound, order, limit, head, 2);
+        single.plan = Plan::Single;
+        (walk, single)
     }
 
     fn filter_strategy() -> impl Strategy<Value = EventFilter> {
@@ -557,15 +573,7 @@ mod tests {
                 let log = LOG.get_or_init(|| log(rt));
                 rt.block_on(async {
                     let mut conn = log.db.reader().acquire().await.unwrap_or_else(|e| panic!("{e}"));
-                    let walk = FilteredRead::with_bucket_bits(&filter, after, before, order, limit, head, 2);
-                    // A walk stops at the head's bucket; one statement is bounded by
-                    // `before` only, so give it the head as a bound.
-                    let bound = match walk.plan {
-                        Plan::Single => before,
-                        _ => Some(before.map_or(head, |b| b.min(head))),
-                    };
-                    let mut single = FilteredRead::with_bucket_bits(&filter, after, bound, order, limit, head, 2);
-                    single.plan = Plan::Single;
+                    let (walk, single) = walk_and_single(&filter, after, before, order, limit, head);
                     let expected = run(&mut conn, single).await;
                     let walked = run(&mut conn, walk).await;
                     prop_assert_eq!(walked, expected);
@@ -670,13 +678,7 @@ mod tests {
                 let log = LOG.get_or_init(|| pg_log(rt));
                 rt.block_on(async {
                     let mut conn = log.pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-                    let walk = FilteredRead::with_bucket_bits(&filter, after, before, order, limit, head, 2);
-                    let bound = match walk.plan {
-                        Plan::Single => before,
-                        _ => Some(before.map_or(head, |b| b.min(head))),
-                    };
-                    let mut single = FilteredRead::with_bucket_bits(&filter, after, bound, order, limit, head, 2);
-                    single.plan = Plan::Single;
+                    let (walk, single) = walk_and_single(&filter, after, before, order, limit, head);
                     let expected = run_pg(&mut conn, single).await;
                     let walked = run_pg(&mut conn, walk).await;
                     prop_assert_eq!(walked, expected);
@@ -690,8 +692,8 @@ mod tests {
     /// this module spell the same expression.
     #[tokio::test]
     async fn each_bucket_is_one_seek_of_the_bucketed_index() {
-        let rt_free_log = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let db = Database::connect(&DatabaseConfig::default(), rt_free_log.path())
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let db = Database::connect(&DatabaseConfig::default(), dir.path())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         db.migrate().await.unwrap_or_else(|e| panic!("{e}"));
