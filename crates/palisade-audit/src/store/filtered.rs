@@ -1,5 +1,6 @@
-//! Filtered, paged reads of the log, built for either backend: only the placeholder
-//! syntax differs, and `QueryBuilder` takes care of that.
+//! Filtered, paged reads of the log, built for either backend with `QueryBuilder`
+//! (which spells the placeholders); what else the two spell differently is
+//! [`Dialect`]'s.
 //!
 //! The actor, action and resource indexes lead with the event's bucket, `idx >> 14`
 //! (16,384 consecutive events), before the actor, action or resource (migration 0007):
