@@ -368,7 +368,7 @@ mod tests {
     use super::*;
     use crate::checkpoint::NoteSigner;
     use crate::event::{EventLimits, NewEvent};
-    use crate::store::{AuditStore, StoredEvent, decode_event};
+    use crate::store::{AuditStore, StoredEvent};
     use palisade_core::principal::TenantId;
     use palisade_store::{Database, DatabaseConfig, SqliteDb};
     use proptest::prelude::*;
@@ -437,40 +437,18 @@ mod tests {
         })
     }
 
-    async fn run(conn: &mut SqliteConnection, mut read: FilteredRead<'_>) -> Vec<StoredEvent> {
-        let mut events = Vec::new();
-        while let Some(mut q) = read
-            .next_statement::<Sqlite>(events.len())
+    /// A read through the SQLite store's own statement loop.
+    async fn run(conn: &mut SqliteConnection, read: FilteredRead<'_>) -> Vec<StoredEvent> {
+        crate::store::sqlite::read_filtered(conn, read)
+            .await
             .unwrap_or_else(|e| panic!("{e}"))
-        {
-            for row in q
-                .build()
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-            {
-                events.push(decode_event(&row).unwrap_or_else(|e| panic!("{e}")));
-            }
-        }
-        events
     }
 
-    async fn run_pg(conn: &mut sqlx::PgConnection, mut read: FilteredRead<'_>) -> Vec<StoredEvent> {
-        let mut events = Vec::new();
-        while let Some(mut q) = read
-            .next_statement::<sqlx::Postgres>(events.len())
+    /// A read through the PostgreSQL store's own statement loop.
+    async fn run_pg(conn: &mut sqlx::PgConnection, read: FilteredRead<'_>) -> Vec<StoredEvent> {
+        crate::store::postgres::read_filtered(conn, read)
+            .await
             .unwrap_or_else(|e| panic!("{e}"))
-        {
-            for row in q
-                .build()
-                .fetch_all(&mut *conn)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-            {
-                events.push(decode_event(&row).unwrap_or_else(|e| panic!("{e}")));
-            }
-        }
-        events
     }
 
     /// The same log on PostgreSQL, and what keeps its schema alive.
@@ -501,28 +479,70 @@ mod tests {
         })
     }
 
-    /// A walk over buckets of 4 events, and one statement over the same range to
-    /// compare it with. A walk stops at the head's bucket; one statement is bounded
-    /// by `before` only, so it is given the head as a bound.
-    fn walk_and_single(
-        filter: &EventFilter,
+    /// One generated read of the `EVENTS`-event log.
+    #[derive(Debug, Clone)]
+    struct Case {
+        filter: EventFilter,
         after: Option<u64>,
         before: Option<u64>,
         order: Order,
         limit: u32,
+        /// A head below the tree size stands for appends the size read did not see.
         head: u64,
-    ) -> (FilteredRead<'_>, FilteredRead<'_>) {
-        let walk = FilteredRead::with_bucket_bits(filter, after, before, order, limit, head, 2);
-        let bound = match walk.plan {
-            Plan::Single => before,
-            _ => Some(before.map_or(head, |b| b.min(head))),
-        };
-        let mut single =
-            FilteredRead::with_bucket_bits(filter, after, bound, order, limit, head, 2);
-        single.plan = Plan::Single;
-        (walk, single)
     }
 
+    impl Case {
+        /// The walk over buckets of 4 events, and one statement over the same range
+        /// to compare it with. A walk stops at the head's bucket; one statement is
+        /// bounded by `before` only, so it is given the head as a bound.
+        fn walk_and_single(&self) -> (FilteredRead<'_>, FilteredRead<'_>) {
+            let (after, before, order, limit, head) =
+                (self.after, self.before, self.order, self.limit, self.head);
+            let walk =
+                FilteredRead::with_bucket_bits(&self.filter, after, before, order, limit, head, 2);
+            let bound = match walk.plan {
+                Plan::Single => before,
+                _ => Some(before.map_or(head, |b| b.min(head))),
+            };
+            let mut single =
+                FilteredRead::with_bucket_bits(&self.filter, after, bound, order, limit, head, 2);
+            single.plan = Plan::Single;
+            (walk, single)
+        }
+    }
+
+    fn case_strategy() -> impl Strategy<Value = Case> {
+        (
+            filter_strategy(),
+            prop::option::of(0..EVENTS + 5),
+            prop::option::of(0..EVENTS + 5),
+            prop::bool::ANY,
+            0u32..40,
+            0..3u64,
+        )
+            .prop_map(
+                |(filter, after, before, newest_first, limit, head_short)| Case {
+                    filter,
+                    after,
+                    before,
+                    order: if newest_first {
+                        Order::NewestFirst
+                    } else {
+                        Order::OldestFirst
+                    },
+                    limit,
+                    head: EVENTS - head_short,
+                },
+            )
+    }
+
+    thread_local! {
+        /// One runtime per test thread for the proptests, whose logs live as long.
+        static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
     fn filter_strategy() -> impl Strategy<Value = EventFilter> {
         (
             prop::option::of(0..ACTORS + 1),
@@ -554,30 +574,32 @@ mod tests {
         /// Walking buckets of 4 events returns exactly what one statement over the
         /// whole range returns, in both orders, for any filter, window and limit.
         #[test]
-        fn the_bucket_walk_reads_what_one_statement_reads(
-            filter in filter_strategy(),
-            after in prop::option::of(0..EVENTS + 5),
-            before in prop::option::of(0..EVENTS + 5),
-            newest_first in prop::bool::ANY,
-            limit in 0u32..40,
-            head_short in 0..3u64,
-        ) {
-            thread_local! {
-                static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-            }
+        fn the_bucket_walk_reads_what_one_statement_reads(case in case_strategy()) {
             static LOG: std::sync::OnceLock<Log> = std::sync::OnceLock::new();
-            let order = if newest_first { Order::NewestFirst } else { Order::OldestFirst };
-            // A head below the tree size stands for appends the size read did not see.
-            let head = EVENTS - head_short;
             RT.with(|rt| {
                 let log = LOG.get_or_init(|| log(rt));
                 rt.block_on(async {
                     let mut conn = log.db.reader().acquire().await.unwrap_or_else(|e| panic!("{e}"));
-                    let (walk, single) = walk_and_single(&filter, after, before, order, limit, head);
+                    let (walk, single) = case.walk_and_single();
                     let expected = run(&mut conn, single).await;
-                    let walked = run(&mut conn, walk).await;
-                    prop_assert_eq!(walked, expected);
+                    prop_assert_eq!(run(&mut conn, walk).await, expected);
+                    Ok(())
+                })
+            })?;
+        }
+
+        /// The same on PostgreSQL, whose groups of buckets are a lateral join over an
+        /// array of them rather than a `UNION ALL`.
+        #[test]
+        fn the_bucket_walk_reads_what_one_statement_reads_on_postgres(case in case_strategy()) {
+            static LOG: std::sync::OnceLock<PgLog> = std::sync::OnceLock::new();
+            RT.with(|rt| {
+                let log = LOG.get_or_init(|| pg_log(rt));
+                rt.block_on(async {
+                    let mut conn = log.pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
+                    let (walk, single) = case.walk_and_single();
+                    let expected = run_pg(&mut conn, single).await;
+                    prop_assert_eq!(run_pg(&mut conn, walk).await, expected);
                     Ok(())
                 })
             })?;
@@ -651,41 +673,6 @@ mod tests {
             }
             let found: Vec<u64> = run(&mut conn, read).await.iter().map(|e| e.index).collect();
             assert_eq!(found, [0, 1, 5], "buckets of 2^{bits}");
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-
-        /// The same on PostgreSQL, whose groups of buckets are a lateral join over an
-        /// array of them rather than a `UNION ALL`.
-        #[test]
-        fn the_bucket_walk_reads_what_one_statement_reads_on_postgres(
-            filter in filter_strategy(),
-            after in prop::option::of(0..EVENTS + 5),
-            before in prop::option::of(0..EVENTS + 5),
-            newest_first in prop::bool::ANY,
-            limit in 0u32..40,
-            head_short in 0..3u64,
-        ) {
-            thread_local! {
-                static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all().build().unwrap_or_else(|e| panic!("{e}"));
-            }
-            static LOG: std::sync::OnceLock<PgLog> = std::sync::OnceLock::new();
-            let order = if newest_first { Order::NewestFirst } else { Order::OldestFirst };
-            let head = EVENTS - head_short;
-            RT.with(|rt| {
-                let log = LOG.get_or_init(|| pg_log(rt));
-                rt.block_on(async {
-                    let mut conn = log.pool.acquire().await.unwrap_or_else(|e| panic!("{e}"));
-                    let (walk, single) = walk_and_single(&filter, after, before, order, limit, head);
-                    let expected = run_pg(&mut conn, single).await;
-                    let walked = run_pg(&mut conn, walk).await;
-                    prop_assert_eq!(walked, expected);
-                    Ok(())
-                })
-            })?;
         }
     }
 

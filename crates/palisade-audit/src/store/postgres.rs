@@ -346,7 +346,7 @@ pub(super) async fn query_after(
 }
 
 /// Runs the statements of a filtered read in turn on one connection.
-async fn read_filtered(
+pub(super) async fn read_filtered(
     conn: &mut PgConnection,
     mut read: FilteredRead<'_>,
 ) -> Result<Vec<StoredEvent>, AuditStoreError> {
