@@ -8,7 +8,8 @@
 //! actor, action, resource, time): what maintaining them costs per batch. It is a
 //! measurement only; the log needs those indexes.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use palisade_audit::checkpoint::NoteSigner;
 use palisade_audit::event::{EventLimits, NewEvent, PreparedEvent};
 use palisade_audit::store::AuditStore;
@@ -72,16 +73,7 @@ fn append(c: &mut Criterion) {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let store = AuditStore::new(sqlite.clone());
-    group.bench_function("palisade_sqlite", |b| {
-        b.iter_custom(|iters| {
-            timed(iters, |batch| {
-                let start = Instant::now();
-                rt.block_on(store.append(&batch, &signer, "bench", 0))
-                    .unwrap_or_else(|e| panic!("{e}"));
-                start.elapsed()
-            })
-        })
-    });
+    bench_store_append(&mut group, "palisade_sqlite", &rt, &store, &signer);
     group.bench_function("raw_insert_sqlite", |b| {
         let Database::Sqlite(db) = &sqlite else { return };
         b.iter_custom(|iters| {
@@ -105,66 +97,28 @@ fn append(c: &mut Criterion) {
         })
     });
 
-    let pg = rt.block_on(async {
-        let schema = TestDatabase::create().await?;
-        let db = Database::connect(
-            &DatabaseConfig::postgres(schema.url()),
-            std::path::Path::new("."),
-        )
-        .await?;
-        db.migrate().await?;
-        if let Database::Postgres(p) = &db {
-            sqlx::query("CREATE UNLOGGED TABLE IF NOT EXISTS plain_entries (LIKE audit_entries)")
-                .execute(p.primary())
-                .await?;
-            sqlx::query("ALTER TABLE plain_entries SET LOGGED")
-                .execute(p.primary())
-                .await?;
-        }
-        Ok::<_, Box<dyn std::error::Error>>((schema, db))
-    });
+    let pg = rt.block_on(migrated_postgres(&[
+        "CREATE UNLOGGED TABLE IF NOT EXISTS plain_entries (LIKE audit_entries)",
+        "ALTER TABLE plain_entries SET LOGGED",
+    ]));
     let Ok((_schema, pg)) = pg else {
         eprintln!("PostgreSQL not reachable: skipping its benchmarks");
         return;
     };
     let store = AuditStore::new(pg.clone());
-    group.bench_function("palisade_postgres", |b| {
-        b.iter_custom(|iters| {
-            timed(iters, |batch| {
-                let start = Instant::now();
-                rt.block_on(store.append(&batch, &signer, "bench", 0))
-                    .unwrap_or_else(|e| panic!("{e}"));
-                start.elapsed()
-            })
-        })
-    });
-    let bare = rt.block_on(async {
-        let schema = TestDatabase::create().await?;
-        let db = Database::connect(
-            &DatabaseConfig::postgres(schema.url()),
-            std::path::Path::new("."),
-        )
-        .await?;
-        db.migrate().await?;
-        if let Database::Postgres(p) = &db {
-            sqlx::query("DROP INDEX audit_entries_tenant, audit_entries_actor_bucketed, audit_entries_action_bucketed, audit_entries_resource_bucketed, audit_entries_time")
-                .execute(p.primary())
-                .await?;
-        }
-        Ok::<_, Box<dyn std::error::Error>>((schema, db))
-    });
+    bench_store_append(&mut group, "palisade_postgres", &rt, &store, &signer);
+    let bare = rt.block_on(migrated_postgres(&[
+        "DROP INDEX audit_entries_tenant, audit_entries_actor_bucketed, audit_entries_action_bucketed, audit_entries_resource_bucketed, audit_entries_time",
+    ]));
     let (_bare_schema, bare) = bare.unwrap_or_else(|e| panic!("{e}"));
     let bare = AuditStore::new(bare);
-    group.bench_function("palisade_postgres_no_query_indexes", |b| {
-        b.iter_custom(|iters| {
-            timed(iters, |batch| {
-                let start = Instant::now();
-                rt.block_on(bare.append(&batch, &signer, "bench", 0))
-                    .unwrap_or_else(|e| panic!("{e}"));
-                start.elapsed()
-            })
-        })
-    });
+    bench_store_append(
+        &mut group,
+        "palisade_postgres_no_query_indexes",
+        &rt,
+        &bare,
+        &signer,
+    );
     group.bench_function("raw_copy_postgres", |b| {
         let Database::Postgres(db) = &pg else { return };
         let mut next_idx = 0i64;
@@ -186,6 +140,45 @@ fn append(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// Times `store.append` of one batch per iteration as benchmark `name`.
+fn bench_store_append(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    rt: &Runtime,
+    store: &AuditStore,
+    signer: &NoteSigner,
+) {
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |batch| {
+                let start = Instant::now();
+                rt.block_on(store.append(&batch, signer, "bench", 0))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                start.elapsed()
+            })
+        })
+    });
+}
+
+/// A migrated store in a fresh PostgreSQL schema, after running `setup` in it.
+async fn migrated_postgres(
+    setup: &[&str],
+) -> Result<(TestDatabase, Database), Box<dyn std::error::Error>> {
+    let schema = TestDatabase::create().await?;
+    let db = Database::connect(
+        &DatabaseConfig::postgres(schema.url()),
+        std::path::Path::new("."),
+    )
+    .await?;
+    db.migrate().await?;
+    if let Database::Postgres(p) = &db {
+        for statement in setup {
+            sqlx::query(statement).execute(p.primary()).await?;
+        }
+    }
+    Ok((schema, db))
 }
 
 fn to_csv(batch: &[PreparedEvent], next_idx: &mut i64) -> String {
