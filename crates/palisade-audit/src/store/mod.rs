@@ -433,6 +433,20 @@ pub(crate) fn dedupe(batch: &[PreparedEvent]) -> (Vec<&PreparedEvent>, Vec<usize
     (unique, positions)
 }
 
+/// The ids of `unique` that may already be in the log: those at or below the
+/// greatest id it holds (`None`: the log is empty). An id above it cannot be stored.
+/// Ids Palisade assigns are UUIDv7s, which order by their millisecond first, so a
+/// fresh batch is above the greatest id and skips the lookup; a client's own ids and
+/// a spool replay's older ones are still looked up. `Uuid` orders by its bytes, as
+/// SQLite compares blobs and PostgreSQL compares `uuid`s.
+pub(crate) fn maybe_stored(unique: &[&PreparedEvent], greatest: Option<Uuid>) -> Vec<Uuid> {
+    unique
+        .iter()
+        .map(|e| e.id)
+        .filter(|id| greatest.is_some_and(|greatest| *id <= greatest))
+        .collect()
+}
+
 /// Columns every event read selects.
 pub(crate) const EVENT_COLUMNS: &str = "idx, id, tenant, leaf";
 

@@ -5,7 +5,7 @@ use super::pg_copy::CopyWriter;
 use super::{
     Appended, AscendingPage, AuditStoreError, EVENT_COLUMNS, EventFilter, FilteredRead, Order,
     Page, PageAfter, StoredCheckpoint, StoredEvent, decode_checkpoint, decode_event, dedupe,
-    read_through, to_db, to_hash, to_index,
+    maybe_stored, read_through, to_db, to_hash, to_index,
 };
 use crate::checkpoint::{Checkpoint, NoteSigner};
 use crate::event::PreparedEvent;
@@ -33,8 +33,7 @@ pub(super) async fn append(
         .bind(SEQUENCER_LOCK)
         .execute(&mut *tx)
         .await?;
-    let ids: Vec<Uuid> = unique.iter().map(|e| e.id).collect();
-    let (size, mut indexes) = size_and_known_in(&mut tx, &ids).await?;
+    let (size, mut indexes) = size_and_known_in(&mut tx, &unique).await?;
     let fresh: Vec<&PreparedEvent> = unique
         .iter()
         .copied()
@@ -77,33 +76,34 @@ pub(super) async fn append(
     Ok(Appended { entries, tree_size })
 }
 
-/// The tree size and the indexes of those of `ids` already in the log, in one round
-/// trip (the row with a NULL id carries the size). Read after the sequencer lock is
-/// taken, by a later statement, so that its snapshot sees every earlier append.
+/// The tree size and the indexes of those of `unique` already in the log. Read
+/// after the sequencer lock is taken, by later statements, so that their snapshots
+/// see every earlier append. A batch of fresh ids (above the greatest stored, see
+/// [`maybe_stored`]) takes one round trip; both subqueries read one end of an index
+/// (PostgreSQL 15 has no `max(uuid)`).
 async fn size_and_known_in(
     conn: &mut PgConnection,
-    ids: &[Uuid],
+    unique: &[&PreparedEvent],
 ) -> Result<(u64, HashMap<Uuid, u64>), AuditStoreError> {
-    let rows = sqlx::query(
-        "SELECT NULL::uuid AS id, COALESCE(MAX(idx) + 1, 0) AS idx FROM audit_entries \
-         UNION ALL SELECT id, idx FROM audit_entries WHERE id = ANY($1)",
+    let (size, greatest): (i64, Option<Uuid>) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries), \
+             (SELECT id FROM audit_entries ORDER BY id DESC LIMIT 1)",
     )
-    .bind(ids)
-    .fetch_all(conn)
+    .fetch_one(&mut *conn)
     .await?;
-    let mut size = None;
-    let mut known = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let index = to_index(row.try_get("idx")?)?;
-        match row.try_get::<Option<Uuid>, _>("id")? {
-            Some(id) => {
-                known.insert(id, index);
-            }
-            None => size = Some(index),
+    let candidates = maybe_stored(unique, greatest);
+    let mut known = HashMap::with_capacity(candidates.len());
+    if !candidates.is_empty() {
+        let rows: Vec<(Uuid, i64)> =
+            sqlx::query_as("SELECT id, idx FROM audit_entries WHERE id = ANY($1)")
+                .bind(&candidates)
+                .fetch_all(conn)
+                .await?;
+        for (id, index) in rows {
+            known.insert(id, to_index(index)?);
         }
     }
-    let size = size.ok_or_else(|| AuditStoreError::Corrupt("no tree size read".into()))?;
-    Ok((size, known))
+    Ok((to_index(size)?, known))
 }
 
 async fn size_in(conn: &mut PgConnection) -> Result<u64, AuditStoreError> {
