@@ -34,17 +34,28 @@ impl Checkpointer {
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(INTERVAL);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Said once when checkpoints start failing and once when they work
+            // again, not ten times a second (a full disk, say).
+            let mut failing = false;
             loop {
                 tokio::select! {
                     // Told to stop, or every sender dropped.
                     _ = stopped.wait_for(|stop| *stop) => break,
                     _ = ticks.tick() => {}
                 }
-                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                     .execute(&mut conn)
                     .await
                 {
-                    tracing::warn!(%error, "WAL checkpoint failed; the writer's own checkpoint stands in");
+                    Err(error) if !failing => {
+                        failing = true;
+                        tracing::warn!(%error, "WAL checkpoints failing; the writer's own checkpoint stands in");
+                    }
+                    Ok(_) if failing => {
+                        failing = false;
+                        tracing::info!("WAL checkpoints work again");
+                    }
+                    _ => {}
                 }
             }
             if let Err(error) = conn.close().await {
