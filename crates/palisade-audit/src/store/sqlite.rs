@@ -20,11 +20,6 @@ use uuid::Uuid;
 /// trip to the connection's thread).
 const ENTRY_CHUNK: usize = 2900;
 /// Hash rows per INSERT (3 columns each).
-///
-/// Both inserts say `OR FAIL`: with the default `ABORT`, SQLite copies every page a
-/// multi-row statement first touches into a statement journal so that it can undo
-/// just that statement (3.7% of the append's CPU). A conflict here means a broken
-/// invariant, and the error drops the whole transaction anyway.
 const HASH_CHUNK: usize = 5000;
 /// Ids per `IN (...)` lookup.
 const ID_CHUNK: usize = 5000;
@@ -37,16 +32,8 @@ pub(super) async fn append(
     now_ms: i64,
 ) -> Result<Appended, AuditStoreError> {
     let (unique, positions) = dedupe(batch);
-    // The one writer connection serializes appends: it is the sequencer. The leaves
-    // are hashed while its thread takes the write lock (the round trip to it costs
-    // about as much as the hashing).
-    let (tx, unique_hashes) = tokio::join!(db.begin_write(), async {
-        unique
-            .iter()
-            .map(|e| leaf_hash(&e.leaf))
-            .collect::<Vec<Hash>>()
-    });
-    let mut tx = tx?;
+    // The one writer connection serializes appends: it is the sequencer.
+    let mut tx = db.begin_write().await?;
     let (size, greatest) = size_and_greatest_id_in(&mut tx).await?;
     let mut indexes: HashMap<Uuid, u64> = HashMap::new();
     for chunk in maybe_stored(&unique, greatest).chunks(ID_CHUNK) {
@@ -61,16 +48,17 @@ pub(super) async fn append(
             indexes.insert(row.try_get("id")?, to_index(row.try_get("idx")?)?);
         }
     }
-    let (fresh, leaf_hashes): (Vec<&PreparedEvent>, Vec<Hash>) = unique
+    let fresh: Vec<&PreparedEvent> = unique
         .iter()
-        .zip(unique_hashes)
-        .filter(|(e, _)| !indexes.contains_key(&e.id))
-        .unzip();
+        .copied()
+        .filter(|e| !indexes.contains_key(&e.id))
+        .collect();
     let mut tree_size = size;
     if !fresh.is_empty() {
         let edge = root_nodes(size);
         let edge_hashes = read_hashes_in(&mut tx, &edge).await?;
         let mut frontier = Frontier::from_parts(size, edge_hashes)?;
+        let leaf_hashes: Vec<Hash> = fresh.iter().map(|e| leaf_hash(&e.leaf)).collect();
         let nodes = frontier.append(&leaf_hashes)?;
         for (offset, event) in fresh.iter().enumerate() {
             indexes.insert(event.id, size + offset as u64);
@@ -85,6 +73,12 @@ pub(super) async fn append(
         // Every insert of the batch goes in one multi-statement query, one round trip
         // to the connection's thread instead of one a statement (about 0.25 ms each
         // in the append benchmark); sqlx binds each statement's `?`s in turn.
+        //
+        // The entries and hashes say `OR FAIL`: with the default `ABORT`, SQLite
+        // copies every page a multi-row statement first touches into a statement
+        // journal so that it can undo just that statement (3.7% of the append's
+        // CPU). A conflict here means a broken invariant, and the error drops the
+        // whole transaction anyway.
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("");
         for (n, chunk) in fresh.chunks(ENTRY_CHUNK).enumerate() {
             let first = to_db(size + (n * ENTRY_CHUNK) as u64)?;
