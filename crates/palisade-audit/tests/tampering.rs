@@ -15,7 +15,7 @@ async fn as_superuser(b: &Backend, statements: &[&str]) {
     match &b.db {
         Database::Postgres(db) => {
             let mut tx = db.primary().begin().await.expect("tx");
-            for table in ["audit_entries", "audit_hashes", "audit_checkpoints"] {
+            for table in ["audit_entries", "audit_hash_runs", "audit_checkpoints"] {
                 sqlx::query(&format!("ALTER TABLE {table} DISABLE TRIGGER USER"))
                     .execute(&mut *tx)
                     .await
@@ -24,7 +24,7 @@ async fn as_superuser(b: &Backend, statements: &[&str]) {
             for sql in statements {
                 sqlx::query(sql).execute(&mut *tx).await.expect(sql);
             }
-            for table in ["audit_entries", "audit_hashes", "audit_checkpoints"] {
+            for table in ["audit_entries", "audit_hash_runs", "audit_checkpoints"] {
                 sqlx::query(&format!("ALTER TABLE {table} ENABLE TRIGGER USER"))
                     .execute(&mut *tx)
                     .await
@@ -125,18 +125,30 @@ async fn swapped_rows_are_named(b: Backend) {
     assert_eq!(verify(&b).await, Err(Tampering::LeafChanged { index: 200 }));
 }
 
+/// SQL that overwrites the stored hash of node `(level, position)` in place, inside
+/// the run that holds it (the last run of its level starting at or before it).
+fn replace_stored_hash(b: &Backend, level: u8, position: u64) -> String {
+    let run = format!(
+        "level = {level} AND first_idx = (SELECT max(first_idx) FROM audit_hash_runs \
+         WHERE level = {level} AND first_idx <= {position})"
+    );
+    match b.db {
+        Database::Postgres(_) => format!(
+            "UPDATE audit_hash_runs SET hashes = overlay(hashes PLACING sha256('forged'::bytea) \
+             FROM (({position} - first_idx) * 32 + 1)::int FOR 32) WHERE {run}"
+        ),
+        // `||` makes text of blobs; the cast takes the bytes back as a BLOB.
+        Database::Sqlite(_) => format!(
+            "UPDATE audit_hash_runs SET hashes = CAST(substr(hashes, 1, ({position} - first_idx) * 32) \
+             || zeroblob(32) || substr(hashes, ({position} - first_idx) * 32 + 33) AS BLOB) WHERE {run}"
+        ),
+    }
+}
+
 async fn a_replaced_stored_hash_is_named(b: Backend) {
     let b = prepared(b).await;
     // Level 3, position 5 covers leaves 40..48.
-    let sql = match b.db {
-        Database::Postgres(_) => {
-            "UPDATE audit_hashes SET hash = sha256('forged'::bytea) WHERE level = 3 AND idx = 5"
-        }
-        Database::Sqlite(_) => {
-            "UPDATE audit_hashes SET hash = zeroblob(32) WHERE level = 3 AND idx = 5"
-        }
-    };
-    as_superuser(&b, &[sql]).await;
+    as_superuser(&b, &[&replace_stored_hash(&b, 3, 5)]).await;
     assert_eq!(
         verify(&b).await,
         Err(Tampering::HashChanged {
@@ -242,15 +254,7 @@ async fn a_changed_leaf_is_named_wherever_it_falls_in_a_range(b: Backend) {
 async fn a_replaced_leaf_hash_is_named_in_a_later_range(b: Backend) {
     let b = prepared(b).await;
     // The leaf bytes are intact, the stored level-0 hash of 192 is not.
-    let sql = match b.db {
-        Database::Postgres(_) => {
-            "UPDATE audit_hashes SET hash = sha256('forged'::bytea) WHERE level = 0 AND idx = 192"
-        }
-        Database::Sqlite(_) => {
-            "UPDATE audit_hashes SET hash = zeroblob(32) WHERE level = 0 AND idx = 192"
-        }
-    };
-    as_superuser(&b, &[sql]).await;
+    as_superuser(&b, &[&replace_stored_hash(&b, 0, 192)]).await;
     for chunk in CHUNKS {
         assert_eq!(
             verify_in_chunks(&b, chunk).await,
@@ -265,14 +269,7 @@ async fn a_replaced_interior_hash_is_named_across_ranges(b: Backend) {
     // more than any range holds.
     for (level, position) in [(3u8, 5u64), (7, 1)] {
         let b = prepared(common_backend(&b).await).await;
-        let sql = format!(
-            "UPDATE audit_hashes SET hash = {} WHERE level = {level} AND idx = {position}",
-            match b.db {
-                Database::Postgres(_) => "sha256('forged'::bytea)",
-                Database::Sqlite(_) => "zeroblob(32)",
-            }
-        );
-        as_superuser(&b, &[&sql]).await;
+        as_superuser(&b, &[&replace_stored_hash(&b, level, position)]).await;
         for chunk in CHUNKS {
             assert_eq!(
                 verify_in_chunks(&b, chunk).await,

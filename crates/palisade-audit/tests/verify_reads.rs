@@ -11,6 +11,68 @@ use palisade_store::Database;
 
 const SIZE: u64 = 300;
 
+/// Removes the stored hash of node `(level, position)` as a superuser would: the run
+/// holding it is cut in two around it (or loses its first or last hash).
+async fn delete_stored_hash(b: &Backend, level: u8, position: u64) {
+    let run = format!(
+        "level = {level} AND first_idx = (SELECT max(first_idx) FROM audit_hash_runs \
+         WHERE level = {level} AND first_idx <= {position})"
+    );
+    let (after, before) = match b.db {
+        Database::Postgres(_) => (
+            format!(
+                "INSERT INTO audit_hash_runs (level, first_idx, hashes) \
+                 SELECT level, {position} + 1, substring(hashes FROM (({position} + 1 - first_idx) * 32 + 1)::int) \
+                 FROM audit_hash_runs WHERE {run} AND octet_length(hashes) > ({position} + 1 - first_idx) * 32"
+            ),
+            format!(
+                "UPDATE audit_hash_runs SET hashes = substring(hashes FROM 1 FOR (({position} - first_idx) * 32)::int) \
+                 WHERE {run}"
+            ),
+        ),
+        Database::Sqlite(_) => (
+            format!(
+                "INSERT INTO audit_hash_runs (level, first_idx, hashes) \
+                 SELECT level, {position} + 1, substr(hashes, ({position} + 1 - first_idx) * 32 + 1) \
+                 FROM audit_hash_runs WHERE {run} AND length(hashes) > ({position} + 1 - first_idx) * 32"
+            ),
+            format!(
+                "UPDATE audit_hash_runs SET hashes = substr(hashes, 1, ({position} - first_idx) * 32) \
+                 WHERE {run}"
+            ),
+        ),
+    };
+    let empty = "DELETE FROM audit_hash_runs WHERE length(hashes) = 0";
+    let empty = match b.db {
+        Database::Postgres(_) => empty.replace("length(", "octet_length("),
+        Database::Sqlite(_) => empty.to_owned(),
+    };
+    match &b.db {
+        Database::Postgres(db) => {
+            let mut tx = db.primary().begin().await.expect("tx");
+            sqlx::query("ALTER TABLE audit_hash_runs DISABLE TRIGGER USER")
+                .execute(&mut *tx)
+                .await
+                .expect("disable");
+            for sql in [&after, &before, &empty] {
+                sqlx::query(sql).execute(&mut *tx).await.expect(sql);
+            }
+            tx.commit().await.expect("commit");
+        }
+        Database::Sqlite(db) => {
+            for sql in [
+                "DROP TRIGGER audit_hash_runs_no_update",
+                "DROP TRIGGER audit_hash_runs_no_delete",
+                &after,
+                &before,
+                &empty,
+            ] {
+                sqlx::query(sql).execute(db.writer()).await.expect(sql);
+            }
+        }
+    }
+}
+
 async fn leaf_blocks_hold_the_stored_leaves(b: Backend) {
     fill(&b.store, SIZE, 37).await;
     let events = b.store.events_range(0, SIZE).await.expect("events");
@@ -75,28 +137,7 @@ async fn compare_hashes_finds_the_first_difference_and_gaps(b: Backend) {
     assert!(!found.all_match(longer.len()));
 
     // A deleted stored hash shows in the count too.
-    let delete = "DELETE FROM audit_hashes WHERE level = 0 AND idx = 77";
-    match &b.db {
-        Database::Postgres(db) => {
-            let mut tx = db.primary().begin().await.expect("tx");
-            sqlx::query("ALTER TABLE audit_hashes DISABLE TRIGGER USER")
-                .execute(&mut *tx)
-                .await
-                .expect("disable");
-            sqlx::query(delete).execute(&mut *tx).await.expect("delete");
-            tx.commit().await.expect("commit");
-        }
-        Database::Sqlite(db) => {
-            sqlx::query("DROP TRIGGER audit_hashes_no_delete")
-                .execute(db.writer())
-                .await
-                .expect("drop trigger");
-            sqlx::query(delete)
-                .execute(db.writer())
-                .await
-                .expect("delete");
-        }
-    }
+    delete_stored_hash(&b, 0, 77).await;
     let found = b
         .store
         .compare_hashes(0, 0, &leaves)
@@ -157,28 +198,7 @@ async fn hashes_match_checks_every_run(b: Backend) {
     assert!(each(split).await);
 
     // A deleted stored hash in one run shows in the count.
-    let delete = "DELETE FROM audit_hashes WHERE level = 2 AND idx = 40";
-    match &b.db {
-        Database::Postgres(db) => {
-            let mut tx = db.primary().begin().await.expect("tx");
-            sqlx::query("ALTER TABLE audit_hashes DISABLE TRIGGER USER")
-                .execute(&mut *tx)
-                .await
-                .expect("disable");
-            sqlx::query(delete).execute(&mut *tx).await.expect("delete");
-            tx.commit().await.expect("commit");
-        }
-        Database::Sqlite(db) => {
-            sqlx::query("DROP TRIGGER audit_hashes_no_delete")
-                .execute(db.writer())
-                .await
-                .expect("drop trigger");
-            sqlx::query(delete)
-                .execute(db.writer())
-                .await
-                .expect("delete");
-        }
-    }
+    delete_stored_hash(&b, 2, 40).await;
     assert!(!each(runs).await);
 }
 

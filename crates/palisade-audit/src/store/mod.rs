@@ -9,6 +9,7 @@
 //! leaves, every newly completed subtree hash, and a signed checkpoint.
 
 mod filtered;
+mod hash_runs;
 mod pg_copy;
 mod postgres;
 mod sqlite;

@@ -1,15 +1,16 @@
 //! The audit store on PostgreSQL: bulk inserts through binary `COPY` (one stream per
 //! table per batch, see [`super::pg_copy`]) under an advisory transaction lock.
 
+use super::hash_runs::{RUN_SPAN, expand, hash_in_run, runs_of, tile_start};
 use super::pg_copy::CopyWriter;
 use super::{
     Appended, AscendingPage, AuditStoreError, EVENT_COLUMNS, EventFilter, FilteredRead, Order,
     Page, PageAfter, StoredCheckpoint, StoredEvent, decode_checkpoint, decode_event, dedupe,
-    maybe_stored, read_through, to_db, to_hash, to_index,
+    maybe_stored, read_through, to_db, to_index,
 };
 use crate::checkpoint::{Checkpoint, NoteSigner};
 use crate::event::PreparedEvent;
-use crate::merkle::{Frontier, Hash, NodeId, leaf_hash, root_nodes};
+use crate::merkle::{Frontier, HASH_LEN, Hash, NodeId, leaf_hash, root_nodes};
 use palisade_store::PostgresDb;
 use sqlx::{PgConnection, PgPool, Postgres, Row};
 use std::collections::HashMap;
@@ -163,17 +164,18 @@ async fn insert_nodes(
     tx: &mut PgConnection,
     nodes: &[(NodeId, Hash)],
 ) -> Result<(), AuditStoreError> {
-    // Per row: field count 2, level 6, index 12, hash 36 bytes.
-    let mut w = CopyWriter::new(nodes.len() * 56);
-    for (id, hash) in nodes {
+    let runs = runs_of(nodes);
+    // Per row: field count 2, level 6, first index 12, hashes 4 + 32 a node.
+    let mut w = CopyWriter::new(runs.len() * 20 + nodes.len() * HASH_LEN);
+    for run in &runs {
         w.tuple(3);
-        w.int2(i16::from(id.level));
-        w.int8(to_db(id.index)?);
-        w.bytes(Some(&hash[..]))?;
+        w.int2(i16::from(run.level));
+        w.int8(to_db(run.first)?);
+        w.bytes(Some(&run.hashes))?;
     }
     copy_in(
         tx,
-        "COPY audit_hashes (level, idx, hash) FROM STDIN (FORMAT binary)",
+        "COPY audit_hash_runs (level, first_idx, hashes) FROM STDIN (FORMAT binary)",
         w.finish(),
     )
     .await
@@ -215,24 +217,76 @@ async fn read_hashes_map_in(
         .iter()
         .map(|id| to_db(id.index))
         .collect::<Result<Vec<_>, _>>()?;
-    let rows = sqlx::query(
-        "SELECT h.level, h.idx, h.hash FROM audit_hashes h \
-         JOIN UNNEST($1::smallint[], $2::bigint[]) AS want(level, idx) ON h.level = want.level AND h.idx = want.idx",
-    )
+    // Per node, the last run of its level starting in its tile at or before it, and
+    // the node's 32 bytes of it (out of line and uncompressed, so only that slice is
+    // fetched).
+    let rows = sqlx::query(&format!(
+        "SELECT want.n, r.first_idx, octet_length(r.hashes) AS len, \
+         substring(r.hashes FROM ((want.idx - r.first_idx) * {HASH_LEN} + 1)::int FOR {HASH_LEN}) AS hash \
+         FROM UNNEST($1::smallint[], $2::bigint[]) WITH ORDINALITY AS want(level, idx, n) \
+         CROSS JOIN LATERAL (SELECT first_idx, hashes FROM audit_hash_runs \
+             WHERE level = want.level AND first_idx <= want.idx \
+             AND first_idx >= want.idx - want.idx % {RUN_SPAN} \
+             ORDER BY first_idx DESC LIMIT 1) r"
+    ))
     .bind(&levels)
     .bind(&indexes)
     .fetch_all(conn)
     .await?;
     let mut found = HashMap::with_capacity(rows.len());
     for row in rows {
-        let level: i16 = row.try_get("level")?;
-        let id = NodeId::new(
-            u8::try_from(level).map_err(|_| AuditStoreError::Corrupt(format!("level {level}")))?,
-            to_index(row.try_get("idx")?)?,
-        );
-        found.insert(id, to_hash(row.try_get::<&[u8], _>("hash")?)?);
+        let n: i64 = row.try_get("n")?;
+        let Some(id) = usize::try_from(n - 1).ok().and_then(|n| ids.get(n)) else {
+            return Err(AuditStoreError::Corrupt(format!("node {n} not asked for")));
+        };
+        let first = to_index(row.try_get("first_idx")?)?;
+        let len = to_index(i64::from(row.try_get::<i32, _>("len")?))?;
+        if let Some(hash) = hash_in_run(id.index, first, len, row.try_get::<&[u8], _>("hash")?)? {
+            found.insert(*id, hash);
+        }
     }
     Ok(found)
+}
+
+/// The stored runs of each `(level, start, end)`: those starting in
+/// `[tile_start(start), end)`, as `(level, first index, hashes)`, by level and index.
+pub(super) async fn stored_runs(
+    pool: &PgPool,
+    ranges: &[(u8, u64, u64)],
+) -> Result<Vec<(u8, u64, Vec<u8>)>, AuditStoreError> {
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let levels: Vec<i16> = ranges.iter().map(|r| i16::from(r.0)).collect();
+    let starts = ranges
+        .iter()
+        .map(|r| to_db(tile_start(r.1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ends = ranges
+        .iter()
+        .map(|r| to_db(r.2))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT r.level, r.first_idx, r.hashes \
+         FROM UNNEST($1::smallint[], $2::bigint[], $3::bigint[]) AS want(level, start, stop) \
+         JOIN audit_hash_runs r ON r.level = want.level \
+             AND r.first_idx >= want.start AND r.first_idx < want.stop \
+         ORDER BY r.level, r.first_idx",
+    )
+    .bind(&levels)
+    .bind(&starts)
+    .bind(&ends)
+    .fetch_all(pool)
+    .await?;
+    // A run in two of the ranges comes once per range; `(level, first_idx)` is the key.
+    rows.dedup_by_key(|r| (r.0, r.1));
+    rows.into_iter()
+        .map(|(level, first, hashes)| {
+            let level = u8::try_from(level)
+                .map_err(|_| AuditStoreError::Corrupt(format!("level {level}")))?;
+            Ok((level, to_index(first)?, hashes))
+        })
+        .collect()
 }
 
 async fn read_hashes_in(
@@ -264,17 +318,11 @@ pub(super) async fn hash_range(
     start: u64,
     end: u64,
 ) -> Result<Vec<Hash>, AuditStoreError> {
-    let rows = sqlx::query(
-        "SELECT hash FROM audit_hashes WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
-    )
-    .bind(i16::from(level))
-    .bind(to_db(start)?)
-    .bind(to_db(end)?)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| to_hash(r.try_get::<&[u8], _>("hash")?))
-        .collect()
+    Ok(hash_range_indexed(pool, level, start, end)
+        .await?
+        .into_iter()
+        .map(|(_, hash)| hash)
+        .collect())
 }
 
 pub(super) async fn events_range(
@@ -365,20 +413,12 @@ pub(super) async fn hash_range_indexed(
     start: u64,
     end: u64,
 ) -> Result<Vec<(u64, Hash)>, AuditStoreError> {
-    let rows = sqlx::query("SELECT idx, hash FROM audit_hashes WHERE level = $1 AND idx >= $2 AND idx < $3 ORDER BY idx")
-        .bind(i16::from(level))
-        .bind(to_db(start)?)
-        .bind(to_db(end)?)
-        .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                to_index(r.try_get("idx")?)?,
-                to_hash(r.try_get::<&[u8], _>("hash")?)?,
-            ))
-        })
-        .collect()
+    let runs: Vec<(u64, Vec<u8>)> = stored_runs(pool, &[(level, start, end)])
+        .await?
+        .into_iter()
+        .map(|(_, first, hashes)| (first, hashes))
+        .collect();
+    expand(&runs, start, end)
 }
 
 pub(super) async fn leaves_range(

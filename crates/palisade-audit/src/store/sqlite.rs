@@ -2,14 +2,15 @@
 //! SQLite's bound-parameter limit, on the single writer connection (which makes the
 //! writer the sequencer).
 
+use super::hash_runs::{expand, hash_in_run, runs_of, tile_start};
 use super::{
     Appended, AscendingPage, AuditStoreError, EVENT_COLUMNS, EventFilter, FilteredRead, Order,
     Page, PageAfter, StoredCheckpoint, StoredEvent, decode_checkpoint, decode_event, dedupe,
-    maybe_stored, read_through, to_db, to_hash, to_index,
+    maybe_stored, read_through, to_db, to_index,
 };
 use crate::checkpoint::{Checkpoint, NoteSigner};
 use crate::event::PreparedEvent;
-use crate::merkle::{Frontier, Hash, NodeId, leaf_hash, root_nodes};
+use crate::merkle::{Frontier, HASH_LEN, Hash, NodeId, leaf_hash, root_nodes};
 use palisade_store::SqliteDb;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use std::collections::HashMap;
@@ -19,8 +20,11 @@ use uuid::Uuid;
 /// parameters, so a batch of the default 1,000 is one statement (each costs a round
 /// trip to the connection's thread).
 const ENTRY_CHUNK: usize = 2900;
-/// Hash rows per INSERT (3 columns each).
-const HASH_CHUNK: usize = 5000;
+/// Hash runs per INSERT (3 columns each).
+const RUN_CHUNK: usize = 5000;
+/// Nodes per read of stored hashes: one `UNION ALL` arm each, under SQLite's limit of
+/// 500 arms in a compound `SELECT`.
+const NODES_PER_READ: usize = 400;
 /// Ids per `IN (...)` lookup.
 const ID_CHUNK: usize = 5000;
 
@@ -100,17 +104,18 @@ pub(super) async fn append(
             });
             q.push("; ");
         }
-        for chunk in nodes.chunks(HASH_CHUNK) {
-            q.push("INSERT OR FAIL INTO audit_hashes (level, idx, hash) ");
+        let runs = runs_of(&nodes);
+        for chunk in runs.chunks(RUN_CHUNK) {
+            q.push("INSERT OR FAIL INTO audit_hash_runs (level, first_idx, hashes) ");
             let mut bad_index = None;
-            q.push_values(chunk, |mut row, (id, hash)| {
-                let index = to_db(id.index).unwrap_or_else(|_| {
-                    bad_index = Some(id.index);
+            q.push_values(chunk, |mut row, run| {
+                let first = to_db(run.first).unwrap_or_else(|_| {
+                    bad_index = Some(run.first);
                     -1
                 });
-                row.push_bind(i64::from(id.level))
-                    .push_bind(index)
-                    .push_bind(&hash[..]);
+                row.push_bind(i64::from(run.level))
+                    .push_bind(first)
+                    .push_bind(run.hashes.as_slice());
             });
             if let Some(index) = bad_index {
                 return Err(AuditStoreError::Corrupt(format!(
@@ -193,27 +198,98 @@ async fn read_hashes_map_in(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut q: QueryBuilder<Sqlite> =
-        QueryBuilder::new("SELECT level, idx, hash FROM audit_hashes WHERE ");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            q.push(" OR ");
-        }
-        q.push("(level = ").push_bind(i64::from(id.level));
-        q.push(" AND idx = ").push_bind(to_db(id.index)?).push(")");
-    }
-    let rows = q.build().fetch_all(conn).await?;
-    let mut found = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let level: i64 = row.try_get("level")?;
-        let level =
-            u8::try_from(level).map_err(|_| AuditStoreError::Corrupt(format!("level {level}")))?;
-        found.insert(
-            NodeId::new(level, to_index(row.try_get("idx")?)?),
-            to_hash(row.try_get::<&[u8], _>("hash")?)?,
-        );
+    let mut found = HashMap::with_capacity(ids.len());
+    for (c, chunk) in ids.chunks(NODES_PER_READ).enumerate() {
+        read_hashes_chunk(conn, chunk, c * NODES_PER_READ, ids, &mut found).await?;
     }
     Ok(found)
+}
+
+/// Reads the nodes `chunk`, which start at `offset` in `ids`, into `found`.
+async fn read_hashes_chunk(
+    conn: &mut SqliteConnection,
+    chunk: &[NodeId],
+    offset: usize,
+    ids: &[NodeId],
+    found: &mut HashMap<NodeId, Hash>,
+) -> Result<(), AuditStoreError> {
+    // Per node, the last run of its level starting in its tile at or before it, and
+    // the node's 32 bytes of it (`substr` of a BLOB counts bytes).
+    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("");
+    for (i, id) in chunk.iter().enumerate() {
+        let n = offset + i;
+        if i > 0 {
+            q.push(" UNION ALL ");
+        }
+        let index = to_db(id.index)?;
+        q.push("SELECT * FROM (SELECT ")
+            .push_bind(n as i64)
+            .push(format_args!(
+                " AS n, first_idx, length(hashes) AS len, substr(hashes, ("
+            ))
+            .push_bind(index)
+            .push(format_args!(
+                " - first_idx) * {HASH_LEN} + 1, {HASH_LEN}) AS hash FROM audit_hash_runs WHERE level = "
+            ))
+            .push_bind(i64::from(id.level))
+            .push(" AND first_idx >= ")
+            .push_bind(to_db(tile_start(id.index))?)
+            .push(" AND first_idx <= ")
+            .push_bind(index)
+            .push(" ORDER BY first_idx DESC LIMIT 1)");
+    }
+    let rows = q.build().fetch_all(conn).await?;
+    for row in rows {
+        let n: i64 = row.try_get("n")?;
+        let Some(id) = usize::try_from(n).ok().and_then(|n| ids.get(n)) else {
+            return Err(AuditStoreError::Corrupt(format!("node {n} not asked for")));
+        };
+        let first = to_index(row.try_get("first_idx")?)?;
+        let len = to_index(row.try_get("len")?)?;
+        if let Some(hash) = hash_in_run(id.index, first, len, row.try_get::<&[u8], _>("hash")?)? {
+            found.insert(*id, hash);
+        }
+    }
+    Ok(())
+}
+
+/// The stored runs of each `(level, start, end)`: those starting in
+/// `[tile_start(start), end)`, as `(level, first index, hashes)`, by level and index.
+pub(super) async fn stored_runs(
+    pool: &SqlitePool,
+    ranges: &[(u8, u64, u64)],
+) -> Result<Vec<(u8, u64, Vec<u8>)>, AuditStoreError> {
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT level, first_idx, hashes FROM audit_hash_runs WHERE ");
+    for (n, (level, start, end)) in ranges.iter().enumerate() {
+        if n > 0 {
+            q.push(" OR ");
+        }
+        q.push("(level = ")
+            .push_bind(i64::from(*level))
+            .push(" AND first_idx >= ")
+            .push_bind(to_db(tile_start(*start))?)
+            .push(" AND first_idx < ")
+            .push_bind(to_db(*end)?)
+            .push(")");
+    }
+    q.push(" ORDER BY level, first_idx");
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter()
+        .map(|row| {
+            let level: i64 = row.try_get("level")?;
+            let level = u8::try_from(level)
+                .map_err(|_| AuditStoreError::Corrupt(format!("level {level}")))?;
+            Ok((
+                level,
+                to_index(row.try_get("first_idx")?)?,
+                row.try_get("hashes")?,
+            ))
+        })
+        .collect()
 }
 
 async fn read_hashes_in(
@@ -247,17 +323,11 @@ pub(super) async fn hash_range(
     start: u64,
     end: u64,
 ) -> Result<Vec<Hash>, AuditStoreError> {
-    let rows = sqlx::query(
-        "SELECT hash FROM audit_hashes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
-    )
-    .bind(i64::from(level))
-    .bind(to_db(start)?)
-    .bind(to_db(end)?)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| to_hash(r.try_get::<&[u8], _>("hash")?))
-        .collect()
+    Ok(hash_range_indexed(pool, level, start, end)
+        .await?
+        .into_iter()
+        .map(|(_, hash)| hash)
+        .collect())
 }
 
 pub(super) async fn events_range(
@@ -348,22 +418,12 @@ pub(super) async fn hash_range_indexed(
     start: u64,
     end: u64,
 ) -> Result<Vec<(u64, Hash)>, AuditStoreError> {
-    let rows = sqlx::query(
-        "SELECT idx, hash FROM audit_hashes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
-    )
-    .bind(i64::from(level))
-    .bind(to_db(start)?)
-    .bind(to_db(end)?)
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                to_index(r.try_get("idx")?)?,
-                to_hash(r.try_get::<&[u8], _>("hash")?)?,
-            ))
-        })
-        .collect()
+    let runs: Vec<(u64, Vec<u8>)> = stored_runs(pool, &[(level, start, end)])
+        .await?
+        .into_iter()
+        .map(|(_, first, hashes)| (first, hashes))
+        .collect();
+    expand(&runs, start, end)
 }
 
 pub(super) async fn leaves_range(

@@ -1,22 +1,23 @@
-//! The verifier's bulk reads: every leaf of a range in one flat buffer, and stored
-//! hashes compared with expected ones where they are stored.
+//! The verifier's bulk reads: every leaf of a range in one flat buffer, and the
+//! stored hashes of a range compared with the expected ones.
 //!
 //! `audit verify` reads the whole log. Read as sqlx rows, one decoded row object per
-//! leaf and per stored hash cost several times the hashing, so these reads avoid
-//! them: leaves land back to back in one buffer (on PostgreSQL through the binary
-//! `COPY` stream, see [`super::pg_copy`]), and the expected hashes of a range go to
-//! the database in one parameter, which answers with the number of stored hashes in
-//! the range and the lowest index whose stored hash differs. The comparison is as
-//! strict as reading the hashes back: every stored hash of the range is compared
-//! byte for byte, and a missing one shows in the count.
+//! leaf cost several times the hashing, so leaves land back to back in one buffer (on
+//! PostgreSQL through the binary `COPY` stream, see [`super::pg_copy`]). Stored hashes
+//! come as their runs (see [`super::hash_runs`]), a few rows per range of every
+//! level, in one query per verifier range, and are compared here byte for byte: the
+//! comparison counts the stored hashes of the range and finds the lowest index whose
+//! stored hash differs, so a missing or extra one shows in the count.
 
+use super::hash_runs::expand;
 use super::pg_copy::CopyReader;
 use super::{AuditStore, AuditStoreError, to_db, to_index};
-use crate::merkle::{HASH_LEN, Hash};
+use crate::merkle::Hash;
 use futures_util::TryStreamExt;
 use palisade_store::Database;
 use sqlx::postgres::PgPoolCopyExt;
 use sqlx::{PgPool, SqlitePool};
+use std::collections::BTreeMap;
 
 /// The leaves of a range, as stored, in index order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -141,74 +142,93 @@ impl AuditStore {
     }
 
     /// Compares the stored hashes of `level` at indexes `first..` with `expected`
-    /// (one per index) inside the database, without reading them back.
+    /// (one per index).
     pub async fn compare_hashes(
         &self,
         level: u8,
         first: u64,
         expected: &[Hash],
     ) -> Result<HashComparison, AuditStoreError> {
-        let end = u64::try_from(expected.len())
-            .ok()
-            .and_then(|n| first.checked_add(n))
-            .ok_or_else(|| AuditStoreError::Corrupt("hash range beyond u64".into()))?;
-        let packed = expected.concat();
-        match self.database() {
-            Database::Sqlite(db) => {
-                sqlite_compare_hashes(db.reader(), level, first, end, packed).await
-            }
-            Database::Postgres(db) => {
-                db.guard(
-                    AuditStoreError::is_unavailable,
-                    postgres_compare_hashes(db.reader(), level, first, end, packed),
-                )
-                .await
-            }
-        }
+        let end = range_end(first, expected)?;
+        let stored = self.stored_runs(&[(level, first, end)]).await?;
+        let runs: Vec<(u64, Vec<u8>)> = stored.into_iter().map(|r| (r.1, r.2)).collect();
+        compare(&runs, first, expected)
     }
-}
 
-impl AuditStore {
     /// Whether every run's stored hashes are exactly the expected ones. A run is
-    /// `(level, first index, hashes)`, one hash per index from the first on. As many stored
-    /// as expected in each run's range, and each equal. On PostgreSQL the runs of one
-    /// verifier range (one per level) are compared by one query (see
-    /// [`postgres_runs_match`]); elsewhere, and when a level repeats, run by run.
+    /// `(level, first index, hashes)`, one hash per index from the first on: as many
+    /// stored as expected in each run's range, and each equal. The stored runs of all
+    /// of them come in one query (the verifier asks for one range of every level at a
+    /// time), then are compared here.
     pub async fn hashes_match(
         &self,
         runs: &[(u8, u64, Vec<Hash>)],
     ) -> Result<bool, AuditStoreError> {
-        let mut levels: Vec<u8> = runs.iter().map(|r| r.0).collect();
-        levels.sort_unstable();
-        levels.dedup();
+        let ranges = runs
+            .iter()
+            .map(|(level, first, hashes)| Ok((*level, *first, range_end(*first, hashes)?)))
+            .collect::<Result<Vec<_>, AuditStoreError>>()?;
+        let mut by_level: BTreeMap<u8, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
+        for (level, first, hashes) in self.stored_runs(&ranges).await? {
+            by_level.entry(level).or_default().push((first, hashes));
+        }
+        for (level, first, hashes) in runs {
+            let stored = by_level.get(level).map_or(&[][..], Vec::as_slice);
+            if !compare(stored, *first, hashes)?.all_match(hashes.len()) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The stored hash runs that can hold nodes of each `(level, start, end)`, as
+    /// `(level, first index, hashes)`, ascending.
+    async fn stored_runs(
+        &self,
+        ranges: &[(u8, u64, u64)],
+    ) -> Result<Vec<(u8, u64, Vec<u8>)>, AuditStoreError> {
         match self.database() {
-            Database::Postgres(db) if levels.len() == runs.len() && !runs.is_empty() => {
+            Database::Sqlite(db) => super::sqlite::stored_runs(db.reader(), ranges).await,
+            Database::Postgres(db) => {
                 db.guard(
                     AuditStoreError::is_unavailable,
-                    postgres_runs_match(db.reader(), runs),
+                    super::postgres::stored_runs(db.reader(), ranges),
                 )
                 .await
-            }
-            _ => {
-                for (level, first, hashes) in runs {
-                    if !self
-                        .compare_hashes(*level, *first, hashes)
-                        .await?
-                        .all_match(hashes.len())
-                    {
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
             }
         }
     }
 }
 
-fn comparison(stored: i64, first_mismatch: Option<i64>) -> Result<HashComparison, AuditStoreError> {
+/// The end of the range of `expected` hashes from `first`.
+fn range_end(first: u64, expected: &[Hash]) -> Result<u64, AuditStoreError> {
+    u64::try_from(expected.len())
+        .ok()
+        .and_then(|n| first.checked_add(n))
+        .ok_or_else(|| AuditStoreError::Corrupt("hash range beyond u64".into()))
+}
+
+/// How the hashes that `runs` (of one level) hold in the range of `expected` compare
+/// with it.
+fn compare(
+    runs: &[(u64, Vec<u8>)],
+    first: u64,
+    expected: &[Hash],
+) -> Result<HashComparison, AuditStoreError> {
+    let stored = expand(runs, first, range_end(first, expected)?)?;
+    let first_mismatch = stored
+        .iter()
+        .filter(|(index, hash)| {
+            usize::try_from(index - first)
+                .ok()
+                .and_then(|at| expected.get(at))
+                != Some(hash)
+        })
+        .map(|(index, _)| *index)
+        .min();
     Ok(HashComparison {
-        stored: to_index(stored)?,
-        first_mismatch: first_mismatch.map(to_index).transpose()?,
+        stored: stored.len() as u64,
+        first_mismatch,
     })
 }
 
@@ -249,27 +269,6 @@ async fn sqlite_leaf_block(
         LeafBlock::from_packed(numbers(indexes)?, bytes.unwrap_or_default(), lengths)?
             .into_index_order(),
     )
-}
-
-async fn sqlite_compare_hashes(
-    pool: &SqlitePool,
-    level: u8,
-    first: u64,
-    end: u64,
-    packed: Vec<u8>,
-) -> Result<HashComparison, AuditStoreError> {
-    // `substr` of a BLOB counts bytes; `IS NOT` also flags a NULL or non-BLOB hash.
-    let (stored, first_mismatch): (i64, Option<i64>) = sqlx::query_as(&format!(
-        "SELECT count(*), min(CASE WHEN hash IS NOT substr(?4, (idx - ?2) * {HASH_LEN} + 1, {HASH_LEN}) THEN idx END) \
-         FROM audit_hashes WHERE level = ?1 AND idx >= ?2 AND idx < ?3"
-    ))
-    .bind(i64::from(level))
-    .bind(to_db(first)?)
-    .bind(to_db(end)?)
-    .bind(packed)
-    .fetch_one(pool)
-    .await?;
-    comparison(stored, first_mismatch)
 }
 
 async fn postgres_leaf_block(
@@ -313,89 +312,6 @@ async fn postgres_leaf_block(
     }
     reader.finish()?;
     Ok(block.into_index_order())
-}
-
-async fn postgres_compare_hashes(
-    pool: &PgPool,
-    level: u8,
-    first: u64,
-    end: u64,
-    packed: Vec<u8>,
-) -> Result<HashComparison, AuditStoreError> {
-    let (stored, first_mismatch): (i64, Option<i64>) = sqlx::query_as(&format!(
-        "SELECT count(*), min(idx) FILTER (WHERE hash IS DISTINCT FROM substring($4 FROM ((idx - $2) * {HASH_LEN} + 1)::int FOR {HASH_LEN})) \
-         FROM audit_hashes WHERE level = $1 AND idx >= $2 AND idx < $3"
-    ))
-    .bind(i16::from(level))
-    .bind(to_db(first)?)
-    .bind(to_db(end)?)
-    .bind(packed)
-    .fetch_one(pool)
-    .await?;
-    comparison(stored, first_mismatch)
-}
-
-/// One query for runs on distinct levels. The hashes of all levels over one range of
-/// leaves were written by the same appends, so they share heap pages: compared level
-/// by level, each query visits those pages again (about 700 pages per 32,768 leaves,
-/// 16 times); one bitmap scan over the OR of the ranges visits them once, which
-/// halved the server time of the comparisons (30 to 15 ms per range, measured with
-/// psql on the 1M bench store). The expected hashes go packed in one parameter, and
-/// the packed position of a stored hash is `offset[level] + idx`.
-///
-/// The count is compared in total: the ranges are disjoint and `(level, idx)` is the
-/// primary key, so no run can hold more rows than expected, and a total equal to the
-/// expected one means every run has all of its rows.
-async fn postgres_runs_match(
-    pool: &PgPool,
-    runs: &[(u8, u64, Vec<Hash>)],
-) -> Result<bool, AuditStoreError> {
-    let top = runs.iter().map(|r| usize::from(r.0)).max().unwrap_or(0);
-    let mut offsets: Vec<Option<i64>> = vec![None; top + 1];
-    let mut packed = Vec::with_capacity(runs.iter().map(|r| r.2.len()).sum::<usize>() * HASH_LEN);
-    let mut expected: i64 = 0;
-    let mut ranges = Vec::with_capacity(runs.len());
-    for (level, first, hashes) in runs {
-        let at = i64::try_from(packed.len() / HASH_LEN)
-            .map_err(|_| AuditStoreError::Corrupt("hash runs beyond i64".into()))?;
-        offsets[usize::from(*level)] = Some(at - to_db(*first)?);
-        let count = u64::try_from(hashes.len())
-            .map_err(|_| AuditStoreError::Corrupt("hash run beyond u64".into()))?;
-        let end = first
-            .checked_add(count)
-            .ok_or_else(|| AuditStoreError::Corrupt("hash range beyond u64".into()))?;
-        ranges.push((i16::from(*level), to_db(*first)?, to_db(end)?));
-        expected += to_db(count)?;
-        for hash in hashes {
-            packed.extend_from_slice(hash);
-        }
-    }
-    let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-        "SELECT count(*), bool_or(hash IS DISTINCT FROM substring(",
-    );
-    q.push_bind(packed);
-    q.push(" FROM (((");
-    q.push_bind(offsets);
-    q.push(format_args!(
-        "::int8[])[level + 1] + idx) * {HASH_LEN} + 1)::int FOR {HASH_LEN})) FROM audit_hashes WHERE "
-    ));
-    for (n, (level, start, end)) in ranges.into_iter().enumerate() {
-        if n > 0 {
-            q.push(" OR ");
-        }
-        q.push("(level = ").push_bind(level);
-        q.push(" AND idx >= ").push_bind(start);
-        q.push(" AND idx < ").push_bind(end).push(")");
-    }
-    // Parallel workers for a scan of a few hundred pages cost more to start than
-    // they save, and the verifier already keeps the cores busy with its own tasks.
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL max_parallel_workers_per_gather = 0")
-        .execute(&mut *tx)
-        .await?;
-    let (stored, mismatch): (i64, Option<bool>) = q.build_query_as().fetch_one(&mut *tx).await?;
-    tx.commit().await?;
-    Ok(stored == expected && mismatch != Some(true))
 }
 
 #[cfg(test)]
