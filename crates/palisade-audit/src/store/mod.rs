@@ -267,14 +267,27 @@ impl AuditStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<(u64, Hash)>, AuditStoreError> {
+        let runs: Vec<(u64, Vec<u8>)> = self
+            .stored_runs(&[(level, start, end)])
+            .await?
+            .into_iter()
+            .map(|(_, first, hashes)| (first, hashes))
+            .collect();
+        hash_runs::expand(&runs, start, end)
+    }
+
+    /// The stored hash runs that can hold nodes of each `(level, start, end)`, as
+    /// `(level, first index, hashes)`, ascending (see [`hash_runs`]).
+    pub(crate) async fn stored_runs(
+        &self,
+        ranges: &[(u8, u64, u64)],
+    ) -> Result<Vec<(u8, u64, Vec<u8>)>, AuditStoreError> {
         match &self.db {
-            Database::Sqlite(db) => {
-                sqlite::hash_range_indexed(db.reader(), level, start, end).await
-            }
+            Database::Sqlite(db) => sqlite::stored_runs(db.reader(), ranges).await,
             Database::Postgres(db) => {
                 db.guard(
                     AuditStoreError::is_unavailable,
-                    postgres::hash_range_indexed(db.reader(), level, start, end),
+                    postgres::stored_runs(db.reader(), ranges),
                 )
                 .await
             }
@@ -302,16 +315,12 @@ impl AuditStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<Hash>, AuditStoreError> {
-        match &self.db {
-            Database::Sqlite(db) => sqlite::hash_range(db.reader(), level, start, end).await,
-            Database::Postgres(db) => {
-                db.guard(
-                    AuditStoreError::is_unavailable,
-                    postgres::hash_range(db.reader(), level, start, end),
-                )
-                .await
-            }
-        }
+        Ok(self
+            .hash_range_indexed(level, start, end)
+            .await?
+            .into_iter()
+            .map(|(_, hash)| hash)
+            .collect())
     }
 
     /// Events with indexes in `[start, end)`, ascending.

@@ -1,7 +1,7 @@
 //! The audit store on PostgreSQL: bulk inserts through binary `COPY` (one stream per
 //! table per batch, see [`super::pg_copy`]) under an advisory transaction lock.
 
-use super::hash_runs::{RUN_SPAN, expand, hash_in_run, runs_of, tile_start};
+use super::hash_runs::{RUN_SPAN, hash_in_run, runs_of, tile_start};
 use super::pg_copy::CopyWriter;
 use super::{
     Appended, AscendingPage, AuditStoreError, EVENT_COLUMNS, EventFilter, FilteredRead, Order,
@@ -312,19 +312,6 @@ pub(super) async fn checkpoints(pool: &PgPool) -> Result<Vec<StoredCheckpoint>, 
     rows.iter().map(decode_checkpoint).collect()
 }
 
-pub(super) async fn hash_range(
-    pool: &PgPool,
-    level: u8,
-    start: u64,
-    end: u64,
-) -> Result<Vec<Hash>, AuditStoreError> {
-    Ok(hash_range_indexed(pool, level, start, end)
-        .await?
-        .into_iter()
-        .map(|(_, hash)| hash)
-        .collect())
-}
-
 pub(super) async fn events_range(
     pool: &PgPool,
     start: u64,
@@ -405,20 +392,6 @@ pub(super) async fn read_filtered(
         }
     }
     Ok(events)
-}
-
-pub(super) async fn hash_range_indexed(
-    pool: &PgPool,
-    level: u8,
-    start: u64,
-    end: u64,
-) -> Result<Vec<(u64, Hash)>, AuditStoreError> {
-    let runs: Vec<(u64, Vec<u8>)> = stored_runs(pool, &[(level, start, end)])
-        .await?
-        .into_iter()
-        .map(|(_, first, hashes)| (first, hashes))
-        .collect();
-    expand(&runs, start, end)
 }
 
 pub(super) async fn leaves_range(

@@ -2,7 +2,7 @@
 //! SQLite's bound-parameter limit, on the single writer connection (which makes the
 //! writer the sequencer).
 
-use super::hash_runs::{expand, hash_in_run, runs_of, tile_start};
+use super::hash_runs::{hash_in_run, runs_of, tile_start};
 use super::{
     Appended, AscendingPage, AuditStoreError, EVENT_COLUMNS, EventFilter, FilteredRead, Order,
     Page, PageAfter, StoredCheckpoint, StoredEvent, decode_checkpoint, decode_event, dedupe,
@@ -317,19 +317,6 @@ pub(super) async fn checkpoints(
     rows.iter().map(decode_checkpoint).collect()
 }
 
-pub(super) async fn hash_range(
-    pool: &SqlitePool,
-    level: u8,
-    start: u64,
-    end: u64,
-) -> Result<Vec<Hash>, AuditStoreError> {
-    Ok(hash_range_indexed(pool, level, start, end)
-        .await?
-        .into_iter()
-        .map(|(_, hash)| hash)
-        .collect())
-}
-
 pub(super) async fn events_range(
     pool: &SqlitePool,
     start: u64,
@@ -410,20 +397,6 @@ pub(super) async fn read_filtered(
         }
     }
     Ok(events)
-}
-
-pub(super) async fn hash_range_indexed(
-    pool: &SqlitePool,
-    level: u8,
-    start: u64,
-    end: u64,
-) -> Result<Vec<(u64, Hash)>, AuditStoreError> {
-    let runs: Vec<(u64, Vec<u8>)> = stored_runs(pool, &[(level, start, end)])
-        .await?
-        .into_iter()
-        .map(|(_, first, hashes)| (first, hashes))
-        .collect();
-    expand(&runs, start, end)
 }
 
 pub(super) async fn leaves_range(

@@ -180,24 +180,6 @@ impl AuditStore {
         }
         Ok(true)
     }
-
-    /// The stored hash runs that can hold nodes of each `(level, start, end)`, as
-    /// `(level, first index, hashes)`, ascending.
-    async fn stored_runs(
-        &self,
-        ranges: &[(u8, u64, u64)],
-    ) -> Result<Vec<(u8, u64, Vec<u8>)>, AuditStoreError> {
-        match self.database() {
-            Database::Sqlite(db) => super::sqlite::stored_runs(db.reader(), ranges).await,
-            Database::Postgres(db) => {
-                db.guard(
-                    AuditStoreError::is_unavailable,
-                    super::postgres::stored_runs(db.reader(), ranges),
-                )
-                .await
-            }
-        }
-    }
 }
 
 /// The end of the range of `expected` hashes from `first`.
