@@ -34,6 +34,9 @@ const FIRST_RANGE: u64 = 1024;
 const RANGE_BYTES: u64 = 16 << 20;
 /// Ranges whose stored hashes may still be under comparison while the next is hashed.
 const COMPARING_AHEAD: usize = 2;
+/// Leaf ranges read at once, each on its own connection, so that the database sends
+/// one while the client takes in the other.
+const READS_AHEAD: usize = 2;
 
 /// What is wrong, located as precisely as the evidence allows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -323,25 +326,47 @@ impl<'a> Verifier<'a> {
         let chunk = self.fast_chunk;
         let (blocks_tx, mut blocks) = tokio::sync::mpsc::channel(1);
         let store = self.store.clone();
-        // Neither the reader nor the comparisons are aborted when the pass stops
+        // Neither the reads nor the comparisons are aborted when the pass stops
         // early: cancelling a COPY half-way would return its connection to the pool
-        // mid-protocol. The reader stops at its next send; a comparison is a few
-        // short queries.
+        // mid-protocol. Each read is a task of its own, which runs to its end; the
+        // reader stops starting them at its next send; a comparison is a few short
+        // queries.
         tokio::spawn(async move {
-            let mut start = 0u64;
+            let read = |start: u64, end: u64| {
+                let store = store.clone();
+                (
+                    start,
+                    end,
+                    tokio::spawn(async move { store.leaf_block(start, end).await }),
+                )
+            };
+            let mut reading = VecDeque::new();
+            let mut next = 0u64;
             // Small first, then sized from the leaves seen so far.
             let mut leaves = chunk.min(FIRST_RANGE);
-            while start < size {
-                let end = start.saturating_add(leaves).min(size);
-                let block = store.leaf_block(start, end).await;
+            let mut sized = false;
+            loop {
+                // Until the first range tells the leaf size, one read at a time.
+                let ahead = if sized { READS_AHEAD } else { 1 };
+                while reading.len() < ahead && next < size {
+                    let end = next.saturating_add(leaves).min(size);
+                    reading.push_back(read(next, end));
+                    next = end;
+                }
+                let Some((start, end, task)) = reading.pop_front() else {
+                    return;
+                };
+                let Ok(block) = task.await else {
+                    return; // the read panicked: the pass stops, the plain pass reads again
+                };
                 if let Ok(block) = &block {
                     leaves = range_for(block.len(), block.byte_len(), chunk);
+                    sized = true;
                 }
                 let failed = block.is_err();
                 if blocks_tx.send((start, end, block)).await.is_err() || failed {
                     return;
                 }
-                start = end;
             }
         });
         // `confirmed` trails `walk` by the ranges whose comparisons are pending.
